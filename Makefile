@@ -1,0 +1,36 @@
+# cbs — the two commands a user needs are `make sweep` and `make test`; both set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build where no CUDA driver is present, PyPI's default (CUDA) build otherwise.
+# Override to keep your own build, e.g. `make setup TORCH_SPEC=torch==2.5.1+cu124`.
+TORCH_SPEC ?= torch==2.13.0
+SPEC ?= experiments/default.yaml
+RESULTS ?= results/default
+
+.PHONY: setup sweep test lint bench clean-venv
+
+setup: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+sweep: setup
+	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python benchmarks/bench_train.py
+
+clean-venv:
+	rm -rf $(VENV)

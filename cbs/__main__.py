@@ -1,0 +1,3 @@
+from cbs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Typed configs of one training run, loaded from YAML/dicts with strict keys and ``key=value`` overrides.
+
+``TrainConfig`` is what `cbs train` runs and what one sweep trial resolves to. ``None`` fields mean "resolve
+from the preset / the paper's protocol" (see cbs.protocol); `cbs.train` fills them in before a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from cbs.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """A named preset (see cbs.model.PRESETS) with any field overridden."""
+
+    preset: str = "tiny-64k"
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    mlp_ratio: float | None = None
+    seq_len: int | None = None
+    vocab_size: int | None = None  # None: the tokenizer's vocabulary
+    rope_theta: float = 10000.0
+    qk_norm: bool = True
+
+
+@dataclass
+class EvalSet:
+    """A named eval set: the validation split of the training data (path None) or of another prepared dataset."""
+
+    name: str = "val"
+    path: str | None = None
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/stdlib"  # a folder written by `cbs data prepare`
+    eval_sets: list[EvalSet] = field(default_factory=lambda: [EvalSet()])  # the first is the primary
+    allow_repeat: bool = False  # allow more than one epoch when the budget exceeds the training split
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    beta1: float = 0.95
+    beta2: float | None = None  # None: the paper's value for the batch size
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    schedule: str = "constant"  # constant (after warmup) | cosine | wsd
+    # warmup_tokens and warmup_steps both None: 25% of the Chinchilla tokens, as in the paper
+    warmup_tokens: int | None = None
+    warmup_steps: int | None = None
+    decay_fraction: float = 0.2  # wsd: fraction of the run spent decaying
+    min_lr_ratio: float = 0.0  # cosine / wsd floor, as a fraction of lr
+    fused: bool | None = None  # None: fused AdamW on CUDA
+
+
+@dataclass
+class EvalConfig:
+    """When to evaluate: log-spaced points plus dense points near the end of the budget."""
+
+    n_log: int = 24  # log-spaced evaluations over the run
+    dense_tail_fraction: float = 0.3  # final fraction of the budget evaluated densely
+    n_dense: int = 16  # evaluations inside that tail
+    eval_tokens: int = 32768  # tokens per evaluation and eval set
+    eval_batch_size: int | None = None  # sequences per eval forward; None: micro_batch_size
+
+
+@dataclass
+class TrainConfig:
+    experiment: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    batch_size: int = 32  # global batch, in sequences
+    micro_batch_size: int | None = None  # None: the whole batch at once
+    token_budget: int | None = None  # exactly one of token_budget / chinchilla_multiple
+    chinchilla_multiple: float | None = None  # budget = multiple · 20 · N
+    ewa_tau: float | None = None  # None: the paper's value for the batch size
+    target_loss: float | None = None  # stop once the EWA eval loss reaches it (stop_at_target)
+    stop_at_target: bool = True
+    # diverged: a non-finite loss, or one above divergence_factor × the initial loss
+    divergence_factor: float = 3.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False
+
+    # --- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        return from_dict(cls, data or {})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+        data = load_yaml(path)
+        return cls.from_dict(apply_overrides(data, overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """Stable id of everything that changes the run's result (not the experiment name, device or compile)."""
+        payload = self.to_dict()
+        for key in ("experiment", "device", "compile"):
+            payload.pop(key)
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict; returns a new dict."""
+    out = json.loads(json.dumps(data, default=str))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-3)")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys and values of the wrong type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where.rstrip('.') or cls.__name__} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"
+        raise ConfigError(f"unknown key {where + key!r}{hint}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where + ".")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            pass
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")

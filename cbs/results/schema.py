@@ -1,0 +1,92 @@
+"""The results contract between `cbs sweep` and the analysis layer: the Arrow schemas of the two tables.
+
+A results directory holds ``runs/`` (one row per run) and ``curves/`` (one row per evaluation point and eval
+set), each a folder of Parquet files that pandas, pyarrow.dataset, DuckDB or Polars read without cbs.
+See docs/results.md for the column meanings.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"cbs.schema_version"
+TABLE_KEY = b"cbs.table"
+
+STATUSES = ("completed", "reached_target", "diverged", "failed")
+
+RUNS_SCHEMA = pa.schema(
+    [
+        # identity
+        ("run_id", pa.string()),  # stable hash of the resolved config
+        ("experiment", pa.string()),
+        # model
+        ("preset", pa.string()),
+        ("n_params", pa.int64()),  # non-embedding parameters: the paper's N
+        ("total_params", pa.int64()),
+        ("d_model", pa.int64()),
+        ("n_layers", pa.int64()),
+        ("n_heads", pa.int64()),
+        ("vocab_size", pa.int64()),
+        ("seq_len", pa.int64()),
+        ("flops_per_token", pa.float64()),  # training FLOPs per token: 6N + attention
+        # batch and optimiser
+        ("batch_size", pa.int64()),  # global batch in sequences
+        ("batch_tokens", pa.int64()),
+        ("micro_batch_size", pa.int64()),
+        ("lr", pa.float64()),
+        ("beta1", pa.float64()),
+        ("beta2", pa.float64()),
+        ("eps", pa.float64()),
+        ("weight_decay", pa.float64()),
+        ("grad_clip", pa.float64()),
+        ("schedule", pa.string()),
+        ("warmup_tokens", pa.int64()),
+        ("ewa_tau", pa.float64()),
+        # data
+        ("token_budget", pa.int64()),
+        ("dataset", pa.string()),
+        ("dataset_fingerprint", pa.string()),
+        ("tokenizer", pa.string()),
+        ("eval_sets", pa.list_(pa.string())),  # the first is the primary eval set
+        ("seed", pa.int64()),
+        ("target_loss", pa.float64()),  # null when the run stops on its budget only
+        # outcome
+        ("status", pa.string()),  # one of STATUSES
+        ("steps", pa.int64()),
+        ("tokens", pa.int64()),
+        ("final_train_loss", pa.float64()),
+        ("final_eval_loss", pa.float64()),  # primary eval set, raw weights
+        ("final_ewa_eval_loss", pa.float64()),  # primary eval set, EWA weights
+        ("best_ewa_eval_loss", pa.float64()),
+        ("steps_to_target", pa.int64()),  # first evaluated step with EWA loss <= target_loss
+        ("wall_time_s", pa.float64()),
+        ("tokens_per_s", pa.float64()),
+        ("mfu", pa.float64()),  # null where the device peak is unknown (CPU)
+        ("device", pa.string()),
+        ("dtype", pa.string()),
+        ("error", pa.string()),  # message of a failed run
+        # provenance
+        ("cbs_version", pa.string()),
+        ("git_sha", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("config_json", pa.string()),  # the full resolved config, to rebuild the run exactly
+    ]
+)
+
+CURVES_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("step", pa.int64()),
+        ("tokens", pa.int64()),
+        ("eval_set", pa.string()),
+        ("train_loss", pa.float64()),  # mean train loss since the previous evaluation
+        ("eval_loss", pa.float64()),  # raw weights
+        ("ewa_eval_loss", pa.float64()),  # bias-corrected EWA weights
+        ("lr", pa.float64()),
+        ("wall_time_s", pa.float64()),
+    ]
+)
+
+TABLES = {"runs": RUNS_SCHEMA, "curves": CURVES_SCHEMA}

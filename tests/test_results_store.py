@@ -1,0 +1,78 @@
+import datetime as dt
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cbs.errors import ResultsError
+from cbs.results import ResultsStore
+from cbs.results.schema import SCHEMA_VERSION_KEY
+
+
+def _run(run_id: str, loss: float, minute: int = 0) -> dict:
+    return {
+        "run_id": run_id,
+        "status": "completed",
+        "batch_size": 8,
+        "lr": 1e-3,
+        "eval_sets": ["val"],
+        "final_ewa_eval_loss": loss,
+        "finished_at": dt.datetime(2026, 1, 1, 0, minute, tzinfo=dt.timezone.utc),
+    }
+
+
+def _curve(n: int) -> list[dict]:
+    return [{"step": s, "tokens": 100 * s, "eval_set": "val", "eval_loss": 5.0 - s} for s in range(1, n + 1)]
+
+
+def test_write_and_read_back(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", 2.0), _curve(3))
+    store.write_run(_run("b", 1.5), _curve(2))
+    runs = store.runs()
+    assert list(runs.run_id) == ["a", "b"]
+    assert runs.set_index("run_id").final_ewa_eval_loss.to_dict() == {"a": 2.0, "b": 1.5}
+    curves = store.curves()
+    assert len(curves) == 5 and curves.groupby("run_id").size().to_dict() == {"a": 3, "b": 2}
+    assert store.run_ids() == {"a", "b"}
+    # readable without cbs
+    assert pd.read_parquet(tmp_path / "runs").shape[0] == 2
+    assert pq.read_table(tmp_path / "curves").num_rows == 5
+
+
+def test_rewriting_a_run_never_duplicates(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", 2.0, minute=1), _curve(3))
+    store.write_run(_run("a", 1.9, minute=2), _curve(4))
+    runs, curves = store.runs(), store.curves()
+    assert len(runs) == 1 and runs.final_ewa_eval_loss.iloc[0] == 1.9
+    assert len(curves) == 4 and not curves.duplicated(["run_id", "step", "eval_set"]).any()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_unknown_column_and_bad_status_are_refused(tmp_path):
+    store = ResultsStore(tmp_path)
+    with pytest.raises(ResultsError, match="not in the results schema"):
+        store.write_run({**_run("a", 1.0), "bogus": 1}, _curve(1))
+    with pytest.raises(ResultsError, match="status"):
+        store.write_run({**_run("a", 1.0), "status": "done"}, _curve(1))
+    assert store.run_ids() == set()
+
+
+def test_schema_version_is_checked(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", 1.0), _curve(1))
+    path = tmp_path / "runs" / "a.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.replace_schema_metadata({SCHEMA_VERSION_KEY: b"999"}), path)
+    with pytest.raises(ResultsError, match="schema v999"):
+        store.runs()
+    pq.write_table(pa.table({"x": [1]}), path)
+    with pytest.raises(ResultsError, match="not written by cbs"):
+        store.runs()
+
+
+def test_missing_store_says_how_to_make_one(tmp_path):
+    with pytest.raises(ResultsError, match="cbs sweep"):
+        ResultsStore(tmp_path / "nope").runs()
