@@ -90,6 +90,9 @@ class TrainConfig:
     micro_batch_size: int | None = None  # None: the whole batch at once
     token_budget: int | None = None  # exactly one of token_budget / chinchilla_multiple
     chinchilla_multiple: float | None = None  # budget = multiple · 20 · N
+    # the experiment cell's nominal data size D (None: the token budget); a stop-at-target run may be given
+    # a larger token_budget than D so that batches past the CBS can still reach the target
+    data_tokens: int | None = None
     ewa_tau: float | None = None  # None: the paper's value for the batch size
     target_loss: float | None = None  # stop once the EWA eval loss reaches it (stop_at_target)
     stop_at_target: bool = True

@@ -44,7 +44,8 @@ RUNS_SCHEMA = pa.schema(
         ("warmup_tokens", pa.int64()),
         ("ewa_tau", pa.float64()),
         # data
-        ("token_budget", pa.int64()),
+        ("token_budget", pa.int64()),  # tokens the run was allowed
+        ("data_tokens", pa.int64()),  # the cell's nominal data size D (groups runs for CBS fits)
         ("dataset", pa.string()),
         ("dataset_fingerprint", pa.string()),
         ("tokenizer", pa.string()),
