@@ -291,3 +291,19 @@ def test_cli_train(corpus, tmp_path, capsys):
 def test_example_config_loads():
     cfg = TrainConfig.from_yaml("experiments/train-tiny.yaml")
     assert dataclasses.asdict(cfg)["model"]["preset"] == "tiny-64k" and cfg.data.eval_sets == [EvalSet("val")]
+
+
+def test_bf16_autocast_path_on_cpu(corpus):
+    row = run_training(config(corpus, steps=4, dtype="bf16"))
+    assert row["status"] == "completed" and row["dtype"] == "bf16" and math.isfinite(row["final_eval_loss"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (bf16 autocast, fused AdamW, compile)"
+)
+@pytest.mark.parametrize("compile_", [False, True])
+def test_cuda_run(corpus, compile_):
+    row = run_training(config(corpus, steps=12, device="cuda", compile=compile_))
+    assert row["status"] == "completed" and row["dtype"] == "bf16" and row["device"] != "cpu"
+    assert row["tokens_per_s"] > 0 and math.isfinite(row["final_ewa_eval_loss"])
