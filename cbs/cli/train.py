@@ -59,9 +59,10 @@ def run_train(args: argparse.Namespace) -> int:
             return "—" if x is None else f"{x:.4f}"
 
         console.print(
-            f"step {metrics['step']:>7} tokens {metrics['tokens']:>12,} lr {metrics['lr']:.3g} "
+            f"step {metrics['step']:>6} tok {metrics['tokens']:>10.3g} lr {metrics['lr']:.2e} "
             f"train {fmt(metrics['train_loss'])} eval {fmt(metrics['eval_loss'])} "
-            f"ewa {fmt(metrics['ewa_eval_loss'])}  [dim]{metrics['status_so_far']}[/]"
+            f"ewa {fmt(metrics['ewa_eval_loss'])} [dim]{metrics['status_so_far']}[/]",
+            highlight=False,
         )
         if args.checkpoint:
             write_checkpoint(args.checkpoint)
