@@ -51,7 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
         f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
-        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}"
+        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}",
+        soft_wrap=True,
     )
 
     def on_eval(metrics: dict, write_checkpoint) -> None:
@@ -63,6 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
             f"train {fmt(metrics['train_loss'])} eval {fmt(metrics['eval_loss'])} "
             f"ewa {fmt(metrics['ewa_eval_loss'])} [dim]{metrics['status_so_far']}[/]",
             highlight=False,
+            soft_wrap=True,
         )
         if args.checkpoint:
             write_checkpoint(args.checkpoint)
