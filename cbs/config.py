@@ -65,7 +65,7 @@ class OptimConfig:
     warmup_steps: int | None = None
     decay_fraction: float = 0.2  # wsd: fraction of the run spent decaying
     min_lr_ratio: float = 0.0  # cosine / wsd floor, as a fraction of lr
-    fused: bool | None = None  # None: fused AdamW on CUDA
+    fused: bool | None = None  # None: fused AdamW wherever torch supports it (CPU and CUDA)
 
 
 @dataclass
