@@ -16,6 +16,8 @@ from cbs.errors import ConfigError
 from cbs.theory.problem import PowerLawProblem
 from cbs.theory.recursion import propagate, stable
 
+CURVE_POINTS = 64
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -40,12 +42,19 @@ class Grid:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The best (γ, τ) of one batch size: its steps-to-target (None if no setting reached the target)."""
+    """The best (γ, τ) of one batch size: its steps-to-target (None if no setting reached the target).
+
+    ``curve_*``: that run's excess risks (last iterate, EWA) at ``curve_steps``, thinned to about
+    ``CURVE_POINTS`` log-spaced steps plus the steps just before and at the hit.
+    """
 
     batch_size: int
     lr: float
     tau: float
     steps_to_target: int | None
+    curve_steps: np.ndarray
+    curve_risk: np.ndarray
+    curve_ewa_risk: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -59,10 +68,28 @@ class CellResult:
     batches: tuple[BatchResult, ...]
 
 
-def _configs(problem: PowerLawProblem, batches: np.ndarray, grid: Grid) -> tuple[np.ndarray, ...]:
-    b, lr, tau = (x.ravel() for x in np.meshgrid(batches, grid.lrs, grid.taus, indexing="ij"))
+def _configs(
+    problem: PowerLawProblem, batches: np.ndarray, grid: Grid, max_steps: int
+) -> tuple[np.ndarray, ...]:
+    """Stable (B, γ, τ) rows; EWA windows 1/(1−τ) longer than the run are dropped (they act as τ→1)."""
+    taus = np.array([t for t in grid.taus if 1.0 / (1.0 - t) <= max_steps] or [min(grid.taus)])
+    b, lr, tau = (x.ravel() for x in np.meshgrid(batches, grid.lrs, taus, indexing="ij"))
     ok = stable(problem, b, lr)
     return b[ok], lr[ok], tau[ok]
+
+
+def _curves(problem: PowerLawProblem, best: list[tuple[int, float, float, int]], max_steps: int) -> list:
+    """Re-run the best row of each batch and keep its thinned risk curve up to its last step."""
+    last = np.array([steps for *_, steps in best])
+    schedule = np.unique(np.geomspace(1, max_steps, CURVE_POINTS).round().astype(np.int64))
+    schedule = np.union1d(np.r_[0, schedule], np.r_[last, np.maximum(last - 1, 0)])
+    b, lr, tau = (np.array(col, dtype=np.float64) for col in list(zip(*best, strict=True))[:3])
+    trace = propagate(problem, b, lr, tau, last, record_steps=schedule)
+    out = []
+    for k in range(len(best)):
+        keep = schedule <= last[k]
+        out.append((schedule[keep], trace.record_risk[k, keep], trace.record_ewa_risk[k, keep]))
+    return out
 
 
 def steps_to_target(problem: PowerLawProblem, data_size: int, grid: Grid) -> CellResult:
@@ -70,22 +97,32 @@ def steps_to_target(problem: PowerLawProblem, data_size: int, grid: Grid) -> Cel
     max_steps = int(data_size) // grid.b_ref
     if max_steps < 2:
         raise ConfigError(f"data size {data_size} gives < 2 steps at B_ref={grid.b_ref}; use a larger D")
-    b, lr, tau = _configs(problem, np.array([grid.b_ref]), grid)
+    b, lr, tau = _configs(problem, np.array([grid.b_ref]), grid, max_steps)
     if b.size == 0:
-        raise ConfigError(f"no step size in the grid is stable at B={grid.b_ref}; add smaller --lrs")
+        raise ConfigError(f"no step size in the grid is stable at B={grid.b_ref}; add smaller step sizes")
     ref = propagate(problem, b, lr, tau, np.full(b.size, max_steps))
     target = float(np.min(ref.final_ewa_risk))
 
     batches = np.array(sorted(set(grid.batch_sizes)), dtype=np.float64)
-    b, lr, tau = _configs(problem, batches, grid)
+    b, lr, tau = _configs(problem, batches, grid, max_steps)
     group = np.searchsorted(batches, b)
     run = propagate(problem, b, lr, tau, np.full(b.size, max_steps), target=target, group=group)
-    results = []
+    best, reached = [], []
     for k, size in enumerate(batches):
-        rows = np.flatnonzero((group == k) & (run.hit_step > 0))
+        rows = np.flatnonzero(group == k)
         if rows.size == 0:
-            results.append(BatchResult(int(size), float("nan"), float("nan"), None))
-            continue
-        best = rows[np.argmin(run.hit_step[rows])]
-        results.append(BatchResult(int(size), float(lr[best]), float(tau[best]), int(run.hit_step[best])))
-    return CellResult(problem, int(data_size), target, max_steps, tuple(results))
+            raise ConfigError(f"no step size in the grid is stable at B={size:g}; add smaller step sizes")
+        hits = rows[run.hit_step[rows] > 0]
+        reached.append(hits.size > 0)
+        if hits.size:
+            row = hits[np.argmin(run.hit_step[hits])]
+            best.append((int(size), float(lr[row]), float(tau[row]), int(run.hit_step[row])))
+        else:  # never reached: keep the setting with the lowest final EWA risk, run to the cap
+            row = rows[np.argmin(run.final_ewa_risk[rows])]
+            best.append((int(size), float(lr[row]), float(tau[row]), max_steps))
+    curves = _curves(problem, best, max_steps)
+    results = tuple(
+        BatchResult(size, g, t, steps if hit else None, *curve)
+        for (size, g, t, steps), hit, curve in zip(best, reached, curves, strict=True)
+    )
+    return CellResult(problem, int(data_size), target, max_steps, results)
