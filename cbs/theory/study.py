@@ -1,0 +1,187 @@
+"""The CBS study: B* against data size D (at a fixed dim) and against dim (at a fixed D), with fits.
+
+Each (dim, D) cell gives S(B) per batch size (`cbs.theory.sweep`); `cbs.fit.fit_cbs` turns it into the CBS
+B* = (1 + o)·B_ref + o·b/a, and `cbs.fit.fit_power_law` fits B* ∝ D^k, reported next to the corollary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cbs.errors import ConfigError, FitError
+from cbs.fit import CbsFit, fit_cbs, fit_power_law
+from cbs.protocol import CBS_OVERHEAD
+from cbs.results import ResultsStore
+from cbs.theory.problem import PowerLawProblem
+from cbs.theory.runs import EXPERIMENT, cell_rows
+from cbs.theory.sweep import CellResult, Grid, steps_to_target
+
+DIM_FLAT_FACTOR = 4.0  # dims at least this multiple of k*(D) count as "dim ≫ effective dimension"
+
+
+def default_grid() -> Grid:
+    """B = 1..4096 (×2), γ = 2^{k/2} from 2^−12 to 2, EWA windows 1/(1−τ) = 1..65536 (×2; 1 = last iterate)."""
+    return Grid(
+        batch_sizes=tuple(2**k for k in range(13)),
+        lrs=tuple(2.0 ** (k / 2) for k in range(-24, 3)),
+        taus=tuple(1.0 - 2.0**-k for k in range(17)),
+    )
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What `cbs theory` sweeps: D at ``dim``, and ``dims`` at ``dim_data_size``."""
+
+    a: float = 2.0
+    b: float = 4.0
+    sigma: float = 1.0
+    dim: int = 64
+    data_sizes: tuple[int, ...] = tuple(2**k for k in range(10, 16))
+    dims: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256)
+    dim_data_size: int = 2**12
+    grid: Grid = field(default_factory=default_grid)
+    overhead: float = CBS_OVERHEAD
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        PowerLawProblem(self.a, self.b, self.sigma, self.dim)  # validates a, b, sigma, dim
+        if len(set(self.data_sizes)) < 3:
+            raise ConfigError("give at least 3 distinct --data-sizes to fit B* ∝ D^k (6 or more recommended)")
+        if len(set(self.dims)) < 2 or min(self.dims) < 1:
+            raise ConfigError("give at least 2 distinct positive --dims to compare B* across dims")
+        small = [d for d in (*self.data_sizes, self.dim_data_size) if d < 8 * self.grid.b_ref]
+        if small:
+            raise ConfigError(
+                f"data sizes {small} leave fewer than 8 steps at the reference batch {self.grid.b_ref}; "
+                "use data sizes of at least 8 × the smallest batch size"
+            )
+
+    def problem(self, dim: int) -> PowerLawProblem:
+        return PowerLawProblem(self.a, self.b, self.sigma, dim)
+
+
+@dataclass(frozen=True)
+class CellFit:
+    """A cell's S(B) and its CBS fit (``fit`` is None, with ``error``, when the fit refused)."""
+
+    cell: CellResult
+    fit: CbsFit | None
+    error: str | None
+    seconds: float
+
+    def summary(self) -> dict[str, object]:
+        used = [r for r in self.cell.batches if r.steps_to_target is not None]
+        out: dict[str, object] = {
+            "dim": self.cell.problem.dim,
+            "data_size": self.cell.data_size,
+            "target_excess_risk": self.cell.target,
+            "batch_sizes": [r.batch_size for r in used],
+            "steps_to_target": [r.steps_to_target for r in used],
+            "unreached_batch_sizes": [r.batch_size for r in self.cell.batches if r.steps_to_target is None],
+            "effective_dim": self.cell.problem.effective_dim(self.cell.data_size),
+            "seconds": self.seconds,
+        }
+        if self.fit is None:
+            return {**out, "cbs": None, "cbs_ci": None, "error": self.error}
+        f = self.fit
+        return {
+            **out,
+            "cbs": f.cbs,
+            "cbs_ci": list(f.cbs_ci),
+            "b_noise": f.b_noise,
+            "b_noise_ci": list(f.b_noise_ci),
+            "s_min": f.s_min,
+            "rmse_log": f.rmse_log,
+        }
+
+
+def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
+    """Tune (γ, τ) per batch size for one (dim, D) and fit its CBS."""
+    start = time.perf_counter()
+    cell = steps_to_target(spec.problem(dim), data_size, spec.grid)
+    seconds = time.perf_counter() - start
+    used = [r for r in cell.batches if r.steps_to_target is not None]
+    try:
+        fit = fit_cbs(
+            [r.batch_size for r in used],
+            [r.steps_to_target for r in used],
+            b_opt=spec.grid.b_ref,
+            overhead=spec.overhead,
+            n_boot=spec.n_boot,
+            seed=spec.seed,
+        )
+    except FitError as exc:  # reported per cell; the study goes on
+        return CellFit(cell, None, str(exc), seconds)
+    return CellFit(cell, fit, None, seconds)
+
+
+def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
+    fit = fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
+    return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
+
+
+def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, object]:
+    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the JSON report."""
+    cells: dict[tuple[int, int], CellFit] = {}
+    timings = {}
+    for name, keys in (
+        ("data_sweep", [(spec.dim, d) for d in sorted(set(spec.data_sizes))]),
+        ("dim_sweep", [(d, spec.dim_data_size) for d in sorted(set(spec.dims))]),
+    ):
+        start = time.perf_counter()
+        for key in keys:
+            if key not in cells:
+                cells[key] = run_cell(spec, *key)
+                if store is not None:
+                    for run, curve in cell_rows(cells[key].cell, cells[key].seconds):
+                        store.write_run(run, curve)
+        timings[name] = time.perf_counter() - start
+
+    by_data = [cells[(spec.dim, d)] for d in sorted(set(spec.data_sizes))]
+    by_dim = [cells[(d, spec.dim_data_size)] for d in sorted(set(spec.dims))]
+    ok = [c for c in by_data if c.fit is not None]
+    if len(ok) < 3:
+        raise ConfigError(
+            f"only {len(ok)} data sizes gave a CBS fit (need 3): "
+            + "; ".join(f"D={c.cell.data_size}: {c.error}" for c in by_data if c.fit is None)
+        )
+    sizes = [c.cell.data_size for c in ok]
+    exp_cbs = _power_law(sizes, [c.fit.cbs for c in ok], spec)
+    exp_noise = _power_law(sizes, [c.fit.b_noise for c in ok], spec)
+    problem = spec.problem(spec.dim)
+    k_star = problem.effective_dim(spec.dim_data_size)
+    big = [c for c in by_dim if c.fit is not None and c.cell.problem.dim >= DIM_FLAT_FACTOR * k_star]
+    flat: dict[str, object] = {"dims": [c.cell.problem.dim for c in big], "min_dim_factor": DIM_FLAT_FACTOR}
+    if len(big) >= 2:
+        values = np.array([c.fit.cbs for c in big])
+        flat["relative_change"] = float((values.max() - values.min()) / values.max())
+        if len(big) >= 3:
+            flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+    return {
+        "experiment": EXPERIMENT,
+        "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
+        "conventions": {
+            "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
+            "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",
+            "risk": "excess risk 1/2 (w - w*)^T H (w - w*) (the irreducible sigma^2/2 not counted)",
+            "target": "best final bias-corrected-EWA excess risk over (lr, tau) after D samples at B_ref",
+            "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
+        },
+        "b_ref": spec.grid.b_ref,
+        "overhead": spec.overhead,
+        "exponent_theory": problem.exponent_theory,
+        "exponent_data": exp_cbs["exponent"],
+        "exponent_data_ci": exp_cbs["exponent_ci"],
+        "exponent_data_b_noise": exp_noise["exponent"],
+        "exponent_data_b_noise_ci": exp_noise["exponent_ci"],
+        "cbs_by_data": [c.summary() for c in by_data],
+        "dim_data_size": spec.dim_data_size,
+        "effective_dim": k_star,
+        "cbs_by_dim": [c.summary() for c in by_dim],
+        "dim_flatness": flat,
+        "seconds": timings,
+    }
