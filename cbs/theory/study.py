@@ -23,11 +23,12 @@ DIM_FLAT_FACTOR = 4.0  # dims at least this multiple of k*(D) count as "dim ≫ 
 
 
 def default_grid() -> Grid:
-    """B = 1..4096 (×2), γ = 2^{k/2} from 2^−12 to 2, EWA windows 1/(1−τ) = 1..65536 (×2; 1 = last iterate)."""
+    """B = 1..4096 (×2); coarse γ = 2^−12..2 (×2) and EWA windows 1/(1−τ) = 1..4^8 (×4; 1 = last iterate),
+    refined to γ ×√2 and windows ×2 around each batch's best."""
     return Grid(
         batch_sizes=tuple(2**k for k in range(13)),
-        lrs=tuple(2.0 ** (k / 2) for k in range(-24, 3)),
-        taus=tuple(1.0 - 2.0**-k for k in range(17)),
+        lrs=tuple(2.0**k for k in range(-12, 2)),
+        taus=tuple(1.0 - 4.0**-k for k in range(9)),
     )
 
 

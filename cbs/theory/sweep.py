@@ -21,19 +21,27 @@ CURVE_POINTS = 64
 
 @dataclass(frozen=True)
 class Grid:
-    """The (B, γ, τ) grid every cell is tuned over; B_ref = min(batch_sizes)."""
+    """The (B, γ, τ) grid every cell is tuned over; B_ref = min(batch_sizes).
+
+    The search is coarse-to-fine: the coarse grid ``lrs`` × ``taus`` first, then, per batch size, the
+    neighbours of its best coarse setting: γ·{1/r, 1, r} (r = ``lr_refine``) × K·{1/2, 1, 2} for the EWA
+    window K = 1/(1−τ). EWA windows longer than a run are dropped (they all act as τ → 1).
+    """
 
     batch_sizes: tuple[int, ...]
     lrs: tuple[float, ...]
     taus: tuple[float, ...]
+    lr_refine: float = 2**0.5
 
     def __post_init__(self) -> None:
-        if len(self.batch_sizes) < 3 or min(self.batch_sizes) < 1:
-            raise ConfigError("need at least 3 batch sizes, all >= 1, to fit S(B) = a + b/B")
+        if len(set(self.batch_sizes)) < 3 or min(self.batch_sizes) < 1:
+            raise ConfigError("need at least 3 distinct batch sizes, all >= 1, to fit S(B) = a + b/B")
         if not self.lrs or min(self.lrs) <= 0:
             raise ConfigError("need at least one step size, all > 0")
         if not self.taus or min(self.taus) < 0 or max(self.taus) >= 1:
             raise ConfigError("EWA decays tau must lie in [0, 1)")
+        if not self.lr_refine > 1:
+            raise ConfigError("lr_refine must be > 1")
 
     @property
     def b_ref(self) -> int:
@@ -68,22 +76,103 @@ class CellResult:
     batches: tuple[BatchResult, ...]
 
 
-def _configs(
+def _coarse(
     problem: PowerLawProblem, batches: np.ndarray, grid: Grid, max_steps: int
-) -> tuple[np.ndarray, ...]:
-    """Stable (B, γ, τ) rows; EWA windows 1/(1−τ) longer than the run are dropped (they act as τ→1)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable rows (B, γ, τ) of the coarse grid."""
     taus = np.array([t for t in grid.taus if 1.0 / (1.0 - t) <= max_steps] or [min(grid.taus)])
     b, lr, tau = (x.ravel() for x in np.meshgrid(batches, grid.lrs, taus, indexing="ij"))
     ok = stable(problem, b, lr)
     return b[ok], lr[ok], tau[ok]
 
 
-def _curves(problem: PowerLawProblem, best: list[tuple[int, float, float, int]], max_steps: int) -> list:
+def _fine(
+    problem: PowerLawProblem, centres: list[tuple[float, float, float]], grid: Grid, max_steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable neighbours (B, γ·{1/r, 1, r}, K·{1/2, 1, 2}) of each centre (B, γ, τ), the centre excluded."""
+    rows = []
+    for b, lr, tau in centres:
+        window = 1.0 / (1.0 - tau)
+        for i in (-1, 0, 1):
+            for j in (-1, 0, 1):
+                k = window * 2.0**j
+                if (i or j) and 1.0 <= k <= max_steps:
+                    rows.append((b, lr * grid.lr_refine**i, 1.0 - 1.0 / k))
+    if not rows:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    b, lr, tau = np.array(rows).T
+    ok = stable(problem, b, lr)
+    return b[ok], lr[ok], tau[ok]
+
+
+@dataclass(frozen=True)
+class _Best:
+    """A batch's best row: steps-to-target when ``reached``, else the run length and final EWA risk."""
+
+    batch: float
+    lr: float
+    tau: float
+    steps: int
+    reached: bool
+    final_ewa: float
+
+    def better(self, other: _Best | None) -> bool:
+        if other is None:
+            return True
+        if self.reached != other.reached:
+            return self.reached
+        return self.steps < other.steps if self.reached else self.final_ewa < other.final_ewa
+
+
+def _search(
+    problem: PowerLawProblem,
+    batches: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    caps: np.ndarray,
+    target: float | None,
+    best: list[_Best | None],
+) -> list[_Best | None]:
+    """Run ``rows`` (stopping each batch at its first hit of ``target``) and update each batch's best."""
+    b, lr, tau = rows
+    if b.size == 0:
+        return best
+    group = np.searchsorted(batches, b)
+    run = propagate(problem, b, lr, tau, caps, target=target, group=group)
+    out = list(best)
+    for k in range(batches.size):
+        idx = np.flatnonzero(group == k)
+        if idx.size == 0:
+            continue
+        hits = idx[run.hit_step[idx] > 0]
+        row = hits[np.argmin(run.hit_step[hits])] if hits.size else idx[np.argmin(run.final_ewa_risk[idx])]
+        cand = _Best(
+            batches[k], lr[row], tau[row], int(run.steps[row]), bool(hits.size), run.final_ewa_risk[row]
+        )
+        if cand.better(out[k]):
+            out[k] = cand
+    return out
+
+
+def _tune(
+    problem: PowerLawProblem, batches: np.ndarray, grid: Grid, max_steps: int, target: float | None
+) -> list[_Best]:
+    """Coarse-to-fine search: each batch's fastest row to ``target`` (lowest final EWA risk if None)."""
+    rows = _coarse(problem, batches, grid, max_steps)
+    best = _search(problem, batches, rows, np.full(rows[0].size, max_steps), target, [None] * batches.size)
+    missing = [float(size) for size, bb in zip(batches, best, strict=True) if bb is None]
+    if missing:
+        raise ConfigError(f"no step size in the grid is stable at B={missing}; add smaller step sizes")
+    fine = _fine(problem, [(bb.batch, bb.lr, bb.tau) for bb in best], grid, max_steps)
+    caps = np.array([best[int(np.searchsorted(batches, x))].steps for x in fine[0]], dtype=np.int64)
+    return _search(problem, batches, fine, caps, target, best)
+
+
+def _curves(problem: PowerLawProblem, best: list[_Best], max_steps: int) -> list:
     """Re-run the best row of each batch and keep its thinned risk curve up to its last step."""
-    last = np.array([steps for *_, steps in best])
+    last = np.array([bb.steps for bb in best])
     schedule = np.unique(np.geomspace(1, max_steps, CURVE_POINTS).round().astype(np.int64))
     schedule = np.union1d(np.r_[0, schedule], np.r_[last, np.maximum(last - 1, 0)])
-    b, lr, tau = (np.array(col, dtype=np.float64) for col in list(zip(*best, strict=True))[:3])
+    b, lr, tau = (np.array([getattr(bb, name) for bb in best]) for name in ("batch", "lr", "tau"))
     trace = propagate(problem, b, lr, tau, last, record_steps=schedule)
     out = []
     for k in range(len(best)):
@@ -97,32 +186,13 @@ def steps_to_target(problem: PowerLawProblem, data_size: int, grid: Grid) -> Cel
     max_steps = int(data_size) // grid.b_ref
     if max_steps < 2:
         raise ConfigError(f"data size {data_size} gives < 2 steps at B_ref={grid.b_ref}; use a larger D")
-    b, lr, tau = _configs(problem, np.array([grid.b_ref]), grid, max_steps)
-    if b.size == 0:
-        raise ConfigError(f"no step size in the grid is stable at B={grid.b_ref}; add smaller step sizes")
-    ref = propagate(problem, b, lr, tau, np.full(b.size, max_steps))
-    target = float(np.min(ref.final_ewa_risk))
-
+    (ref,) = _tune(problem, np.array([float(grid.b_ref)]), grid, max_steps, None)
+    target = float(ref.final_ewa)
     batches = np.array(sorted(set(grid.batch_sizes)), dtype=np.float64)
-    b, lr, tau = _configs(problem, batches, grid, max_steps)
-    group = np.searchsorted(batches, b)
-    run = propagate(problem, b, lr, tau, np.full(b.size, max_steps), target=target, group=group)
-    best, reached = [], []
-    for k, size in enumerate(batches):
-        rows = np.flatnonzero(group == k)
-        if rows.size == 0:
-            raise ConfigError(f"no step size in the grid is stable at B={size:g}; add smaller step sizes")
-        hits = rows[run.hit_step[rows] > 0]
-        reached.append(hits.size > 0)
-        if hits.size:
-            row = hits[np.argmin(run.hit_step[hits])]
-            best.append((int(size), float(lr[row]), float(tau[row]), int(run.hit_step[row])))
-        else:  # never reached: keep the setting with the lowest final EWA risk, run to the cap
-            row = rows[np.argmin(run.final_ewa_risk[rows])]
-            best.append((int(size), float(lr[row]), float(tau[row]), max_steps))
+    best = _tune(problem, batches, grid, max_steps, target)
     curves = _curves(problem, best, max_steps)
     results = tuple(
-        BatchResult(size, g, t, steps if hit else None, *curve)
-        for (size, g, t, steps), hit, curve in zip(best, reached, curves, strict=True)
+        BatchResult(int(bb.batch), float(bb.lr), float(bb.tau), bb.steps if bb.reached else None, *curve)
+        for bb, curve in zip(best, curves, strict=True)
     )
     return CellResult(problem, int(data_size), target, max_steps, results)
