@@ -21,6 +21,8 @@ import numpy as np
 from cbs.errors import ConfigError
 from cbs.theory.problem import PowerLawProblem
 
+_DIVERGED = 1e100  # a risk beyond this (or NaN) marks a diverged row, stopped with risk inf
+
 
 def stable(problem: PowerLawProblem, batch: np.ndarray, lr: np.ndarray) -> np.ndarray:
     """Whether the covariance recursion is contracting (spectral radius < 1) for each (B, γ).
@@ -70,7 +72,7 @@ def propagate(
 
     With ``target``, a row stops at its first step with EWA risk <= target; with ``group`` too, every row of
     a group stops as soon as one of them hits (only the group's fastest row matters for steps-to-target).
-    Rows must be stable (see `stable`); a row whose risk still becomes non-finite stops with risk inf.
+    Rows should be stable (see `stable`); a row whose risk still blows up stops with final risk inf.
     """
     batch, lr, tau = (np.asarray(v, dtype=np.float64).ravel() for v in (batch, lr, tau))
     max_steps = np.asarray(max_steps, dtype=np.int64).ravel()
@@ -111,44 +113,51 @@ def propagate(
     group_done = np.zeros(int(group.max()) + 1 if n else 0, bool)
     q = np.empty_like(c)
 
-    t = 0
-    while rows.size:
-        t += 1
-        # iterate: c ← α c + β λ (λ·c + σ²)   (risk holds ½λ·c of the previous step)
-        np.multiply(c, alpha, out=c)
-        c += (beta * (2.0 * risk + sig2))[:, None] * lam[None, :]
-        # EWA with bias correction: τ_t = τ(1 − τ^t)/(1 − τ^{t+1})
-        tau_w = tau[rows]
-        tau_t = tau_w * (1.0 - tau_pow) / (1.0 - tau_pow * tau_w)
-        tau_pow *= tau_w
-        np.multiply(rho, p, out=q)
-        a1 = tau_t[:, None]
-        a2 = (1.0 - tau_t)[:, None]
-        s *= a1 * a1
-        s += (2.0 * a1 * a2) * q + (a2 * a2) * c
-        np.multiply(q, a1, out=p)
-        p += a2 * c
-        risk = c @ half_lam
-        ewa = s @ half_lam
+    with np.errstate(over="ignore", invalid="ignore"):  # diverging rows are caught below
+        t = 0
+        while rows.size:
+            t += 1
+            # iterate: c ← α c + β λ (λ·c + σ²)   (risk holds ½λ·c of the previous step)
+            np.multiply(c, alpha, out=c)
+            c += (beta * (2.0 * risk + sig2))[:, None] * lam[None, :]
+            # EWA with bias correction: τ_t = τ(1 − τ^t)/(1 − τ^{t+1})
+            tau_w = tau[rows]
+            tau_t = tau_w * (1.0 - tau_pow) / (1.0 - tau_pow * tau_w)
+            tau_pow *= tau_w
+            np.multiply(rho, p, out=q)
+            a1 = tau_t[:, None]
+            a2 = (1.0 - tau_t)[:, None]
+            s *= a1 * a1
+            s += (2.0 * a1 * a2) * q + (a2 * a2) * c
+            np.multiply(q, a1, out=p)
+            p += a2 * c
+            risk = c @ half_lam
+            ewa = s @ half_lam
 
-        if t in rec_pos:
-            rec_risk[rows, rec_pos[t]] = risk
-            rec_ewa[rows, rec_pos[t]] = ewa
-        stop = max_steps[rows] <= t
-        bad = ~np.isfinite(ewa) | ~np.isfinite(risk)
-        if target is not None:
-            hit = ewa <= target
-            hit_step[rows[hit]] = t
-            group_done[group[rows[hit]]] = True
-            stop |= hit | group_done[group[rows]]
-        stop |= bad
-        if stop.any():
-            idx = rows[stop]
-            steps[idx] = t
-            final_risk[idx] = np.where(bad[stop], np.inf, risk[stop])
-            final_ewa[idx] = np.where(bad[stop], np.inf, ewa[stop])
-            keep = ~stop
-            rows = rows[keep]
-            c, p, s, q = c[keep], p[keep], s[keep], q[keep]
-            alpha, rho, beta, tau_pow, risk = alpha[keep], rho[keep], beta[keep], tau_pow[keep], risk[keep]
+            if t in rec_pos:
+                rec_risk[rows, rec_pos[t]] = risk
+                rec_ewa[rows, rec_pos[t]] = ewa
+            stop = max_steps[rows] <= t
+            bad = ~(ewa < _DIVERGED) | ~(risk < _DIVERGED)
+            if target is not None:
+                hit = ewa <= target
+                hit_step[rows[hit]] = t
+                group_done[group[rows[hit]]] = True
+                stop |= hit | group_done[group[rows]]
+            stop |= bad
+            if stop.any():
+                idx = rows[stop]
+                steps[idx] = t
+                final_risk[idx] = np.where(bad[stop], np.inf, risk[stop])
+                final_ewa[idx] = np.where(bad[stop], np.inf, ewa[stop])
+                keep = ~stop
+                rows = rows[keep]
+                c, p, s, q = c[keep], p[keep], s[keep], q[keep]
+                alpha, rho, beta, tau_pow, risk = (
+                    alpha[keep],
+                    rho[keep],
+                    beta[keep],
+                    tau_pow[keep],
+                    risk[keep],
+                )
     return RiskTrace(steps, final_risk, final_ewa, hit_step, record_steps, rec_risk, rec_ewa)
