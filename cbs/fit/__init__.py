@@ -1,10 +1,17 @@
 """Fits: critical batch size, power laws, L(N, D) scaling laws and loss-to-loss laws, with uncertainty."""
 
+from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
 from cbs.fit.critical_batch import AlphaVariant, CbsFit, fit_cbs
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
+from cbs.fit.steps_to_target import first_crossing, steps_to_target_table
 
 __all__ = [
+    "CbsAnalysis",
+    "CbsGroup",
+    "fit_cbs_table",
+    "first_crossing",
+    "steps_to_target_table",
     "AlphaVariant",
     "CbsFit",
     "JointPowerLawFit",
