@@ -263,7 +263,7 @@ def run_scaling_law(args: argparse.Namespace) -> int:
         pred = float(fit.predict(n_p, d_p))
         lo, hi = fit.predict_interval(n_p, d_p) if args.n_boot > 0 else (np.nan, np.nan)
         payload["predictions"].append(
-            {"n_params": n_p, "data_tokens": d_p, "loss": pred, "loss_ci": [lo, hi]}
+            {"n_params": n_p, "data_tokens": d_p, "loss": pred, "loss_ci": [float(lo), float(hi)]}
         )
         console.print(f"  L(N={n_p:.4g}, D={d_p:.4g}) = {_fmt(pred, (float(lo), float(hi)))}")
     payload["compute_optimal"] = []

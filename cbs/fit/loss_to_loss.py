@@ -42,15 +42,23 @@ def _fit(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> tuple[f
     if e_y is not None:
         kappa, log_k, _ = _linear(lx, np.log(y - e_y))
         return kappa, log_k, e_y
-    top = y.min() * (1 - 1e-9)
+    # the profile SSR(E_y) is multimodal (it can fall towards E_y = 0 and again near the truth): scan a grid
+    # that is dense near min y, then refine the best cell with bounded Brent
+    top = y.min()
+    grid = np.concatenate([[0.0], top * (1 - np.geomspace(1.0, 1e-8, 240))[1:]])
+    ssr = np.array([_linear(lx, np.log(y - ey))[2] for ey in grid])
+    i = int(np.argmin(ssr))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     res = minimize_scalar(
         lambda ey: _linear(lx, np.log(y - ey))[2],
-        bounds=(0.0, top),
+        bounds=(lo, hi),
         method="bounded",
-        options={"xatol": 1e-10 * max(top, 1e-12)},
+        options={"xatol": 1e-12 * max(top, 1e-12)},
     )
     if not res.success:
         raise FitError(f"the E_y fit did not converge ({res.message}); give E_y instead")
+    if res.fun > ssr[i]:
+        res.x = grid[i]
     kappa, log_k, _ = _linear(lx, np.log(y - res.x))
     return kappa, log_k, float(res.x)
 

@@ -42,7 +42,9 @@ def json_safe(obj: object) -> object:
     """Plain JSON types: numpy scalars/arrays to Python, non-finite floats (e.g. an unbounded CI) to null."""
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
