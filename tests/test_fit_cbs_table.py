@@ -110,3 +110,46 @@ def test_cli_refuses_store_and_input_together(tmp_path, capsys):
     _table().to_csv(src, index=False)
     assert main(["fit", "cbs", str(tmp_path), "--input", str(src)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_cli_fit_cbs_from_store(tmp_path):
+    """End to end: a store whose loss curves fall linearly and cross the target at S(B) = a + b/B."""
+    from cbs.results import ResultsStore
+
+    store = ResultsStore(tmp_path / "res")
+    a, b, target = 400.0, 2.0e5, 3.0
+    for batch in BATCHES:
+        s_b = a + b / batch
+        steps = np.arange(0.0, 2 * s_b, s_b / 7.3)  # evaluations that do not land on the crossing
+        if batch == 256:  # the B_opt run ends exactly at the target: its best loss sets it
+            steps = np.append(steps[steps < s_b], s_b)
+        losses = 6.0 - (6.0 - target) * steps / s_b
+        for lr, worse in ((1e-3, 0.0), (3e-3, 0.2)):  # a worse lr that must not win
+            row = {"run_id": f"r{batch}_{lr}", "preset": "p", "n_params": 10**7, "batch_size": batch, "lr": lr,
+                   "data_tokens": 10**9, "eval_sets": ["val"], "status": "completed"}  # fmt: skip
+            curve = [{"step": int(round(s)), "eval_set": "val", "ewa_eval_loss": loss + worse} for s, loss in
+                     zip(steps, losses, strict=True)]  # fmt: skip
+            store.write_run(row, curve)
+    out, steps_csv = tmp_path / "cbs.json", tmp_path / "steps.csv"
+    assert (
+        main(
+            [
+                "fit",
+                "cbs",
+                str(store.root),
+                "--n-boot",
+                "30",
+                "--json",
+                str(out),
+                "--steps-csv",
+                str(steps_csv),
+            ]
+        )
+        == 0
+    )
+    group = json.loads(out.read_text())["groups"][0]
+    # evaluation steps are rounded to integers, so S(B) is recovered to ~0.1%
+    assert group["cbs"] == pytest.approx(1.2 * 256 + 0.2 * b / a, rel=0.01)
+    assert group["target_loss"] == pytest.approx(target, abs=1e-3)
+    table = pd.read_csv(steps_csv)
+    assert (table["lr"] == 1e-3).all()
