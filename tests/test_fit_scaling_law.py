@@ -85,3 +85,18 @@ def test_scaling_law_refusals(n, d, loss, match):
 def test_unknown_form_refused():
     with pytest.raises(FitError, match="unknown scaling-law form"):
         fit_scaling_law(N_PTS, D_PTS, np.full(64, 3.0), form="power")
+
+
+def test_non_convergence_is_refused(monkeypatch):
+    """When the final L-BFGS-B polish fails, the fit raises instead of returning its last iterate."""
+    from scipy.optimize import OptimizeResult
+
+    import cbs.fit.scaling_law as sl
+
+    def failing(fun, x0, **kwargs):
+        return OptimizeResult(x=x0, fun=fun(x0)[0], success=False, message="STOP: TOTAL NO. OF ITERATIONS")
+
+    monkeypatch.setattr(sl, "minimize", failing)
+    loss = 1.8 + 450.0 / N_PTS**0.34 + 2000.0 / D_PTS**0.37
+    with pytest.raises(FitError, match="did not converge"):
+        fit_scaling_law(N_PTS, D_PTS, loss, n_starts=20, n_boot=0)
