@@ -10,11 +10,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from cbs.errors import ConfigError, FitError
-from cbs.fit import CbsFit, fit_cbs, fit_power_law
+from cbs.fit import CbsFit, fit_cbs_table, fit_power_law, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
-from cbs.results import ResultsStore
+from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
+from cbs.results.store import to_table
 from cbs.theory.problem import PowerLawProblem
 from cbs.theory.runs import EXPERIMENT, cell_rows
 from cbs.theory.sweep import CellResult, Grid, steps_to_target
@@ -67,22 +69,24 @@ class StudySpec:
 
 @dataclass(frozen=True)
 class CellFit:
-    """A cell's S(B) and its CBS fit (``fit`` is None, with ``error``, when the fit refused)."""
+    """A cell's store rows, its steps-to-target table and CBS fit (``fit`` None, with ``error``, if refused)."""
 
     cell: CellResult
+    rows: list[tuple[dict[str, object], list[dict[str, object]]]]
+    table: pd.DataFrame  # cbs.fit.steps_to_target_table of the rows
     fit: CbsFit | None
     error: str | None
     seconds: float
 
     def summary(self) -> dict[str, object]:
-        used = [r for r in self.cell.batches if r.steps_to_target is not None]
+        reached = self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
         out: dict[str, object] = {
             "dim": self.cell.problem.dim,
             "data_size": self.cell.data_size,
             "target_excess_risk": self.cell.target,
-            "batch_sizes": [r.batch_size for r in used],
-            "steps_to_target": [r.steps_to_target for r in used],
-            "unreached_batch_sizes": [r.batch_size for r in self.cell.batches if r.steps_to_target is None],
+            "batch_sizes": reached.batch_size.astype(int).tolist(),
+            "steps_to_target": reached.steps_to_target.astype(float).tolist(),
+            "unreached_batch_sizes": self.table.batch_size[~self.table.index.isin(reached.index)].tolist(),
             "effective_dim": self.cell.problem.effective_dim(self.cell.data_size),
             "seconds": self.seconds,
         }
@@ -97,27 +101,33 @@ class CellFit:
             "b_noise_ci": list(f.b_noise_ci),
             "s_min": f.s_min,
             "rmse_log": f.rmse_log,
+            "alpha_free": f.alpha_variant.alpha if f.alpha_variant else None,
         }
 
 
 def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
-    """Tune (γ, τ) per batch size for one (dim, D) and fit its CBS."""
+    """Tune (γ, τ) per batch size for one (dim, D), then steps-to-target and CBS through the fit layer.
+
+    The cell's runs go through `cbs.fit.steps_to_target_table` (first crossing of the target, interpolated
+    between the stored evaluations at hit−1 and hit) and `cbs.fit.fit_cbs_table`, exactly as `cbs fit cbs`
+    would read them from the store.
+    """
     start = time.perf_counter()
     cell = steps_to_target(spec.problem(dim), data_size, spec.grid)
     seconds = time.perf_counter() - start
-    used = [r for r in cell.batches if r.steps_to_target is not None]
+    rows = cell_rows(cell, seconds)
+    runs = to_table([run for run, _ in rows], RUNS_SCHEMA, "runs").to_pandas()
+    curves = [dict(point, run_id=run["run_id"]) for run, curve in rows for point in curve]
+    curves = to_table(curves, CURVES_SCHEMA, "curves").to_pandas()
+    table = steps_to_target_table((runs, curves), b_opt=spec.grid.b_ref, target="auto")
     try:
-        fit = fit_cbs(
-            [r.batch_size for r in used],
-            [r.steps_to_target for r in used],
-            b_opt=spec.grid.b_ref,
-            overhead=spec.overhead,
-            n_boot=spec.n_boot,
-            seed=spec.seed,
+        analysis = fit_cbs_table(
+            table, b_opt=spec.grid.b_ref, overhead=spec.overhead, n_boot=spec.n_boot, seed=spec.seed
         )
     except FitError as exc:  # reported per cell; the study goes on
-        return CellFit(cell, None, str(exc), seconds)
-    return CellFit(cell, fit, None, seconds)
+        return CellFit(cell, rows, table, None, str(exc), seconds)
+    (group,) = analysis.groups
+    return CellFit(cell, rows, table, group.fit, group.error, seconds)
 
 
 def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
@@ -138,7 +148,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             if key not in cells:
                 cells[key] = run_cell(spec, *key)
                 if store is not None:
-                    for run, curve in cell_rows(cells[key].cell, cells[key].seconds):
+                    for run, curve in cells[key].rows:
                         store.write_run(run, curve)
         timings[name] = time.perf_counter() - start
 
@@ -170,6 +180,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",
             "risk": "excess risk 1/2 (w - w*)^T H (w - w*) (the irreducible sigma^2/2 not counted)",
             "target": "best final bias-corrected-EWA excess risk over (lr, tau) after D samples at B_ref",
+            "steps_to_target": "first crossing of the target, interpolated between steps (cbs.fit)",
             "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
         },
         "b_ref": spec.grid.b_ref,
