@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cbs.cli import main
-from cbs.fit import fit_cbs
+from cbs.fit import steps_to_target_table
 from cbs.results import ResultsStore
 from cbs.theory import PowerLawProblem
 from cbs.theory.study import default_grid
@@ -51,31 +52,48 @@ def test_cbs_flat_in_dim(study: tuple[dict, ResultsStore]) -> None:
     assert flat["relative_change"] < 0.02
 
 
-def test_report_and_store_agree(study: tuple[dict, ResultsStore]) -> None:
-    """Every (dim, D) cell is stored once with one target; stored S(B) re-fit to the reported B*."""
+def test_report_and_store_agree(study: tuple[dict, ResultsStore], tmp_path: Path) -> None:
+    """Every (dim, D) cell is stored once with one target; `cbs fit cbs STORE` reproduces the reported B*."""
     report, store = study
+    rows = report["cbs_by_data"] + report["cbs_by_dim"]
     runs = store.runs()
-    cells = {(r["dim"], r["data_size"]) for r in report["cbs_by_data"] + report["cbs_by_dim"]}
+    cells = {(r["dim"], r["data_size"]) for r in rows}
     assert len(runs) == len(cells) * len(BATCHES)
     assert set(zip(runs.n_params, runs.data_tokens, strict=True)) == cells
     assert set(runs.status) <= {"reached_target", "completed"}
     curves = store.curves()
-    for (dim, data), group in runs.groupby(["n_params", "data_tokens"]):
+    for _, group in runs.groupby(["n_params", "data_tokens"]):
         assert group.target_loss.nunique() == 1
-        row = next(
-            r
-            for r in report["cbs_by_data"] + report["cbs_by_dim"]
-            if (r["dim"], r["data_size"]) == (dim, data)
-        )
-        reached = group[group.status == "reached_target"].sort_values("batch_size")
-        assert reached.batch_size.tolist() == row["batch_sizes"]
-        assert reached.steps_to_target.tolist() == row["steps_to_target"]
-        refit = fit_cbs(reached.batch_size, reached.steps_to_target, b_opt=report["b_ref"], n_boot=200)
-        assert refit.cbs == pytest.approx(row["cbs"], rel=1e-9)
-        for _, run in reached.iterrows():  # the stored curve's first EWA hit is the stored steps-to-target
-            curve = curves[curves.run_id == run.run_id]
+        for _, run in group[group.status == "reached_target"].iterrows():
+            curve = curves[curves.run_id == run.run_id]  # steps_to_target: first stored step at the target
             assert curve.step[curve.ewa_eval_loss <= run.target_loss].min() == run.steps_to_target
             assert (curve.tokens == curve.step * run.batch_size).all()
+    table = steps_to_target_table(store, b_opt=report["b_ref"])
+    for row in rows:
+        cell = table[(table.n_params == row["dim"]) & (table.data_tokens == row["data_size"])].dropna(
+            subset=["steps_to_target"]
+        )
+        assert cell.batch_size.tolist() == row["batch_sizes"]
+        np.testing.assert_allclose(cell.steps_to_target, row["steps_to_target"], rtol=1e-12)
+        # interpolated crossing lies within the step before the stored integer hit
+        hits = runs.set_index("run_id").loc[cell.run_id, "steps_to_target"].to_numpy()
+        assert np.all((cell.steps_to_target > hits - 1) & (cell.steps_to_target <= hits))
+    out = tmp_path / "fit.json"
+    args = [
+        "fit",
+        "cbs",
+        str(store.root),
+        "--b-opt",
+        str(report["b_ref"]),
+        "--n-boot",
+        "200",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    fitted = {(g["n_params"], g["data_tokens"]): g["cbs"] for g in json.loads(out.read_text())["groups"]}
+    for row in rows:
+        assert fitted[(row["dim"], row["data_size"])] == pytest.approx(row["cbs"], rel=1e-9)
     assert (runs.ewa_tau < 1).all() and (runs.lr > 0).all()
     assert runs.preset.str.startswith("linreg-a2-b4-s1-dim").all()
 
