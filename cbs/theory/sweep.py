@@ -20,15 +20,16 @@ CURVE_POINTS = 64
 # relative slack on the target: float rounding differs between batched re-runs (row counts change the
 # BLAS summation order), and must not make the reference run miss the target its own final risk defines
 TARGET_SLACK = 1e-9
+MAX_REFINE = 6  # rounds of local search on the fine (γ, τ) lattice
 
 
 @dataclass(frozen=True)
 class Grid:
     """The (B, γ, τ) grid every cell is tuned over; B_ref = min(batch_sizes).
 
-    The search is coarse-to-fine: the coarse grid ``lrs`` × ``taus`` first, then, per batch size, the
-    neighbours of its best coarse setting: γ·{1/r, 1, r} (r = ``lr_refine``) × K·{1/2, 1, 2} for the EWA
-    window K = 1/(1−τ). EWA windows longer than a run are dropped (they all act as τ → 1).
+    The search is coarse-to-fine: the coarse grid ``lrs`` × ``taus`` first, then, per batch size, a local
+    search from its best coarse setting over the neighbours γ·{1/r, 1, r} (r = ``lr_refine``) × K·{1/2, 1, 2}
+    of the EWA window K = 1/(1−τ). EWA windows longer than a run are dropped (they all act as τ → 1).
     """
 
     batch_sizes: tuple[int, ...]
@@ -89,18 +90,28 @@ def _coarse(
     return b[ok], lr[ok], tau[ok]
 
 
+def _key(b: float, lr: float, tau: float) -> tuple[float, float, float]:
+    return (float(b), round(float(np.log(lr)), 9), round(float(np.log1p(-tau)), 9))
+
+
 def _fine(
-    problem: PowerLawProblem, centres: list[tuple[float, float, float]], grid: Grid, max_steps: int
+    problem: PowerLawProblem,
+    centres: list[tuple[float, float, float]],
+    grid: Grid,
+    max_steps: int,
+    seen: set[tuple[float, float, float]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable neighbours (B, γ·{1/r, 1, r}, K·{1/2, 1, 2}) of each centre (B, γ, τ), the centre excluded."""
+    """Stable, not yet ``seen`` neighbours (B, γ·{1/r, 1, r}, K·{1/2, 1, 2}) of each centre (B, γ, τ)."""
     rows = []
     for b, lr, tau in centres:
         window = 1.0 / (1.0 - tau)
         for i in (-1, 0, 1):
             for j in (-1, 0, 1):
                 k = window * 2.0**j
-                if (i or j) and 1.0 <= k <= max_steps:
-                    rows.append((b, lr * grid.lr_refine**i, 1.0 - 1.0 / k))
+                row = (b, lr * grid.lr_refine**i, 1.0 - 1.0 / k)
+                if 1.0 <= k <= max_steps and _key(*row) not in seen:
+                    seen.add(_key(*row))
+                    rows.append(row)
     if not rows:
         return np.zeros(0), np.zeros(0), np.zeros(0)
     b, lr, tau = np.array(rows).T
@@ -159,15 +170,29 @@ def _search(
 def _tune(
     problem: PowerLawProblem, batches: np.ndarray, grid: Grid, max_steps: int, target: float | None
 ) -> list[_Best]:
-    """Coarse-to-fine search: each batch's fastest row to ``target`` (lowest final EWA risk if None)."""
+    """Coarse-to-fine search: each batch's fastest row to ``target`` (lowest final EWA risk if None).
+
+    After the coarse grid, each batch's best moves to its best fine neighbour until none is better
+    (a local search on the fine lattice γ·r^i, K·2^j, at most ``MAX_REFINE`` rounds).
+    """
     rows = _coarse(problem, batches, grid, max_steps)
+    seen = {_key(*row) for row in zip(*rows, strict=True)}
     best = _search(problem, batches, rows, np.full(rows[0].size, max_steps), target, [None] * batches.size)
     missing = [float(size) for size, bb in zip(batches, best, strict=True) if bb is None]
     if missing:
         raise ConfigError(f"no step size in the grid is stable at B={missing}; add smaller step sizes")
-    fine = _fine(problem, [(bb.batch, bb.lr, bb.tau) for bb in best], grid, max_steps)
-    caps = np.array([best[int(np.searchsorted(batches, x))].steps for x in fine[0]], dtype=np.int64)
-    return _search(problem, batches, fine, caps, target, best)
+    moved = list(best)
+    for _ in range(MAX_REFINE):
+        fine = _fine(problem, [(bb.batch, bb.lr, bb.tau) for bb in moved], grid, max_steps, seen)
+        if fine[0].size == 0:
+            break
+        caps = np.array([best[int(np.searchsorted(batches, x))].steps for x in fine[0]], dtype=np.int64)
+        new = _search(problem, batches, fine, caps, target, best)
+        moved = [nb for nb, ob in zip(new, best, strict=True) if nb is not ob]
+        best = new
+        if not moved:
+            break
+    return best
 
 
 def _curves(problem: PowerLawProblem, best: list[_Best], max_steps: int) -> list:
