@@ -113,3 +113,12 @@ def test_coarse_to_fine_matches_the_fine_grid() -> None:
     sa = np.array([r.steps_to_target for r in a.batches], dtype=float)
     sb = np.array([r.steps_to_target for r in b.batches], dtype=float)
     np.testing.assert_allclose(sa, sb, rtol=0.02)
+
+
+def test_auto_dim_covers_the_effective_dimension() -> None:
+    """Without --dim, the D sweep's dim is the smallest power of 2 >= 4·k*(max D) (at least 64)."""
+    from cbs.theory.study import StudySpec
+
+    assert StudySpec().dim == 64  # a=2, b=4: k*(2^15) = 13.5
+    spec = StudySpec(a=1.5, b=2.5)  # k*(2^15) = 2^6
+    assert spec.dim == 256 and spec.dim >= 4 * PowerLawProblem(1.5, 2.5).effective_dim(2**15)

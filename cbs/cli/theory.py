@@ -21,7 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--b", type=float, default=4.0, help="source exponent: lambda_i (w*_i)^2 = i^-b (default 4)"
     )
     p.add_argument("--sigma", type=float, default=1.0, help="label-noise standard deviation (default 1)")
-    p.add_argument("--dim", type=int, default=64, help="dimension of the data-size sweep (default 64)")
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="dimension of the data-size sweep (default: the smallest power of 2 >= 4 k*(max D), at least 64)",
+    )
     p.add_argument(
         "--data-sizes",
         type=int,
@@ -82,6 +87,8 @@ def _print_report(report: dict) -> None:
             f"B* across dims {flat['dims']} (>= {flat['min_dim_factor']:g} k*, k* = {report['effective_dim']:.1f}) "
             f"at D = {report['dim_data_size']}: relative change {flat['relative_change']:.1%}"
         )
+    for line in report["warnings"]:
+        print(f"warning: {line}")
     secs = report["seconds"]
     print(f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s")
 

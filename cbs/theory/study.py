@@ -41,7 +41,7 @@ class StudySpec:
     a: float = 2.0
     b: float = 4.0
     sigma: float = 1.0
-    dim: int = 64
+    dim: int | None = None  # None: auto_dim(), the smallest power of 2 >= 4·k*(max D), at least 64
     data_sizes: tuple[int, ...] = tuple(2**k for k in range(10, 16))
     dims: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256)
     dim_data_size: int = 2**12
@@ -51,7 +51,10 @@ class StudySpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        PowerLawProblem(self.a, self.b, self.sigma, self.dim)  # validates a, b, sigma, dim
+        PowerLawProblem(self.a, self.b, self.sigma, 1)  # validates a, b, sigma
+        if self.dim is None:
+            object.__setattr__(self, "dim", self.auto_dim())
+        PowerLawProblem(self.a, self.b, self.sigma, self.dim)
         if len(set(self.data_sizes)) < 3:
             raise ConfigError("give at least 3 distinct --data-sizes to fit B* ∝ D^k (6 or more recommended)")
         if len(set(self.dims)) < 2 or min(self.dims) < 1:
@@ -62,6 +65,13 @@ class StudySpec:
                 f"data sizes {small} leave fewer than 8 steps at the reference batch {self.grid.b_ref}; "
                 "use data sizes of at least 8 × the smallest batch size"
             )
+
+    def auto_dim(self) -> int:
+        """Smallest power of 2 that is >= DIM_FLAT_FACTOR·k*(D) at the largest D (and >= 64)."""
+        k_star = PowerLawProblem(self.a, self.b, self.sigma, 1).effective_dim(max(self.data_sizes))
+        if not np.isfinite(k_star):
+            raise ConfigError("with sigma = 0 the effective dimension is unbounded: pass --dim explicitly")
+        return max(64, 1 << int(np.ceil(np.log2(max(DIM_FLAT_FACTOR * k_star, 1.0)))))
 
     def problem(self, dim: int) -> PowerLawProblem:
         return PowerLawProblem(self.a, self.b, self.sigma, dim)
@@ -172,8 +182,16 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
         flat["relative_change"] = float((values.max() - values.min()) / values.max())
         if len(big) >= 3:
             flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+    short = [d for d in sizes if spec.dim < DIM_FLAT_FACTOR * problem.effective_dim(d)]
+    warnings = []
+    if short:
+        warnings.append(
+            f"dim {spec.dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
+            "raise --dim (or leave it out to choose it automatically)"
+        )
     return {
         "experiment": EXPERIMENT,
+        "warnings": warnings,
         "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
         "conventions": {
             "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
