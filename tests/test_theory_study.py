@@ -122,3 +122,14 @@ def test_auto_dim_covers_the_effective_dimension() -> None:
     assert StudySpec().dim == 64  # a=2, b=4: k*(2^15) = 13.5
     spec = StudySpec(a=1.5, b=2.5)  # k*(2^15) = 2^6
     assert spec.dim == 256 and spec.dim >= 4 * PowerLawProblem(1.5, 2.5).effective_dim(2**15) * (1 - 1e-12)
+
+
+def test_store_of_another_problem_is_refused(
+    study: tuple[dict, ResultsStore], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Writing a = 1.5 runs into the a = 2 store would mix groups: refused before anything runs."""
+    _, store = study
+    before = len(store.run_ids())
+    assert main(["theory", "--a", "1.5", "--results", str(store.root)]) == 2
+    assert "already holds theory runs" in capsys.readouterr().err
+    assert len(store.run_ids()) == before

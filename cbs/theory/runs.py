@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timezone
 
 from cbs import __version__
+from cbs.theory.problem import PowerLawProblem
 from cbs.theory.sweep import BatchResult, CellResult
 
 EXPERIMENT = "theory-linreg"
@@ -22,6 +23,11 @@ def preset_name(cell: CellResult) -> str:
     """E.g. ``linreg-a2-b4-s1-dim64``: the problem (spectrum, source, noise, truncation) of a cell."""
     p = cell.problem
     return f"linreg-a{p.a:g}-b{p.b:g}-s{p.sigma:g}-dim{p.dim}"
+
+
+def dataset_name(problem: PowerLawProblem) -> str:
+    """E.g. ``gaussian-powerlaw-a2-b4-s1``: the data distribution (everything but dim)."""
+    return f"gaussian-powerlaw-a{problem.a:g}-b{problem.b:g}-s{problem.sigma:g}"
 
 
 def _run_row(cell: CellResult, run: BatchResult, wall_s: float, now: datetime) -> dict[str, object]:
@@ -57,7 +63,7 @@ def _run_row(cell: CellResult, run: BatchResult, wall_s: float, now: datetime) -
         "ewa_tau": run.tau,
         "token_budget": cell.max_steps * run.batch_size,
         "data_tokens": cell.data_size,
-        "dataset": f"gaussian-powerlaw-a{p.a:g}-b{p.b:g}-s{p.sigma:g}",
+        "dataset": dataset_name(p),
         "eval_sets": [EVAL_SET],
         "seed": 0,
         "target_loss": cell.target,

@@ -18,7 +18,7 @@ from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
 from cbs.results.store import to_table
 from cbs.theory.problem import PowerLawProblem
-from cbs.theory.runs import EXPERIMENT, cell_rows
+from cbs.theory.runs import EXPERIMENT, cell_rows, dataset_name
 from cbs.theory.sweep import CellResult, Grid, steps_to_target
 
 DIM_FLAT_FACTOR = 4.0  # dims at least this multiple of k*(D) count as "dim ≫ effective dimension"
@@ -145,8 +145,23 @@ def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, obj
     return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
 
 
+def _check_store(store: ResultsStore, spec: StudySpec) -> None:
+    """Refuse a store that already holds theory runs of another problem (their groups would be mixed)."""
+    if not store.runs_dir.is_dir():
+        return
+    runs = store.runs()
+    theirs = set(runs.loc[runs.experiment == EXPERIMENT, "dataset"]) - {dataset_name(spec.problem(1))}
+    if theirs:
+        raise ConfigError(
+            f"{store.root} already holds theory runs of {sorted(theirs)}; write this problem "
+            f"({dataset_name(spec.problem(1))}) to another --results folder"
+        )
+
+
 def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, object]:
     """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the JSON report."""
+    if store is not None:
+        _check_store(store, spec)
     cells: dict[tuple[int, int], CellFit] = {}
     timings = {}
     for name, keys in (
@@ -166,7 +181,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
     by_dim = [cells[(d, spec.dim_data_size)] for d in sorted(set(spec.dims))]
     ok = [c for c in by_data if c.fit is not None]
     if len(ok) < 3:
-        raise ConfigError(
+        raise FitError(
             f"only {len(ok)} data sizes gave a CBS fit (need 3): "
             + "; ".join(f"D={c.cell.data_size}: {c.error}" for c in by_data if c.fit is None)
         )
