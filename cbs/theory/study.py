@@ -24,6 +24,11 @@ from cbs.theory.sweep import CellResult, Grid, steps_to_target
 DIM_FLAT_FACTOR = 4.0  # dims at least this multiple of k*(D) count as "dim ≫ effective dimension"
 
 
+def _dim_covers(dim: int, k_star: float) -> bool:
+    """dim >= DIM_FLAT_FACTOR·k* (up to float rounding: 4·(2^15)^0.4 is 256.00000000000006)."""
+    return dim >= DIM_FLAT_FACTOR * k_star * (1 - 1e-9)
+
+
 def default_grid() -> Grid:
     """B = 1..4096 (×2); coarse γ = 2^−12..2 (×2) and EWA windows 1/(1−τ) = 1..4^8 (×4; 1 = last iterate),
     refined to γ ×√2 and windows ×2 around each batch's best."""
@@ -190,14 +195,14 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
     exp_noise = _power_law(sizes, [c.fit.b_noise for c in ok], spec)
     problem = spec.problem(spec.dim)
     k_star = problem.effective_dim(spec.dim_data_size)
-    big = [c for c in by_dim if c.fit is not None and c.cell.problem.dim >= DIM_FLAT_FACTOR * k_star]
+    big = [c for c in by_dim if c.fit is not None and _dim_covers(c.cell.problem.dim, k_star)]
     flat: dict[str, object] = {"dims": [c.cell.problem.dim for c in big], "min_dim_factor": DIM_FLAT_FACTOR}
     if len(big) >= 2:
         values = np.array([c.fit.cbs for c in big])
         flat["relative_change"] = float((values.max() - values.min()) / values.max())
         if len(big) >= 3:
             flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
-    short = [d for d in sizes if spec.dim < DIM_FLAT_FACTOR * problem.effective_dim(d)]
+    short = [d for d in sizes if not _dim_covers(spec.dim, problem.effective_dim(d))]
     warnings = []
     if short:
         warnings.append(
