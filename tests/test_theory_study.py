@@ -64,6 +64,12 @@ def test_json_fields_are_consistent(study: tuple[dict, ResultsStore]) -> None:
     lo, hi = report["exponent_data_ci"]
     assert lo < report["exponent_data"] < hi
     assert report["warnings"] == []  # dim 32 >= 4·k*(4096) = 4·8
+    for row in report["cbs_by_data"]:  # the direct reading sits between the grid batches bracketing 1 + o
+        batch, steps = np.array(row["batch_sizes"]), np.array(row["steps_to_target"])
+        ratio = steps * batch / (steps[0] * batch[0])
+        assert ratio[batch <= row["cbs_direct"]].max() <= 1.2 < ratio[batch > row["cbs_direct"]].min()
+    assert np.all(np.diff([r["cbs_direct"] for r in report["cbs_by_data"]]) > 0)
+    assert report["exponent_data_direct_ci"][0] > 0
 
 
 def test_cbs_flat_in_dim(study: tuple[dict, ResultsStore]) -> None:
