@@ -161,3 +161,11 @@ def test_cli_fit_cbs_from_store(tmp_path):
     assert group["target_loss"] == pytest.approx(target, abs=1e-3)
     table = pd.read_csv(steps_csv)
     assert (table["lr"] == 1e-3).all()
+
+
+def test_cli_reports_a_target_never_reached(tmp_path, capsys):
+    tab = _table([50.0], [1e9]).assign(steps_to_target=np.nan)
+    src = tmp_path / "steps.parquet"
+    tab.to_parquet(src)
+    assert main(["fit", "cbs", "--input", str(src), "--n-boot", "0"]) == 2
+    assert "target never reached" in capsys.readouterr().err
