@@ -73,6 +73,7 @@ def test_several_rows_per_batch_size_count_as_their_minimum():
 def test_laws_absent_with_reasons_at_fixed_data_and_chinchilla_scaling():
     fixed = fit_cbs_table(_table(d_values=[3.07e9]), n_boot=20)
     assert set(fixed.laws) == {"n_params"}
+    assert fixed.to_json_dict()["laws"]["n_params"]["at_fixed_data_tokens"] == 3.07e9
     assert "data_tokens" in fixed.laws_absent and "joint" in fixed.laws_absent
     # D ∝ N (Chinchilla-scaled budgets): the joint law is not identifiable
     tab = pd.concat([_table([n], [20 * n * 1e6]) for n in N_M])
