@@ -1,0 +1,72 @@
+"""Loss curves: eval loss of the raw and EWA weights vs steps and vs tokens, one line per batch size."""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cbs.errors import ResultsError
+from cbs.plots.style import human, log_axis, new_figure, ordered_colors, styled
+
+LOSS_COLUMNS = {"eval_loss": "raw weights", "ewa_eval_loss": "EWA weights"}
+X_COLUMNS = {"step": "optimizer steps", "tokens": "training tokens"}
+
+
+def primary_eval_set(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """The eval set the runs name first (``eval_sets[0]``), else the most common one in the curves."""
+    firsts = [s[0] for s in runs.get("eval_sets", pd.Series(dtype=object)).dropna() if len(s)]
+    if firsts:
+        return pd.Series(firsts).mode().iloc[0]
+    if curves.empty:
+        raise ResultsError("the curves dataset is empty: the runs have no evaluation points to plot")
+    return curves["eval_set"].mode().iloc[0]
+
+
+def best_run_per_batch(runs: pd.DataFrame) -> pd.DataFrame:
+    """For each batch size, the run with the lowest best EWA eval loss (the best lr, β2, τ)."""
+    score = runs["best_ewa_eval_loss"].fillna(runs["final_ewa_eval_loss"]).fillna(runs["final_eval_loss"])
+    ranked = runs.assign(_score=score).sort_values(["batch_size", "_score"], na_position="last")
+    return ranked.drop_duplicates("batch_size").drop(columns="_score").reset_index(drop=True)
+
+
+@styled
+def loss_curves(
+    runs: pd.DataFrame, curves: pd.DataFrame, *, eval_set: str | None = None, target: float | None = None
+) -> Figure:
+    """2×2 panels (raw / EWA eval loss × steps / tokens) of ``runs``, coloured by batch size.
+
+    ``runs`` is one group (a model size and data size); each batch size shows its best run. ``target``, if
+    given, is drawn as a dashed horizontal line. Lines carry ``gid = "curve:<run_id>:<loss>:<x>"``.
+    """
+    eval_set = eval_set or primary_eval_set(runs, curves)
+    chosen = best_run_per_batch(runs)
+    data = curves[(curves["eval_set"] == eval_set) & curves["run_id"].isin(chosen["run_id"])]
+    if data.empty:
+        raise ResultsError(f"no curve points on eval set {eval_set!r} for these runs; pass another eval set")
+    colors = ordered_colors(chosen["batch_size"].tolist())
+    fig, axes = new_figure(2, 2, height=2.3)
+    for row, (loss_col, loss_name) in enumerate(LOSS_COLUMNS.items()):
+        for col, (x_col, x_name) in enumerate(X_COLUMNS.items()):
+            ax = axes[row][col]
+            for run in chosen.itertuples():
+                pts = data[data["run_id"] == run.run_id].sort_values("step")
+                pts = pts[(pts[x_col] > 0) & pts[loss_col].notna()]
+                ax.plot(
+                    pts[x_col].to_numpy(float),
+                    pts[loss_col].to_numpy(float),
+                    color=colors[run.batch_size],
+                    label=f"B = {run.batch_size}",
+                    gid=f"curve:{run.run_id}:{loss_col}:{x_col}",
+                )
+            if target is not None:
+                ax.axhline(target, color="0.3", ls="--", lw=0.9, label="target loss", gid="target")
+            log_axis(ax, "x")
+            ax.set_xlabel(x_name.capitalize())
+            ax.set_ylabel(f"Eval loss, {loss_name}\n(nats/token)")
+    first = chosen.iloc[0]
+    fig.suptitle(
+        f"N = {human(first.n_params)} params, D = {human(first.data_tokens)} tokens, eval: {eval_set}"
+    )
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", title="Batch (seqs)")
+    return fig

@@ -1,0 +1,178 @@
+"""The shared look of every cbs figure: one rc context, colour-blind-safe colours, axis helpers, saving.
+
+Figures are built with ``matplotlib.figure.Figure`` (never pyplot), so they draw on the Agg canvas and leave
+the caller's backend and global state alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap, LinearSegmentedColormap
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+from cbs.errors import ConfigError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Okabe & Ito (2008), distinguishable under the common colour-vision deficiencies; yellow last (low contrast).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+# Ordered quantities (batch size, D, lr) use viridis without its palest yellow end, readable on white.
+_ORDERED = LinearSegmentedColormap.from_list(
+    "cbs_ordered", mpl.colormaps["viridis"](np.linspace(0, 0.85, 256))
+)
+
+FORMATS = ("pdf", "png")
+PNG_DPI = 200
+SINGLE_WIDTH = 3.4  # inches: one column of a two-column paper
+DOUBLE_WIDTH = 7.0  # inches: full page width
+
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 7.5,
+    "legend.title_fontsize": 8,
+    "legend.frameon": False,
+    "axes.prop_cycle": mpl.cycler(color=OKABE_ITO),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.which": "major",
+    "grid.color": "0.88",
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.4,
+    "lines.markersize": 4.5,
+    "figure.dpi": 100,
+    "savefig.dpi": PNG_DPI,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.03,
+    "pdf.fonttype": 42,  # embed TrueType: editable text in the PDF, accepted by publishers
+    "ps.fonttype": 42,
+    "mathtext.default": "regular",
+}
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The rc context every cbs figure is drawn and saved in."""
+    with mpl.rc_context(RC):
+        yield
+
+
+def styled(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: build the figure inside `style()` (rc settings are read when artists are created)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with style():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, width: float | None = None, height: float = 2.6):
+    """A figure (Agg canvas, no pyplot) and its axes array, sized for a paper: ``(fig, axes[nrows][ncols])``."""
+    width = width or (SINGLE_WIDTH if ncols == 1 else min(DOUBLE_WIDTH, 2.5 * ncols + 0.4))
+    fig = Figure(figsize=(width, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def ordered_colors(values: Sequence[float]) -> dict[float, tuple]:
+    """A colour per distinct value, in order along the (colour-blind-safe) ordered map."""
+    distinct = sorted(set(values))
+    cmap: Colormap = _ORDERED
+    if len(distinct) == 1:
+        return {distinct[0]: cmap(0.0)}
+    return {v: cmap(i / (len(distinct) - 1)) for i, v in enumerate(distinct)}
+
+
+def categorical_colors(keys: Sequence[object]) -> dict[object, str]:
+    """A colour per key from the Okabe–Ito palette (cycled past eight keys)."""
+    return {k: OKABE_ITO[i % len(OKABE_ITO)] for i, k in enumerate(dict.fromkeys(keys))}
+
+
+def human(x: float) -> str:
+    """Compact count: 85_000_000 -> '85M', 3.07e9 -> '3.07B', 512 -> '512'."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def log2_axis(ax: Axes, axis: str, ticks: Sequence[float]) -> None:
+    """Log base-2 scale on ``axis`` ('x' or 'y') with plain-number labels at ``ticks`` (e.g. batch sizes)."""
+    ticks = sorted({float(t) for t in ticks if t > 0})
+    getattr(ax, f"set_{axis}scale")("log", base=2)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if len(ticks) > 8:  # keep labels readable: every other power
+        ticks = ticks[:: int(np.ceil(len(ticks) / 8))]
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    target.set_minor_locator(NullLocator())
+    target.set_minor_formatter(NullFormatter())
+
+
+def log_axis(ax: Axes, axis: str) -> None:
+    """Log base-10 scale on ``axis`` with compact labels (1M, 10M, ...)."""
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def legend_outside(ax: Axes, **kwargs) -> None:
+    """A legend to the right of ``ax``, off the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """'pdf,png' -> ('pdf', 'png'); only formats matplotlib writes as files we support."""
+    items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
+    items = [f for f in items if f]
+    bad = [f for f in items if f not in ("pdf", "png", "svg")]
+    if bad or not items:
+        raise ConfigError(f"unsupported figure format(s) {bad or text!r}: use a comma list of pdf, png, svg")
+    return tuple(dict.fromkeys(items))
+
+
+def save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.<fmt>`` for each format, atomically (temp file, then rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with style():
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            tmp = out_dir / f".{name}.{uuid.uuid4().hex}.tmp"
+            try:
+                fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=_metadata(fmt))
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            paths.append(path)
+    return paths
+
+
+def _metadata(fmt: str) -> dict[str, str]:
+    # A fixed creator and no timestamp, so the same data gives byte-stable PDFs.
+    if fmt == "pdf":
+        return {"Creator": "cbs", "CreationDate": None}
+    if fmt == "svg":
+        return {"Creator": "cbs", "Date": None}
+    return {"Software": "cbs"}
