@@ -1,0 +1,14 @@
+"""Fits: critical batch size, power laws, L(N, D) scaling laws and loss-to-loss laws, with uncertainty."""
+
+from cbs.fit.critical_batch import AlphaVariant, CbsFit, fit_cbs
+from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
+
+__all__ = [
+    "AlphaVariant",
+    "CbsFit",
+    "JointPowerLawFit",
+    "PowerLawFit",
+    "fit_cbs",
+    "fit_joint_power_law",
+    "fit_power_law",
+]

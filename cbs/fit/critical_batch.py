@@ -1,0 +1,235 @@
+"""The critical batch size from steps-to-target S(B): McCandlish's hyperbola S = a + b/B fitted on log S.
+
+S_min = a (steps at infinite batch), B_noise = b/a, and the CBS with overhead o — the largest B whose steps
+stay within (1 + o) of linear scaling from B_opt — is B* = (1 + o)·B_opt + o·b/a. The free-exponent
+variant S = a + b·B^-α is fitted alongside as a check of the hyperbola's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq, least_squares
+
+from cbs.errors import FitError
+from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points, residual_bootstrap
+from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+ALPHA_BOUNDS = (0.05, 4.0)
+MAX_NOISE_RATIO = 100.0  # B_noise beyond this multiple of the largest measured B is not a measurement
+
+
+def _model(params: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    a, b = params[0], params[1]
+    alpha = params[2] if params.size > 2 else 1.0
+    return a + b * batch**-alpha
+
+
+def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarray:
+    """(a, b[, α]) minimising Σ (log S_i − log(a + b·B_i^-α))² with a, b ≥ 0."""
+    steps = np.exp(log_steps)
+    # start: a non-negative linear fit of S on 1/B weighted towards relative error
+    design = np.column_stack([np.ones_like(batch), 1.0 / batch]) / steps[:, None]
+    start, *_ = np.linalg.lstsq(design, np.ones_like(batch), rcond=None)
+    scale = np.array([steps.min(), steps.max() * batch.min()])
+    start = np.clip(start, 1e-3 * scale, None)
+    if free_alpha:
+        start, scale = np.append(start, 1.0), np.append(scale, 1.0)
+    lower = np.zeros(start.size)
+    upper = np.full(start.size, np.inf)
+    if free_alpha:
+        lower[2], upper[2] = ALPHA_BOUNDS
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(_model(p, batch), 1e-300)) - log_steps
+
+    res = least_squares(
+        resid, start, bounds=(lower, upper), x_scale=scale, xtol=1e-12, ftol=1e-12, gtol=1e-12
+    )
+    if not res.success or not np.all(np.isfinite(res.x)):
+        raise FitError(f"the S(B) fit did not converge ({res.message}); check the steps-to-target values")
+    return res.x
+
+
+def cbs_from_params(params: np.ndarray, b_opt: float, overhead: float) -> float:
+    """Largest B with S(B) ≤ (1 + o)·S(B_opt)·B_opt/B; closed form (1+o)·B_opt + o·b/a when α = 1."""
+    a, b = float(params[0]), float(params[1])
+    alpha = float(params[2]) if params.size > 2 else 1.0
+    if a <= 0:
+        return float("inf")  # S keeps falling like 1/B^α with no floor: linear scaling never breaks
+    if alpha == 1.0:
+        return (1 + overhead) * b_opt + overhead * b / a
+    budget = (1 + overhead) * b_opt * float(_model(params, np.array([b_opt]))[0])
+
+    def excess(log_b: float) -> float:  # B·S(B) is convex in B, so there is one root above B_opt
+        batch = np.exp(log_b)
+        return batch * float(_model(params, np.array([batch]))[0]) - budget
+
+    hi = np.log(b_opt) + 1.0
+    while excess(hi) < 0:
+        hi += 1.0
+        if hi > 200:
+            return float("inf")
+    return float(np.exp(brentq(excess, np.log(b_opt), hi, xtol=1e-12)))
+
+
+@dataclass(frozen=True)
+class AlphaVariant:
+    """The free-exponent check S = a + b·B^-α and the CBS it implies."""
+
+    a: float
+    b: float
+    alpha: float
+    cbs: float
+    alpha_ci: tuple[float, float]
+    cbs_ci: tuple[float, float]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "alpha": self.alpha,
+            "alpha_ci": list(self.alpha_ci),
+            "cbs": self.cbs,
+            "cbs_ci": list(self.cbs_ci),
+        }
+
+
+@dataclass(frozen=True)
+class CbsFit:
+    """S(B) = a + b/B fitted on log S; CBS B* = (1 + o)·B_opt + o·b/a with residual-bootstrap intervals."""
+
+    a: float
+    b: float
+    b_opt: float
+    overhead: float
+    cbs: float
+    cbs_ci: tuple[float, float]
+    a_ci: tuple[float, float]
+    b_ci: tuple[float, float]
+    b_noise_ci: tuple[float, float]
+    n_points: int
+    rmse_log: float
+    alpha_variant: AlphaVariant | None
+    alpha_variant_note: str
+    batch_sizes: np.ndarray = field(repr=False, compare=False)
+    steps: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def s_min(self) -> float:
+        """Steps to target at infinite batch size."""
+        return self.a
+
+    @property
+    def b_noise(self) -> float:
+        """McCandlish's noise scale b/a (sequences)."""
+        return self.b / self.a if self.a > 0 else float("inf")
+
+    def predict(self, batch_sizes: object) -> np.ndarray:
+        """S(B) = a + b/B."""
+        return self.a + self.b / np.asarray(batch_sizes, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "a_ci": list(self.a_ci),
+            "b_ci": list(self.b_ci),
+            "s_min": self.s_min,
+            "s_min_ci": list(self.a_ci),
+            "b_noise": self.b_noise,
+            "b_noise_ci": list(self.b_noise_ci),
+            "cbs": self.cbs,
+            "cbs_ci": list(self.cbs_ci),
+            "b_opt": self.b_opt,
+            "overhead": self.overhead,
+            "n_points": self.n_points,
+            "rmse_log": self.rmse_log,
+            "alpha_variant": self.alpha_variant.to_dict() if self.alpha_variant else None,
+            "alpha_variant_note": self.alpha_variant_note,
+            "batch_sizes": self.batch_sizes.tolist(),
+            "steps_to_target": self.steps.tolist(),
+        }
+
+
+def _bootstrap(batch, log_steps, params, free_alpha, b_opt, overhead, n_boot, seed) -> np.ndarray:
+    fitted = np.log(_model(params, batch))
+
+    def refit(log_s: np.ndarray) -> np.ndarray:
+        p = _fit(batch, log_s, free_alpha)
+        return np.append(p, cbs_from_params(p, b_opt, overhead))
+
+    return residual_bootstrap(fitted, log_steps - fitted, params.size, refit, n_boot=n_boot, seed=seed)
+
+
+def fit_cbs(
+    batch_sizes: object,
+    steps: object,
+    *,
+    b_opt: float = B_OPT,
+    overhead: float = CBS_OVERHEAD,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> CbsFit:
+    """Fit S(B) = a + b/B to steps-to-target per batch size and derive the CBS with bootstrap intervals.
+
+    Needs ≥ 3 points (≥ 4 for the free-exponent variant). Refuses (FitError) non-finite or non-positive
+    values and a fit with S_min = 0, where steps never stop halving and the CBS lies beyond the data.
+    """
+    batch = as_finite_array(batch_sizes, "batch_sizes", positive=True)
+    steps_a = as_finite_array(steps, "steps", positive=True)
+    if batch.size != steps_a.size:
+        raise FitError(f"batch_sizes and steps differ in length ({batch.size} vs {steps_a.size})")
+    require_points(np.unique(batch).size, 3, "S(B) = a + b/B (distinct batch sizes)")
+    if overhead < 0 or b_opt <= 0:
+        raise FitError(f"need overhead ≥ 0 and b_opt > 0, got overhead={overhead}, b_opt={b_opt}")
+    order = np.argsort(batch, kind="stable")
+    batch, steps_a = batch[order], steps_a[order]
+    log_steps = np.log(steps_a)
+    params = _fit(batch, log_steps, free_alpha=False)
+    a, b = float(params[0]), float(params[1])
+    if a <= 0 or b / a > MAX_NOISE_RATIO * batch.max():
+        raise FitError(
+            "S_min fitted as 0: steps keep halving with every doubling of B over the measured range (B_noise "
+            f"> {MAX_NOISE_RATIO:g}× the largest batch), so the CBS lies far above the largest batch size "
+            f"({batch.max():g}); measure larger batch sizes"
+        )
+    samples = _bootstrap(batch, log_steps, params, False, b_opt, overhead, n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b_noise_samples = np.where(samples[:, 0] > 0, samples[:, 1] / samples[:, 0], np.inf)
+    variant, note = None, "fitted"
+    if np.unique(batch).size >= 4:
+        try:
+            p3 = _fit(batch, log_steps, free_alpha=True)
+            s3 = _bootstrap(batch, log_steps, p3, True, b_opt, overhead, n_boot, seed)
+            variant = AlphaVariant(
+                a=float(p3[0]),
+                b=float(p3[1]),
+                alpha=float(p3[2]),
+                cbs=cbs_from_params(p3, b_opt, overhead),
+                alpha_ci=ci_tuple(s3[:, 2]),
+                cbs_ci=ci_tuple(s3[:, 3]),
+            )
+        except FitError as exc:
+            note = f"free-exponent fit failed: {exc}"
+    else:
+        note = "needs at least 4 distinct batch sizes"
+    resid = log_steps - np.log(_model(params, batch))
+    return CbsFit(
+        a=a,
+        b=b,
+        b_opt=float(b_opt),
+        overhead=float(overhead),
+        cbs=cbs_from_params(params, b_opt, overhead),
+        cbs_ci=ci_tuple(samples[:, 2]),
+        a_ci=ci_tuple(samples[:, 0]),
+        b_ci=ci_tuple(samples[:, 1]),
+        b_noise_ci=ci_tuple(b_noise_samples),
+        n_points=int(batch.size),
+        rmse_log=float(np.sqrt(np.mean(resid**2))),
+        alpha_variant=variant,
+        alpha_variant_note=note,
+        batch_sizes=batch,
+        steps=steps_a,
+    )
