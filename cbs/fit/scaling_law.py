@@ -1,0 +1,308 @@
+"""L(N, D) scaling laws fitted as Hoffmann et al.'s Approach 3, done right (Besiroglu et al. 2024).
+
+Chinchilla form  L = E + A/N^α + B/D^β,   log L̂ = LSE(a − α·log N, b − β·log D, e)
+Kaplan form      L = ((A/N)^{α/β} + B/D)^β + E,   log L̂ = LSE(β·LSE((α/β)(a − log N), b − log D), e)
+with a = log A, b = log B, e = log E. The objective is the Huber loss (δ = 1e-3) of the log residuals,
+SUMMED over points, in float64. A grid of ≥ 4500 starts is minimised together by a batched L-BFGS
+(cbs.fit.multistart); the best few distinct optima are polished by scipy's L-BFGS-B with tight tolerances.
+Intervals come from a pairs bootstrap over data points, each resample warm-started from the full-data optima.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from cbs.errors import FitError
+from cbs.fit.bootstrap import (
+    CI_LEVEL,
+    as_finite_array,
+    ci_tuple,
+    percentile_ci,
+    require_points,
+    resample_counts,
+)
+from cbs.fit.multistart import batched_lbfgs
+
+FORMS = ("chinchilla", "kaplan")
+PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # a = log A, b = log B, e = log E
+HUBER_DELTA = 1e-3
+CHINCHILLA_GRID = {  # Hoffmann et al. / Besiroglu et al.: 6 × 6 × 5 × 5 × 5 = 4500 starts
+    "a": np.arange(0.0, 30.0, 5.0),
+    "b": np.arange(0.0, 30.0, 5.0),
+    "e": np.arange(-1.0, 1.5, 0.5),
+    "alpha": np.arange(0.0, 2.5, 0.5),
+    "beta": np.arange(0.0, 2.5, 0.5),
+}
+KAPLAN_GRID = {  # Kaplan's N_c, D_c are ~1e13: wider a, b; β > 0 as it divides α
+    "a": np.arange(0.0, 48.0, 8.0),
+    "b": np.arange(0.0, 48.0, 8.0),
+    "e": np.arange(-1.0, 1.5, 0.5),
+    "alpha": np.array([0.05, 0.2, 0.5, 1.0, 2.0]),
+    "beta": np.array([0.05, 0.2, 0.5, 1.0, 2.0]),
+}
+
+
+def _lse(*terms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """log Σ exp(t) and the softmax weights of each term."""
+    top = np.maximum.reduce(terms)
+    exps = [np.exp(t - top) for t in terms]
+    total = sum(exps)
+    return top + np.log(total), [x / total for x in exps]
+
+
+def log_prediction(params: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, form: str) -> np.ndarray:
+    """log L̂ for parameter rows (k, 5) at points (n,): shape (k, n)."""
+    out, _ = _forward(np.atleast_2d(params), log_n, log_d, form)
+    return out
+
+
+def _forward(p: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, form: str):
+    a, b, e, alpha, beta = (p[:, j : j + 1] for j in range(5))
+    if form == "chinchilla":
+        pred, (w1, w2, w3) = _lse(
+            a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (p.shape[0], log_n.size))
+        )
+        jac = (w1, w2, w3, -w1 * log_n, -w2 * log_d)
+        return pred, jac
+    safe_beta = np.where(beta > 1e-6, beta, np.nan)  # β ≤ 0 is outside the Kaplan form: objective = nan
+    an = a - log_n
+    inner, (v1, v2) = _lse(alpha / safe_beta * an, b - log_d)
+    pred, (wt, we) = _lse(safe_beta * inner, np.broadcast_to(e, (p.shape[0], log_n.size)))
+    jac = (wt * v1 * alpha, wt * safe_beta * v2, we, wt * v1 * an, wt * (inner - v1 * alpha * an / safe_beta))
+    return pred, jac
+
+
+def huber_objective(
+    p: np.ndarray,
+    log_n: np.ndarray,
+    log_d: np.ndarray,
+    log_l: np.ndarray,
+    weights: np.ndarray,
+    form: str,
+    delta: float = HUBER_DELTA,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed (weighted) Huber loss of log residuals for rows of ``p`` (k, 5), and its gradient (k, 5)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        pred, jac = _forward(p, log_n, log_d, form)
+        r = pred - log_l
+        absr = np.abs(r)
+        rho = np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta))
+        psi = weights * np.clip(r, -delta, delta)
+        f = (weights * rho).sum(axis=1)
+        g = np.stack([(psi * j).sum(axis=1) for j in jac], axis=1)
+    bad = ~np.isfinite(f) | ~np.isfinite(g).all(axis=1)
+    f[bad] = np.inf
+    g[bad] = 0.0
+    return f, g
+
+
+def start_grid(form: str, n_starts: int, seed: int) -> np.ndarray:
+    """The form's canonical 4500-point grid; a seeded subset when fewer starts are asked, random extras when more."""
+    grid = KAPLAN_GRID if form == "kaplan" else CHINCHILLA_GRID
+    full = np.array(list(itertools.product(*(grid[k] for k in PARAM_NAMES))), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if n_starts <= len(full):
+        return full[np.sort(rng.choice(len(full), size=n_starts, replace=False))]
+    lo, hi = full.min(axis=0), full.max(axis=0)
+    extra = rng.uniform(lo, hi, size=(n_starts - len(full), full.shape[1]))
+    return np.vstack([full, extra])
+
+
+def _distinct_best(x: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best rows of ``x`` whose parameters differ (rounded to 1e-3)."""
+    order = np.argsort(f)
+    seen, keep = set(), []
+    for i in order:
+        if not np.isfinite(f[i]):
+            break
+        key = tuple(np.round(x[i], 3))
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+        if len(keep) == k:
+            break
+    return np.array(keep, dtype=int)
+
+
+@dataclass(frozen=True)
+class ScalingLawFit:
+    """A fitted L(N, D) law. ``params`` are (a, b, e, α, β) with A = e^a, B = e^b, E = e^e."""
+
+    form: str
+    params: np.ndarray
+    objective: float
+    n_points: int
+    n_starts: int
+    samples: np.ndarray = field(repr=False, compare=False)  # (n_boot, 5) bootstrap params; may be empty
+
+    @property
+    def E(self) -> float:  # noqa: N802 - the papers' names
+        return float(np.exp(self.params[2]))
+
+    @property
+    def A(self) -> float:  # noqa: N802
+        return float(np.exp(self.params[0]))
+
+    @property
+    def B(self) -> float:  # noqa: N802
+        return float(np.exp(self.params[1]))
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params[3])
+
+    @property
+    def beta(self) -> float:
+        return float(self.params[4])
+
+    def intervals(self, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
+        """Bootstrap percentile intervals of E, A, B, alpha, beta (empty without bootstrap samples)."""
+        if self.samples.size == 0:
+            return {}
+        s = self.samples
+        named = {
+            "E": np.exp(s[:, 2]),
+            "A": np.exp(s[:, 0]),
+            "B": np.exp(s[:, 1]),
+            "alpha": s[:, 3],
+            "beta": s[:, 4],
+        }
+        return {k: ci_tuple(v, level) for k, v in named.items()}
+
+    def predict(self, n: object, d: object) -> np.ndarray:
+        """L̂(N, D)."""
+        log_n, log_d = np.broadcast_arrays(np.log(np.asarray(n, float)), np.log(np.asarray(d, float)))
+        pred = log_prediction(self.params, log_n.ravel(), log_d.ravel(), self.form)[0]
+        return np.exp(pred).reshape(log_n.shape)
+
+    def predict_interval(
+        self, n: object, d: object, level: float = CI_LEVEL
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bootstrap interval (lower, upper) of L̂(N, D)."""
+        if self.samples.size == 0:
+            raise FitError(
+                "this fit has no bootstrap samples; refit with n_boot > 0 for prediction intervals"
+            )
+        log_n, log_d = np.broadcast_arrays(np.log(np.asarray(n, float)), np.log(np.asarray(d, float)))
+        preds = np.exp(log_prediction(self.samples, log_n.ravel(), log_d.ravel(), self.form))
+        lo, hi = percentile_ci(preds, level)
+        return lo.reshape(log_n.shape), hi.reshape(log_n.shape)
+
+    def compute_optimal(self, flops: object) -> tuple[np.ndarray, np.ndarray]:
+        """(N_opt, D_opt) minimising L at compute C = 6·N·D."""
+        c6 = np.asarray(flops, dtype=np.float64) / 6.0
+        alpha, beta = self.alpha, self.beta
+        if alpha <= 0 or beta <= 0:
+            raise FitError(f"no compute-optimal allocation for α={alpha:.3g}, β={beta:.3g}: both must be > 0")
+        if self.form == "chinchilla":  # N_opt = G·(C/6)^{β/(α+β)}, G = (αA/(βB))^{1/(α+β)}
+            g = (alpha * self.A / (beta * self.B)) ** (1.0 / (alpha + beta))
+            n_opt = g * c6 ** (beta / (alpha + beta))
+        else:  # minimise (A/N)^{α/β} + B·N/(C/6): N^{α/β+1} = (α/β)·A^{α/β}·(C/6)/B
+            r = alpha / beta
+            n_opt = (r * self.A**r * c6 / self.B) ** (1.0 / (r + 1.0))
+        return n_opt, c6 / n_opt
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "form": self.form,
+            "E": self.E,
+            "A": self.A,
+            "B": self.B,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "objective": self.objective,
+            "n_points": self.n_points,
+            "n_starts": self.n_starts,
+            "n_boot": int(self.samples.shape[0]),
+        }
+        out.update({f"{k}_ci": list(v) for k, v in self.intervals().items()})
+        return out
+
+
+def _polish(p0: np.ndarray, data: tuple, form: str) -> tuple[np.ndarray, float, bool]:
+    log_n, log_d, log_l, w = data
+
+    def fun(p: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = huber_objective(p[None, :], log_n, log_d, log_l, w, form)
+        return float(f[0]), g[0]
+
+    res = minimize(
+        fun, p0, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000}
+    )
+    return res.x, float(res.fun), bool(res.success or "ABNORMAL" in str(res.message))
+
+
+def fit_scaling_law(
+    n: object,
+    d: object,
+    loss: object,
+    *,
+    form: str = "chinchilla",
+    n_starts: int = 4500,
+    n_boot: int = 1000,
+    seed: int = 0,
+    boot_starts: int = 3,
+) -> ScalingLawFit:
+    """Fit L(N, D) (Approach 3: LSE parameters, summed Huber δ=1e-3 on log residuals, multi-start L-BFGS).
+
+    ``n_starts`` starting points (4500 = the canonical grid) are minimised together, the best distinct optima
+    polished; ``n_boot`` pairs-bootstrap resamples, each warm-started from the ``boot_starts`` best optima.
+    """
+    if form not in FORMS:
+        raise FitError(f"unknown scaling-law form {form!r}; choose one of {FORMS}")
+    na = as_finite_array(n, "n_params", positive=True)
+    da = as_finite_array(d, "data_tokens", positive=True)
+    la = as_finite_array(loss, "loss", positive=True)
+    if not na.size == da.size == la.size:
+        raise FitError(f"n, d and loss differ in length ({na.size}, {da.size}, {la.size})")
+    require_points(na.size, 6, f"a {form} scaling law (5 parameters)")
+    for name, arr in (("n_params", na), ("data_tokens", da)):
+        if np.unique(arr).size < 2:
+            raise FitError(f"{name} takes a single value; L(N, D) needs both N and D to vary")
+    if n_starts < 1:
+        raise FitError("n_starts must be ≥ 1")
+    log_n, log_d, log_l = np.log(na), np.log(da), np.log(la)
+    ones = np.ones(na.size)
+
+    def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return huber_objective(x, log_n, log_d, log_l, ones, form)
+
+    starts = start_grid(form, n_starts, seed)
+    batch = batched_lbfgs(fun, starts, max_iter=400, ftol=1e-10)
+    cand = _distinct_best(batch.x, batch.fun, max(5, boot_starts))
+    if cand.size == 0:
+        raise FitError(
+            f"the {form} fit did not converge from any of {n_starts} starts (objective not finite)"
+        )
+    polished = [_polish(batch.x[i], (log_n, log_d, log_l, ones), form) for i in cand]
+    order = np.argsort([p[1] for p in polished])
+    best_x, best_f, ok = polished[order[0]]
+    if not ok or not np.isfinite(best_f):
+        raise FitError(f"the {form} fit did not converge (L-BFGS-B stopped without meeting its tolerance)")
+    warm = np.array([polished[i][0] for i in order[:boot_starts]])
+    samples = _bootstrap(warm, (log_n, log_d, log_l), form, n_boot, seed)
+    return ScalingLawFit(
+        form=form, params=best_x, objective=best_f, n_points=int(na.size), n_starts=n_starts, samples=samples
+    )
+
+
+def _bootstrap(warm: np.ndarray, data: tuple, form: str, n_boot: int, seed: int) -> np.ndarray:
+    """Pairs bootstrap as point multiplicities; every resample starts from each of the ``warm`` optima."""
+    if n_boot <= 0:
+        return np.empty((0, 5))
+    log_n, log_d, log_l = data
+    counts = resample_counts(log_n.size, n_boot, seed)
+    k = len(warm)
+    weights = np.repeat(counts, k, axis=0)
+
+    def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return huber_objective(x, log_n, log_d, log_l, weights[rows], form)
+
+    res = batched_lbfgs(fun, np.tile(warm, (n_boot, 1)), max_iter=400, ftol=1e-10)
+    f = res.fun.reshape(n_boot, k)
+    best = np.argmin(f, axis=1)
+    return res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
