@@ -29,6 +29,12 @@ def best_run_per_batch(runs: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates("batch_size").drop(columns="_score").reset_index(drop=True)
 
 
+def loss_limits(losses: pd.Series) -> tuple[float, float]:
+    """y range showing the approach to the final losses: from just below the lowest to at most twice it."""
+    lo, hi = float(losses.min()), float(losses.max())
+    return lo - 0.03 * (hi - lo), min(hi, 2.0 * lo)
+
+
 @styled
 def loss_curves(
     runs: pd.DataFrame, curves: pd.DataFrame, *, eval_set: str | None = None, target: float | None = None
@@ -61,6 +67,7 @@ def loss_curves(
             if target is not None:
                 ax.axhline(target, color="0.3", ls="--", lw=0.9, label="target loss", gid="target")
             log_axis(ax, "x")
+            ax.set_ylim(*loss_limits(data[loss_col]))
             ax.set_xlabel(x_name.capitalize())
             ax.set_ylabel(f"Eval loss, {loss_name}\n(nats/token)")
     first = chosen.iloc[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LinearSegmentedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from cbs.errors import ConfigError
 
@@ -28,7 +28,7 @@ R = TypeVar("R")
 # Okabe & Ito (2008), distinguishable under the common colour-vision deficiencies; yellow last (low contrast).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
 # Ordered quantities (batch size, D, lr) use viridis without its palest yellow end, readable on white.
-_ORDERED = LinearSegmentedColormap.from_list(
+ORDERED_CMAP = LinearSegmentedColormap.from_list(
     "cbs_ordered", mpl.colormaps["viridis"](np.linspace(0, 0.85, 256))
 )
 
@@ -94,7 +94,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float | None = None, he
 def ordered_colors(values: Sequence[float]) -> dict[float, tuple]:
     """A colour per distinct value, in order along the (colour-blind-safe) ordered map."""
     distinct = sorted(set(values))
-    cmap: Colormap = _ORDERED
+    cmap: Colormap = ORDERED_CMAP
     if len(distinct) == 1:
         return {distinct[0]: cmap(0.0)}
     return {v: cmap(i / (len(distinct) - 1)) for i, v in enumerate(distinct)}
@@ -113,23 +113,48 @@ def human(x: float) -> str:
     return f"{x:.3g}"
 
 
-def log2_axis(ax: Axes, axis: str, ticks: Sequence[float]) -> None:
-    """Log base-2 scale on ``axis`` ('x' or 'y') with plain-number labels at ``ticks`` (e.g. batch sizes)."""
-    ticks = sorted({float(t) for t in ticks if t > 0})
+def batch_label(value: float) -> str:
+    """Tick label for counts on a log2 axis: plain integers up to 65536, compact above, 1/k below 1."""
+    if 0 < value < 1:
+        return f"1/{round(1 / value):d}"
+    return f"{value:.0f}" if value <= 65536 else human(value)
+
+
+def log2_axis(ax: Axes, axis: str, ticks: Sequence[float] | None = None) -> None:
+    """Log base-2 scale on ``axis`` ('x' or 'y') with plain-number labels, at ``ticks`` if given.
+
+    Without ``ticks``, labels every power of two in view (every other one past eight). Call after plotting.
+    """
     getattr(ax, f"set_{axis}scale")("log", base=2)
     target = ax.xaxis if axis == "x" else ax.yaxis
-    if len(ticks) > 8:  # keep labels readable: every other power
+    if ticks is None:
+        lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+        ticks = 2.0 ** np.arange(np.ceil(np.log2(lo)), np.floor(np.log2(hi)) + 1)
+    ticks = sorted({float(t) for t in ticks if t > 0})
+    if len(ticks) > 8:  # keep labels readable
         ticks = ticks[:: int(np.ceil(len(ticks) / 8))]
     target.set_major_locator(FixedLocator(ticks))
-    target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: batch_label(v)))
     target.set_minor_locator(NullLocator())
     target.set_minor_formatter(NullFormatter())
 
 
-def log_axis(ax: Axes, axis: str) -> None:
-    """Log base-10 scale on ``axis`` with compact labels (1M, 10M, ...)."""
+def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0) -> None:
+    """Log base-10 scale on ``axis`` with compact labels (1M, 10M, ...). Call after plotting.
+
+    The view spans at least a factor ``min_span`` (centred geometrically), and ranges under ~1.5 decades
+    are also labelled at 2× and 5×, so every log axis has readable ticks.
+    """
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.xaxis if axis == "x" else ax.yaxis
+    get_lim, set_lim = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    lo, hi = get_lim()
+    if hi / lo < min_span:
+        mid = np.sqrt(lo * hi)
+        lo, hi = mid / np.sqrt(min_span), mid * np.sqrt(min_span)
+        set_lim(lo, hi)
+    subs = (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
+    target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
     target.set_minor_formatter(NullFormatter())
 
@@ -139,6 +164,15 @@ def legend_outside(ax: Axes, **kwargs) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def shared_legend(axes: Iterable[Axes]) -> tuple[list, list[str]]:
+    """Handles and labels of all ``axes``, each label once, for one figure-level legend."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:

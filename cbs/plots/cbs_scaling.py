@@ -1,0 +1,98 @@
+"""The teaser: CBS vs model size (fixed data), vs data size (fixed model), along the Chinchilla line.
+
+Each panel shows the per-group CBS with its interval, the fitted power law B* = c·x^k (solid over the data,
+dashed as a forecast beyond it) and its bootstrap band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from cbs.fit import PowerLawFit
+from cbs.plots.style import OKABE_ITO, human, log_axis, new_figure, styled
+
+FORECAST_DECADES = 1.0  # how far past the largest measured x the dashed forecast runs
+
+
+@dataclass(frozen=True)
+class ScalingPanel:
+    """One panel: CBS at x (with 95% intervals) and the power law fitted to them."""
+
+    title: str
+    variable: str  # "N" or "D"
+    x: np.ndarray
+    cbs: np.ndarray
+    cbs_lo: np.ndarray
+    cbs_hi: np.ndarray
+    law: PowerLawFit
+
+    @property
+    def unit(self) -> float:
+        """x is shown in millions of parameters (N) or billions of tokens (D), as in the paper."""
+        return 1e6 if self.variable == "N" else 1e9
+
+
+def law_label(law: PowerLawFit, variable: str, unit: float) -> str:
+    """'B* = 93.2·(N/1M)^0.470 [0.41, 0.53]': coefficient for x in the paper's units, exponent 95% CI."""
+    coef = law.coefficient * unit**law.exponent
+    lo, hi = law.exponent_ci
+    return f"$B^* = {coef:.3g}\\,({variable}/{human(unit)})^{{{law.exponent:.3f}}}$\nexponent 95% CI [{lo:.2f}, {hi:.2f}]"
+
+
+def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
+    """Points with intervals, the law over the data (``gid="law"``), the forecast (``gid="forecast"``), band."""
+    lo, hi = float(panel.x.min()), float(panel.x.max())
+    inside = np.geomspace(lo, hi, 100)
+    beyond = np.geomspace(hi, hi * 10**FORECAST_DECADES, 60)
+    everywhere = np.concatenate([inside, beyond[1:]])
+    band_lo, band_hi = panel.law.band(everywhere)
+    ax.fill_between(
+        everywhere, band_lo, band_hi, color=color, alpha=0.2, lw=0, label="95% band of the fit", gid="band"
+    )
+    ax.plot(inside, panel.law.predict(inside), "-", color=color, label="power-law fit", gid="law")
+    ax.plot(beyond, panel.law.predict(beyond), "--", color=color, label="forecast", gid="forecast")
+    yerr = np.vstack([panel.cbs - panel.cbs_lo, panel.cbs_hi - panel.cbs])
+    ax.errorbar(
+        panel.x,
+        panel.cbs,
+        yerr=yerr,
+        fmt="o",
+        color="0.15",
+        ms=4,
+        capsize=2,
+        lw=0.9,
+        label="measured CBS (95% CI)",
+        gid="points",
+    )
+    ax.text(
+        0.03,
+        0.97,
+        law_label(panel.law, panel.variable, panel.unit),
+        transform=ax.transAxes,
+        va="top",
+        fontsize=7.5,
+        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )
+    log_axis(ax, "x")
+    top = max(float(np.max(panel.cbs_hi)), float(np.max(band_hi)))
+    ax.set_ylim(top=top * 2.5)  # head room for the equation
+    log_axis(ax, "y", min_span=4.0)
+    ax.set_title(panel.title)
+    ax.set_xlabel("Model size N (non-embedding params)" if panel.variable == "N" else "Data size D (tokens)")
+
+
+@styled
+def cbs_scaling(panels: Sequence[ScalingPanel]) -> Figure:
+    """One panel per entry (the paper's teaser has three), sharing the y label and one legend below."""
+    fig, axes = new_figure(len(panels), height=2.9, width=min(7.0, 2.4 * len(panels) + 0.4))
+    for i, (ax, panel) in enumerate(zip(axes[0], panels, strict=True)):
+        draw_panel(ax, panel, OKABE_ITO[i])
+    axes[0][0].set_ylabel("Critical batch size B* (sequences)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4)
+    return fig

@@ -1,0 +1,94 @@
+"""Hyperparameter sensitivity: final loss (and steps to target) vs lr, β2 or EWA τ, one line per batch size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cbs.errors import ResultsError
+from cbs.plots.style import human, log_axis, new_figure, ordered_colors, shared_legend, styled
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    column: str
+    label: str
+    one_minus: bool  # plot 1 − value on a log axis (β2, τ close to 1)
+
+
+HYPERPARAMETERS = {
+    "lr": Hyperparameter("lr", "Peak learning rate", False),
+    "beta2": Hyperparameter("beta2", "1 − Adam β2", True),
+    "ewa_tau": Hyperparameter("ewa_tau", "1 − EWA decay τ", True),
+}
+METRICS = {
+    "best_ewa_eval_loss": "Best EWA eval loss\n(nats/token)",
+    "steps_to_target": "Steps to target",
+}
+MAX_PANELS = 6
+PANELS_PER_ROW = 3
+
+
+def varied_groups(runs: pd.DataFrame, column: str) -> list[tuple[tuple[int, int], pd.DataFrame]]:
+    """(n_params, data_tokens) groups in which some batch size was run at ≥ 2 values of ``column``."""
+    out = []
+    for key, group in runs.groupby(["n_params", "data_tokens"], sort=True):
+        if (group.groupby("batch_size")[column].nunique() >= 2).any():
+            out.append((key, group))
+    return out
+
+
+@styled
+def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
+    """Rows: final loss, and steps to target where the runs record it; one column per group (≤ 6).
+
+    Each line is one batch size (``gid="sens:<metric>:<N>:<D>:<B>"``, x the hyperparameter as plotted);
+    the best value per batch size is ringed.
+    """
+    hp = HYPERPARAMETERS[param]
+    groups = varied_groups(runs[runs["status"] != "failed"], hp.column)
+    if not groups:
+        raise ResultsError(f"no batch size was run at two or more values of {hp.column}; sweep {hp.column}")
+    groups = groups[:MAX_PANELS]
+    metrics = [m for m in METRICS if runs[m].notna().sum() >= 2]
+    colors = ordered_colors(runs["batch_size"].tolist())
+    ncols = min(PANELS_PER_ROW, len(groups))
+    nrows = -(-len(groups) // ncols) * len(metrics)
+    fig, axes = new_figure(ncols, nrows, height=2.1, width=2.1 * ncols + 1.0)
+    for ax in axes.flat[len(groups) * len(metrics) :]:
+        ax.set_visible(False)
+    for i, ((n, d), group) in enumerate(groups):
+        col = i % ncols
+        for m, metric in enumerate(metrics):
+            ax = axes[(i // ncols) * len(metrics) + m][col]
+            for batch, sub in group.groupby("batch_size"):
+                sub = sub.dropna(subset=[metric]).sort_values(hp.column)
+                if sub[hp.column].nunique() < 2:
+                    continue
+                x = sub[hp.column].to_numpy(float)
+                x = 1.0 - x if hp.one_minus else x
+                y = sub[metric].to_numpy(float)
+                ax.plot(
+                    x,
+                    y,
+                    "o-",
+                    color=colors[batch],
+                    ms=3,
+                    label=f"B = {batch}",
+                    gid=f"sens:{metric}:{n}:{d}:{batch}",
+                )
+                best = int(np.argmin(y))
+                ax.plot(x[best], y[best], "o", ms=7, mfc="none", mec=colors[batch], mew=1.2)
+            log_axis(ax, "x")
+            if metric == "steps_to_target":
+                log_axis(ax, "y")
+            ax.set_xlabel(hp.label)
+            if col == 0:
+                ax.set_ylabel(METRICS[metric])
+            if m == 0:
+                ax.set_title(f"N = {human(n)}, D = {human(d)}")
+    fig.legend(*shared_legend(axes.flat), loc="outside right upper", title="Batch (seqs)")
+    return fig
