@@ -8,7 +8,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from cbs.fit import ScalingLawFit
-from cbs.plots.style import ORDERED_CMAP, human, log_axis, new_figure, styled
+from cbs.plots.style import ORDERED_CMAP, log_axis, new_figure, styled
 
 N_BANDS = 6  # model-size bands (panel a) and compute budgets (panels b, c)
 
@@ -52,11 +52,28 @@ def scaling_law_figure(
     n_norm = LogNorm(n.min(), n.max())
     band, centres = log_bands(n)
     d_grid = np.geomspace(d.min() / 1.5, d.max() * 1.5, 120)
-    ax_d.scatter(d[~excluded], loss[~excluded], c=n[~excluded], cmap=ORDERED_CMAP, norm=n_norm, s=9, lw=0, gid="points")
+    ax_d.scatter(
+        d[~excluded], loss[~excluded], c=n[~excluded], cmap=ORDERED_CMAP, norm=n_norm, s=9, lw=0, gid="points"
+    )
     if excluded.any():
-        ax_d.scatter(d[excluded], loss[excluded], marker="x", color="0.4", s=14, lw=0.8, label="excluded", gid="excluded")
+        ax_d.scatter(
+            d[excluded],
+            loss[excluded],
+            marker="x",
+            color="0.4",
+            s=14,
+            lw=0.8,
+            label="excluded",
+            gid="excluded",
+        )
     for i, centre in enumerate(centres):
-        ax_d.plot(d_grid, fit.predict(np.full_like(d_grid, centre), d_grid), color=ORDERED_CMAP(n_norm(centre)), lw=1.1, gid=f"surface:{i}")
+        ax_d.plot(
+            d_grid,
+            fit.predict(np.full_like(d_grid, centre), d_grid),
+            color=ORDERED_CMAP(n_norm(centre)),
+            lw=1.1,
+            gid=f"surface:{i}",
+        )
     ax_d.set_xlabel("Training tokens D")
     ax_d.set_ylabel("Loss (nats/token)")
     ax_d.set_title("(a) Loss vs data, fit per N")
@@ -73,13 +90,22 @@ def scaling_law_figure(
         members = (c_band == i) & ~excluded
         ax_iso.scatter(n[members], loss[members], color=color, s=9, lw=0)
         n_grid = np.geomspace(n.min() / 2, n.max() * 2, 160)
-        ax_iso.plot(n_grid, fit.predict(n_grid, budget / (6.0 * n_grid)), color=color, lw=1.1, gid=f"isoflop:{i}")
         ax_iso.plot(
-            [n_opt[i]], fit.predict(n_opt[i], budget / (6.0 * n_opt[i])), "*", color=color, ms=9, mec="white", mew=0.5,
+            n_grid, fit.predict(n_grid, budget / (6.0 * n_grid)), color=color, lw=1.1, gid=f"isoflop:{i}"
+        )
+        ax_iso.plot(
+            [n_opt[i]],
+            fit.predict(n_opt[i], budget / (6.0 * n_opt[i])),
+            "*",
+            color=color,
+            ms=10,
+            mec="black",
+            mew=0.5,
             gid=f"isoflop-opt:{i}",
         )
     ax_iso.set_ylim(loss[~excluded].min() * 0.97, np.percentile(loss[~excluded], 98) * 1.02)
     ax_iso.set_xlabel("Model size N (params)")
+    ax_iso.set_ylabel("Loss (nats/token)")
     ax_iso.set_title("(b) Iso-FLOP curves, ★ optimum")
     log_axis(ax_iso, "x")
     log_axis(ax_iso, "y")
@@ -93,17 +119,27 @@ def scaling_law_figure(
     best = [np.flatnonzero((c_band == i) & ~excluded) for i in range(budgets.size)]
     best = np.array([idx[np.argmin(loss[idx])] for idx in best if idx.size])
     if best.size:
-        ax_opt.plot(flops[best], n[best], "o", color="#0072B2", mfc="none", label="lowest-loss N per budget", gid="empirical-n")
+        ax_opt.plot(
+            flops[best],
+            n[best],
+            "o",
+            color="#0072B2",
+            mfc="none",
+            label="lowest-loss N per budget",
+            gid="empirical-n",
+        )
     ax_opt.axvline(flops.max(), color="0.5", lw=0.8, ls=":")
     ax_opt.set_xlabel("Compute C (FLOP)")
     ax_opt.set_ylabel("Parameters / tokens")
     ax_opt.set_title("(c) Compute-optimal allocation")
     log_axis(ax_opt, "x")
     log_axis(ax_opt, "y")
-    ax_opt.legend(loc="upper left", fontsize=7)
+    ax_opt.legend(loc="lower right", fontsize=7)
     a = fit.alpha / (fit.alpha + fit.beta)
     fig.suptitle(
-        f"{fit.form.capitalize()} fit: E = {fit.E:.3f}, A = {fit.A:.4g}, B = {fit.B:.4g}, α = {fit.alpha:.3f}, "
-        f"β = {fit.beta:.3f}  (N_opt ∝ C^{1 - a:.2f}, D_opt ∝ C^{a:.2f}; {human(fit.n_points)} points)"
+        f"{fit.form.capitalize()} fit on {fit.n_points} points: E = {fit.E:.3f}, A = {fit.A:.4g}, B = {fit.B:.4g}, "
+        f"α = {fit.alpha:.3f}, β = {fit.beta:.3f}\n"
+        f"compute-optimal $N_{{opt}} \\propto C^{{{1 - a:.2f}}}$, $D_{{opt}} \\propto C^{{{a:.2f}}}$"
+        + ("  (× = excluded)" if excluded.any() else "")
     )
     return fig

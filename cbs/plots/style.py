@@ -106,7 +106,15 @@ def categorical_colors(keys: Sequence[object]) -> dict[object, str]:
 
 
 def human(x: float) -> str:
-    """Compact count: 85_000_000 -> '85M', 3.07e9 -> '3.07B', 512 -> '512'."""
+    """Compact count: 85_000_000 -> '85M', 3.07e9 -> '3.07B', 512 -> '512', 1e18 -> '$10^{18}$'."""
+    if abs(x) >= 1e15:
+        exponent = int(np.floor(np.log10(abs(x))))
+        mantissa = x / 10**exponent
+        return (
+            f"$10^{{{exponent}}}$"
+            if np.isclose(mantissa, 1.0)
+            else f"${mantissa:.2g}\\times10^{{{exponent}}}$"
+        )
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= scale:
             return f"{x / scale:.3g}{suffix}"
@@ -153,8 +161,8 @@ def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0) -> None:
         mid = np.sqrt(lo * hi)
         lo, hi = mid / np.sqrt(min_span), mid * np.sqrt(min_span)
         set_lim(lo, hi)
-    subs = (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
-    target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    subs = np.arange(1.0, 10.0) if hi / lo < 3 else (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
+    target.set_major_locator(LogLocator(base=10, subs=subs, numticks=5 if axis == "x" else 7))
     target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
     target.set_minor_formatter(NullFormatter())
 
