@@ -13,10 +13,24 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cbs.fit import PowerLawFit
+from cbs.fit import PowerLawFit, fit_power_law
 from cbs.plots.style import OKABE_ITO, human, log_axis, new_figure, styled
 
 FORECAST_DECADES = 1.0  # how far past the largest measured x the dashed forecast runs
+MIN_POINTS = 3  # a power law with an interval needs three CBS values
+CHINCHILLA_TOLERANCE = 1.5  # "on the Chinchilla line": D/N within a factor 1.5 of 20 tokens per parameter
+
+
+@dataclass(frozen=True)
+class CbsPoint:
+    """The CBS of one (model, data size) group with its 95% interval."""
+
+    model: str
+    n_params: float
+    data_tokens: float
+    cbs: float
+    cbs_lo: float
+    cbs_hi: float
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,68 @@ class ScalingPanel:
     def unit(self) -> float:
         """x is shown in millions of parameters (N) or billions of tokens (D), as in the paper."""
         return 1e6 if self.variable == "N" else 1e9
+
+
+def law_panel(title: str, variable: str, points: list[CbsPoint], n_boot: int, seed: int) -> ScalingPanel:
+    points = sorted(points, key=lambda p: p.n_params if variable == "N" else p.data_tokens)
+    x = np.array([p.n_params if variable == "N" else p.data_tokens for p in points])
+    cbs = np.array([p.cbs for p in points])
+    law = fit_power_law(x, cbs, n_boot=n_boot, seed=seed)
+    lo, hi = (np.array([getattr(p, k) for p in points]) for k in ("cbs_lo", "cbs_hi"))
+    return ScalingPanel(title, variable, x, cbs, lo, hi, law)
+
+
+def _widest(points: list[CbsPoint], fixed: str, varying: str) -> tuple[float, list[CbsPoint]]:
+    """The value of ``fixed`` shared by the most distinct values of ``varying`` (ties: the largest)."""
+    by_value: dict[float, dict[float, CbsPoint]] = {}
+    for p in points:
+        if np.isfinite(getattr(p, fixed)):
+            by_value.setdefault(getattr(p, fixed), {})[getattr(p, varying)] = p
+    if not by_value:
+        return np.nan, []
+    value = max(by_value, key=lambda v: (len(by_value[v]), v))
+    return value, list(by_value[value].values())
+
+
+def select_panels(
+    points: Sequence[CbsPoint],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    chinchilla_tokens_per_param: float = 20.0,
+) -> tuple[list[ScalingPanel], list[str]]:
+    """The teaser's panels that ``points`` support, and for each missing one the reason it cannot be drawn."""
+    points = list(points)
+    panels, reasons = [], []
+    d_fixed, at_d = _widest(points, "data_tokens", "n_params")
+    if len(at_d) >= MIN_POINTS:
+        panels.append(law_panel(f"Fixed data (D = {human(d_fixed)})", "N", at_d, n_boot, seed))
+    else:
+        reasons.append(
+            f"CBS vs model size: at most {len(at_d)} model size(s) share a data size; needs ≥ {MIN_POINTS}"
+        )
+    n_fixed, at_n = _widest(points, "n_params", "data_tokens")
+    if len(at_n) >= MIN_POINTS:
+        panels.append(law_panel(f"Fixed model (N = {human(n_fixed)})", "D", at_n, n_boot, seed))
+    else:
+        reasons.append(
+            f"CBS vs data size: at most {len(at_n)} data size(s) share a model size; needs ≥ {MIN_POINTS}"
+        )
+    ratio = np.array([p.data_tokens / p.n_params for p in points])
+    on_line = {
+        p.n_params: p
+        for p, r in zip(points, ratio, strict=True)
+        if np.isfinite(r) and abs(np.log(r / chinchilla_tokens_per_param)) <= np.log(CHINCHILLA_TOLERANCE)
+    }
+    if len(on_line) >= MIN_POINTS:
+        title = f"Chinchilla line (D ≈ {chinchilla_tokens_per_param:g}N)"
+        panels.append(law_panel(title, "N", list(on_line.values()), n_boot, seed))
+    else:
+        reasons.append(
+            f"CBS along the Chinchilla line: {len(on_line)} model size(s) trained on ≈ "
+            f"{chinchilla_tokens_per_param:g} tokens/param; needs ≥ {MIN_POINTS}"
+        )
+    return panels, reasons
 
 
 def law_label(law: PowerLawFit, variable: str, unit: float) -> str:

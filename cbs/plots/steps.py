@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cbs.fit import CbsFit
-from cbs.plots.style import human, log2_axis, new_figure, ordered_colors, styled
+from cbs.fit import CbsFit, CbsGroup
+from cbs.plots.style import human, log2_axis, new_figure, ordered_colors, shared_legend, styled
 
 
-@dataclass(frozen=True)
-class CbsGroup:
-    """One (model size, data size) cell and its S(B) fit."""
-
-    n_params: float
-    data_tokens: float
-    fit: CbsFit
-    model: str = ""
-
-    @property
-    def label(self) -> str:
-        name = self.model or f"N = {human(self.n_params)}"
-        return f"{name}, D = {human(self.data_tokens)}"
+def group_label(group: CbsGroup) -> str:
+    """'tiny-100k (N = 100k), D = 2M' for a (model, data size) group."""
+    return f"{group.model} (N = {human(group.n_params)}), D = {human(group.data_tokens)}"
 
 
 def batch_grid(batch_sizes: np.ndarray, points: int = 200) -> np.ndarray:
@@ -38,23 +28,15 @@ def linear_scaling(fit: CbsFit, batch: np.ndarray) -> np.ndarray:
     return fit.predict(fit.b_opt) * fit.b_opt / batch
 
 
-@styled
-def steps_vs_batch(groups: Sequence[CbsGroup], *, title: str | None = None) -> Figure:
-    """Two panels: steps to target vs batch size, and steps relative to the smallest batch size.
-
-    Left: measured points, the fitted S(B) = a + b/B (``gid="hyperbola:<i>"``), the linear-scaling line
-    through the fitted S(B_opt) (``gid="linear:<i>"``) and the CBS (``gid="cbs:<i>"``) with its interval.
-    Right: the same divided by the measured steps at each group's smallest batch, with ideal linear scaling.
-    """
+def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | None = None) -> None:
+    """Measured steps, fitted hyperbola (``gid="hyperbola:<i>"``), linear scaling from B_opt
+    (``gid="linear:<i>"``) and the CBS with its interval (``gid="cbs:<i>"``), one colour per group."""
     colors = ordered_colors(range(len(groups)))
-    fig, axes = new_figure(2, width=6.4, height=2.8)
-    ax, rel = axes[0]
-    all_batches: set[float] = set()
+    labels = labels or [group_label(g) for g in groups]
     for i, group in enumerate(groups):
         fit, color = group.fit, colors[i]
         grid = batch_grid(fit.batch_sizes)
-        all_batches.update(fit.batch_sizes.tolist())
-        ax.plot(fit.batch_sizes, fit.steps, "o", color=color, label=group.label, gid=f"points:{i}")
+        ax.plot(fit.batch_sizes, fit.steps, "o", color=color, label=labels[i], gid=f"points:{i}")
         ax.plot(grid, fit.predict(grid), "-", color=color, lw=1.2, gid=f"hyperbola:{i}")
         ax.plot(grid, linear_scaling(fit, grid), ":", color=color, lw=1.0, gid=f"linear:{i}")
         y_cbs = float(fit.predict(fit.cbs))
@@ -69,29 +51,45 @@ def steps_vs_batch(groups: Sequence[CbsGroup], *, title: str | None = None) -> F
             capsize=2,
         )
         ax.plot([fit.cbs], [y_cbs], "*", color=color, ms=10, mec="white", mew=0.6, gid=f"cbs:{i}")
-
-        first = fit.steps[np.argmin(fit.batch_sizes)]
-        rel.plot(fit.batch_sizes, fit.steps / first, "o-", color=color, lw=1.0, gid=f"relative:{i}")
-    b = np.array(sorted(all_batches))
-    grid = batch_grid(b)
-    rel.plot(
-        grid, b.min() / grid, "--", color="0.25", lw=1.0, label="ideal linear scaling", gid="relative-linear"
-    )
     # Legend-only proxies for the line styles shared by every group.
     ax.plot([], [], "-", color="0.3", label="fit $S = a + b/B$")
     ax.plot([], [], ":", color="0.3", label="linear scaling from $B_{opt}$")
     ax.plot([], [], "*", color="0.3", ms=9, label="CBS (±95% CI)")
-    for a in (ax, rel):
-        log2_axis(a, "x", b)
-        log2_axis(a, "y")
-        a.set_xlabel("Batch size B (sequences)")
+    log2_axis(ax, "x", sorted({b for g in groups for b in g.fit.batch_sizes.tolist()}))
+    log2_axis(ax, "y")
+    ax.set_xlabel("Batch size B (sequences)")
     ax.set_ylabel("Steps to target loss")
-    rel.set_ylabel("Steps / steps at smallest B")
+
+
+def draw_relative(ax: Axes, groups: Sequence[CbsGroup]) -> None:
+    """Steps divided by the measured steps at each group's smallest batch (``gid="relative:<i>"``), with
+    ideal linear scaling from the smallest batch overall (``gid="relative-linear"``)."""
+    colors = ordered_colors(range(len(groups)))
+    for i, group in enumerate(groups):
+        fit = group.fit
+        first = fit.steps[np.argmin(fit.batch_sizes)]
+        ax.plot(fit.batch_sizes, fit.steps / first, "o-", color=colors[i], lw=1.0, gid=f"relative:{i}")
+    b = np.array(sorted({b for g in groups for b in g.fit.batch_sizes.tolist()}))
+    grid = batch_grid(b)
+    ax.plot(
+        grid, b.min() / grid, "--", color="0.25", lw=1.0, label="ideal linear scaling", gid="relative-linear"
+    )
+    log2_axis(ax, "x", b)
+    log2_axis(ax, "y")
+    ax.set_xlabel("Batch size B (sequences)")
+    ax.set_ylabel("Steps / steps at smallest B")
+
+
+@styled
+def steps_vs_batch(groups: Sequence[CbsGroup], *, title: str | None = None) -> Figure:
+    """Two panels: steps to target vs batch size (`draw_steps`) and relative to the smallest batch."""
+    fig, axes = new_figure(2, width=6.4, height=2.8)
+    ax, rel = axes[0]
+    draw_steps(ax, groups)
+    draw_relative(rel, groups)
     ax.set_title("Steps to target")
     rel.set_title("Relative to the smallest batch")
-    handles, labels = ax.get_legend_handles_labels()
-    rel_h, rel_l = rel.get_legend_handles_labels()
-    fig.legend(handles + rel_h[-1:], labels + rel_l[-1:], loc="outside lower center", ncol=3)
+    fig.legend(*shared_legend([ax, rel]), loc="outside lower center", ncol=3)
     if title:
         fig.suptitle(title)
     return fig

@@ -1,0 +1,113 @@
+"""What the figures are drawn from: a results store (fits computed on the fly, once) or fit outputs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cbs.errors import CbsError, ResultsError
+from cbs.fit import CbsAnalysis, CbsGroup, fit_cbs_table, steps_to_target_table
+from cbs.plots.cbs_scaling import CbsPoint
+from cbs.protocol import B_OPT, CBS_OVERHEAD
+from cbs.results import ResultsStore
+
+
+@dataclass
+class StoreSource:
+    """A results store and the analysis settings; the tables and fits are computed once, on first use."""
+
+    root: Path
+    b_opt: float = B_OPT
+    overhead: float = CBS_OVERHEAD
+    target: str | float = "auto"
+    n_boot: int = 1000
+    seed: int = 0
+    n_starts: int = 1000  # multi-start points of the L(N, D) fit
+    notes: list[str] = field(default_factory=list)  # groups that could not be fitted, and why
+
+    def __post_init__(self) -> None:
+        self.store = ResultsStore(self.root)
+        if not self.store.root.is_dir():
+            raise ResultsError(f"no results store at {self.store.root}: pass the folder `cbs sweep` wrote")
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        runs = self.store.runs()
+        if runs.empty:
+            raise ResultsError(f"the results store {self.store.root} has no runs yet; run `cbs sweep` first")
+        return runs
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        return self.store.curves(self.runs["run_id"])
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """Steps to target per (model, data_tokens, batch_size), as `cbs fit cbs` computes it."""
+        return steps_to_target_table((self.runs, self.curves), b_opt=self.b_opt, target=self.target)
+
+    @cached_property
+    def analysis(self) -> CbsAnalysis:
+        """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them."""
+        return fit_cbs_table(
+            self.table, b_opt=self.b_opt, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
+        )
+
+    @cached_property
+    def groups(self) -> list[CbsGroup]:
+        """The groups that have an S(B) fit (the others are listed in ``notes``)."""
+        for g in self.analysis.groups:
+            if g.fit is None:
+                self.notes.append(f"{g.model}, D = {g.data_tokens:g}: no S(B) fit ({g.error})")
+        return [g for g in self.analysis.groups if g.fit is not None]
+
+    @cached_property
+    def points(self) -> list[CbsPoint]:
+        return [CbsPoint(g.model, g.n_params, g.data_tokens, g.fit.cbs, *g.fit.cbs_ci) for g in self.groups]
+
+    def targets(self) -> dict[tuple[float, float], float]:
+        """Target loss per (n_params, data_tokens)."""
+        first = self.table.groupby(["n_params", "data_tokens"])["target_loss"].first()
+        return {(float(n), float(d)): float(v) for (n, d), v in first.items()}
+
+    def is_theory(self) -> bool:
+        """True for stores written by `cbs theory` (presets ``linreg-…``)."""
+        return bool(self.runs["preset"].fillna("").str.startswith("linreg").all())
+
+
+def points_from_json(path: Path) -> list[CbsPoint]:
+    """CBS points from a `cbs fit cbs --json` output (its ``groups`` list)."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CbsError(
+            f"cannot read {path} as JSON ({exc}); pass the file `cbs fit cbs --json` wrote"
+        ) from exc
+    groups = payload.get("groups") if isinstance(payload, dict) else None
+    if not groups:
+        raise CbsError(f"{path} has no 'groups' list: it is not a `cbs fit cbs --json` output")
+    out = []
+    for g in groups:
+        missing = [k for k in ("n_params", "cbs", "cbs_ci") if k not in g]
+        if missing:
+            raise CbsError(
+                f"{path}: a group lacks {missing}; re-run `cbs fit cbs --json` with this cbs version"
+            )
+        lo, hi = g["cbs_ci"]
+        d = g.get("data_tokens")
+        out.append(
+            CbsPoint(
+                str(g.get("model", g["n_params"])),
+                float(g["n_params"]),
+                float(d) if d is not None else np.nan,
+                float(g["cbs"]),
+                float(lo),
+                float(hi),
+            )
+        )
+    return out
