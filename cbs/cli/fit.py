@@ -1,0 +1,316 @@
+"""`cbs fit cbs | scaling-law | loss-to-loss`: the fits of cbs.fit from a results store or a CSV/Parquet table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cbs.errors import FitError
+from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+
+def _common(p: argparse.ArgumentParser, json_help: str) -> None:
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and start grid (default 0)")
+    p.add_argument("--json", type=Path, metavar="OUT", help=json_help)
+
+
+def _target(value: str) -> str | float:
+    if value in ("auto", "b-opt"):
+        return value
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--target must be auto, b-opt or a loss value, got {value!r}"
+        ) from exc
+
+
+def _pair(value: str) -> tuple[float, float]:
+    try:
+        n, d = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--predict takes N,D (e.g. 7e10,1.4e12), got {value!r}") from exc
+    return n, d
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fit = subparsers.add_parser("fit", help="fit the CBS, L(N, D) scaling laws and loss-to-loss laws")
+    sub = fit.add_subparsers(dest="fit_command", metavar="FIT", required=True)
+
+    p = sub.add_parser("cbs", help="critical batch size per (model, data budget) and its scaling laws")
+    p.add_argument("store", nargs="?", type=Path, help="results store written by `cbs sweep`")
+    p.add_argument(
+        "--input",
+        type=Path,
+        metavar="TABLE",
+        help="steps-to-target table (.csv/.parquet): model, n_params, batch_size, steps_to_target[, data_tokens]",
+    )
+    p.add_argument(
+        "--b-opt", type=float, default=B_OPT, help=f"reference batch size in sequences (default {B_OPT})"
+    )
+    p.add_argument(
+        "--overhead",
+        type=float,
+        default=CBS_OVERHEAD,
+        help=f"allowed step overhead o over linear scaling (default {CBS_OVERHEAD})",
+    )
+    p.add_argument(
+        "--target",
+        type=_target,
+        default="auto",
+        help="store only: auto (runs' target_loss, else best loss at B_opt), b-opt, or a loss value",
+    )
+    p.add_argument("--eval-set", help="store only: eval set for the target (default: each run's primary)")
+    p.add_argument(
+        "--steps-csv", type=Path, metavar="OUT", help="store only: write the steps-to-target table"
+    )
+    p.add_argument("--csv", type=Path, metavar="OUT", help="write one row per group as CSV")
+    p.add_argument("--markdown", type=Path, metavar="OUT", help="write the groups and laws as Markdown")
+    _common(p, "write groups and laws as JSON")
+    p.set_defaults(func=run_cbs)
+
+    p = sub.add_parser("scaling-law", help="L(N, D) in the Chinchilla or Kaplan form (Approach 3)")
+    p.add_argument("--input", type=Path, required=True, metavar="TABLE", help="table (.csv/.parquet) of runs")
+    p.add_argument("--form", choices=("chinchilla", "kaplan"), default="chinchilla", help="law form")
+    p.add_argument("--n-col", default="n_params", help="column of N, parameters (default n_params)")
+    p.add_argument("--d-col", default="data_tokens", help="column of D, tokens (default data_tokens)")
+    p.add_argument("--flops-col", help="column of training FLOP C; D = C/(6N) replaces --d-col")
+    p.add_argument("--loss-col", default="loss", help="column of the loss (default loss)")
+    p.add_argument(
+        "--drop-highest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="drop the K highest-loss rows first (Besiroglu et al. drop 5 of Chinchilla's)",
+    )
+    p.add_argument("--n-starts", type=int, default=4500, help="multi-start grid size (default 4500)")
+    p.add_argument(
+        "--predict",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="N,D",
+        help="predict L at N,D with an interval (repeatable)",
+    )
+    p.add_argument(
+        "--compute",
+        type=float,
+        action="append",
+        default=[],
+        metavar="C",
+        help="compute-optimal N, D at C FLOP (repeatable)",
+    )
+    _common(p, "write parameters, intervals, predictions as JSON")
+    p.set_defaults(func=run_scaling_law)
+
+    p = sub.add_parser("loss-to-loss", help="y = K·(x − E_x)^κ + E_y between paired losses")
+    p.add_argument(
+        "store", nargs="?", type=Path, help="results store (groups = dataset, columns = eval sets)"
+    )
+    p.add_argument("--input", type=Path, metavar="TABLE", help="wide table (.csv/.parquet), one row per run")
+    p.add_argument("--group-col", default="dataset", help="column naming the training set (default dataset)")
+    p.add_argument("--n-col", default="n_params", help="column of N (default n_params)")
+    p.add_argument("--d-col", default="data_tokens", help="column of D (default data_tokens)")
+    p.add_argument("--x-group", required=True, help="training set of the x models")
+    p.add_argument("--x-col", required=True, help="loss column for x")
+    p.add_argument(
+        "--y-group", required=True, help="training set of the y models (= --x-group for train-to-test)"
+    )
+    p.add_argument("--y-col", required=True, help="loss column for y")
+    p.add_argument(
+        "--E-x", dest="E_x", type=float, help="give E_x instead of fitting L(N, D) to the x losses"
+    )
+    p.add_argument(
+        "--E-y", dest="E_y", type=float, help="give E_y instead of fitting L(N, D) to the y losses"
+    )
+    p.add_argument("--fit-E-y", dest="fit_E_y", action="store_true", help="fit E_y within 0 ≤ E_y < min y")
+    p.add_argument("--holdout", type=Path, metavar="TABLE", help="held-out runs to score extrapolation on")
+    p.add_argument("--raw-loss", action="store_true", help="store only: raw-weight losses instead of EWA")
+    p.add_argument(
+        "--n-starts", type=int, default=4500, help="start grid of the L(N, D) fits for E (default 4500)"
+    )
+    _common(p, "write κ, K, E_x, E_y, R², intervals and the translated law as JSON")
+    p.set_defaults(func=run_loss_to_loss)
+
+
+def _one_source(args: argparse.Namespace) -> None:
+    if (args.store is None) == (args.input is None):
+        raise FitError("give either a results store (positional) or --input TABLE, not both or neither")
+    path = args.store or args.input
+    if not path.exists():
+        raise FitError(f"{path} does not exist")
+
+
+def _fmt(v: float, ci: tuple[float, float] | None = None) -> str:
+    text = f"{v:.4g}"
+    return text + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
+
+
+def run_cbs(args: argparse.Namespace) -> int:
+    _one_source(args)
+    from rich.console import Console
+    from rich.table import Table
+
+    from cbs.fit import fit_cbs_table, steps_to_target_table
+    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json, write_text_atomic
+
+    if args.input is not None:
+        table = read_table(args.input)
+    else:
+        table = steps_to_target_table(
+            args.store, b_opt=args.b_opt, target=args.target, eval_set=args.eval_set
+        )
+        if args.steps_csv:
+            write_csv(args.steps_csv, table)
+    analysis = fit_cbs_table(
+        table, b_opt=args.b_opt, overhead=args.overhead, n_boot=args.n_boot, seed=args.seed
+    )
+    frame = analysis.to_frame()
+
+    out = Table(
+        title=f"Critical batch size (B_opt = {args.b_opt:g} seqs, overhead {args.overhead:g}, 95% CI)"
+    )
+    for col in (
+        "model",
+        "N (M params)",
+        "D (tokens)",
+        "B* (seqs) [CI]",
+        "S_min (steps)",
+        "B_noise (seqs)",
+        "α (free)",
+        "note",
+    ):
+        out.add_column(col)
+    for g in analysis.groups:
+        f = g.fit
+        out.add_row(
+            g.model,
+            f"{g.n_params / 1e6:.4g}",
+            f"{g.data_tokens:.4g}",
+            _fmt(f.cbs, f.cbs_ci) if f else "-",
+            _fmt(f.s_min) if f else "-",
+            _fmt(f.b_noise) if f else "-",
+            _fmt(f.alpha_variant.alpha) if f and f.alpha_variant else "-",
+            g.error or "",
+        )
+    console = Console()
+    console.print(out)
+    lines = _law_lines(analysis)
+    for line in lines:
+        console.print(line)
+    if args.json:
+        write_json(args.json, analysis.to_json_dict())
+    if args.csv:
+        write_csv(args.csv, frame)
+    if args.markdown:
+        write_text_atomic(
+            args.markdown, to_markdown(frame) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+        )
+    return 0
+
+
+def _law_lines(analysis) -> list[str]:
+    lines = []
+    for name, law in analysis.laws.items():
+        if name == "joint":
+            k = law.exponents
+            lines.append(
+                f"B* = {law.coefficient:.4g}·N^{k['n_params']:.3f}·D^{k['data_tokens']:.3f} (N in millions, D in tokens;"
+                f" exponent CIs N {law.exponent_cis['n_params'][0]:.3f}–{law.exponent_cis['n_params'][1]:.3f},"
+                f" D {law.exponent_cis['data_tokens'][0]:.3f}–{law.exponent_cis['data_tokens'][1]:.3f})"
+            )
+        else:
+            var = "N (millions)" if name == "n_params" else "D (tokens)"
+            lines.append(
+                f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}; exponent CI "
+                f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
+            )
+    lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]
+    return lines
+
+
+def run_scaling_law(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+
+    from cbs.fit import fit_scaling_law
+    from cbs.fit.tables import read_table, require_columns, write_json
+
+    table = read_table(args.input)
+    d_col = args.flops_col or args.d_col
+    require_columns(table, [args.n_col, d_col, args.loss_col], "a scaling-law fit")
+    if args.drop_highest:
+        table = table.sort_values(args.loss_col).iloc[: -args.drop_highest]
+    n = table[args.n_col].to_numpy(float)
+    d = table[d_col].to_numpy(float) / (6 * n) if args.flops_col else table[d_col].to_numpy(float)
+    fit = fit_scaling_law(
+        n, d, table[args.loss_col], form=args.form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
+    )
+    payload = fit.to_dict()
+    console = Console()
+    ci = fit.intervals()
+    console.print(
+        f"{args.form} fit on {fit.n_points} points ({fit.n_starts} starts, {args.n_boot} bootstrap resamples)"
+    )
+    for name in ("E", "A", "B", "alpha", "beta"):
+        console.print(f"  {name:5s} = {_fmt(getattr(fit, name), ci.get(name))}")
+    console.print(f"  objective (summed Huber, δ=1e-3) = {fit.objective:.10g}")
+    payload["predictions"] = []
+    for n_p, d_p in args.predict:
+        pred = float(fit.predict(n_p, d_p))
+        lo, hi = fit.predict_interval(n_p, d_p) if args.n_boot > 0 else (np.nan, np.nan)
+        payload["predictions"].append(
+            {"n_params": n_p, "data_tokens": d_p, "loss": pred, "loss_ci": [float(lo), float(hi)]}
+        )
+        console.print(f"  L(N={n_p:.4g}, D={d_p:.4g}) = {_fmt(pred, (float(lo), float(hi)))}")
+    payload["compute_optimal"] = []
+    for c in args.compute:
+        n_opt, d_opt = fit.compute_optimal(c)
+        payload["compute_optimal"].append({"flops": c, "n_opt": float(n_opt), "d_opt": float(d_opt)})
+        console.print(f"  C={c:.4g} FLOP: N_opt={float(n_opt):.4g}, D_opt={float(d_opt):.4g} tokens")
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+def run_loss_to_loss(args: argparse.Namespace) -> int:
+    _one_source(args)
+    if args.holdout is not None and not args.holdout.is_file():
+        raise FitError(f"--holdout {args.holdout} does not exist")
+    from rich.console import Console
+
+    from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_loss_table
+    from cbs.fit.tables import read_table, write_json
+
+    table = read_table(args.input) if args.input else store_loss_table(args.store, ewa=not args.raw_loss)
+    cols = Columns(args.group_col, args.n_col, args.d_col, args.x_group, args.x_col, args.y_group, args.y_col)
+    analysis = fit_loss_to_loss_table(
+        table,
+        cols,
+        E_x=args.E_x,
+        E_y=args.E_y,
+        fit_E_y=args.fit_E_y,
+        holdout=read_table(args.holdout) if args.holdout else None,
+        n_starts=args.n_starts,
+        n_boot=args.n_boot,
+        seed=args.seed,
+    )
+    f = analysis.fit
+    console = Console()
+    console.print(f"{args.x_group}:{args.x_col} → {args.y_group}:{args.y_col} on {f.n_points} (N, D) pairs")
+    console.print(f"  κ = {_fmt(f.kappa, f.kappa_ci)}   K = {_fmt(f.K, f.K_ci)}")
+    console.print(
+        f"  E_x = {f.E_x:.4g}   E_y = {_fmt(f.E_y, f.E_y_ci)}   R² = {f.r2:.4f} (log-log {f.r2_log:.4f})"
+    )
+    if analysis.holdout is not None:
+        for row in analysis.holdout.itertuples():
+            console.print(
+                f"  held out N={row.n:.3g} D={row.d:.3g}: y={row.y:.4f} ŷ={row.y_pred:.4f} "
+                f"rel. error {row.rel_error:+.2%}"
+            )
+    if args.json:
+        write_json(args.json, analysis.to_json_dict(cols))
+    return 0

@@ -1,0 +1,221 @@
+"""Per-group CBS fits from a steps-to-target table, and the scaling laws of the CBS across groups.
+
+Groups are (model, n_params, data_tokens). Laws: B* vs N (N in millions of non-embedding parameters),
+B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its variable takes ≥ 3 distinct values
+(the joint law: both vary and are not collinear); an absent law says why in ``laws_absent``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cbs.errors import FitError
+from cbs.fit.critical_batch import CbsFit, fit_cbs
+from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
+from cbs.fit.tables import require_columns
+from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+UNITS = {
+    "n_params": "millions of non-embedding parameters",
+    "data_tokens": "tokens",
+    "batch_size": "sequences",
+    "cbs": "sequences",
+    "b_noise": "sequences",
+    "s_min": "optimizer steps",
+    "steps_to_target": "optimizer steps",
+}
+MIN_DISTINCT = 3
+
+
+@dataclass(frozen=True)
+class CbsGroup:
+    """The CBS fit of one (model, data budget) group, or why it has none."""
+
+    model: str
+    n_params: float
+    data_tokens: float
+    fit: CbsFit | None
+    error: str | None = None
+    unreached_batch_sizes: list[float] = field(default_factory=list)
+    target_loss: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "model": self.model,
+            "n_params": self.n_params,
+            "n_params_millions": self.n_params / 1e6,
+            "data_tokens": self.data_tokens,
+            "target_loss": self.target_loss,
+            "unreached_batch_sizes": self.unreached_batch_sizes,
+            "error": self.error,
+        }
+        if self.fit is not None:
+            out.update(self.fit.to_dict())
+        return out
+
+
+@dataclass(frozen=True)
+class CbsAnalysis:
+    """Per-group CBS fits and the CBS scaling laws across groups."""
+
+    groups: list[CbsGroup]
+    laws: dict[str, PowerLawFit | JointPowerLawFit]
+    laws_absent: dict[str, str]
+    b_opt: float
+    overhead: float
+    n_boot: int
+
+    def to_json_dict(self) -> dict[str, object]:
+        laws = {}
+        for name, law in self.laws.items():
+            law_d = law.to_dict()
+            law_d["variables"] = ["n_params", "data_tokens"] if name == "joint" else [name]
+            law_d["form"] = {
+                "n_params": "cbs = coefficient * n_params_millions ** exponent",
+                "data_tokens": "cbs = coefficient * data_tokens ** exponent",
+                "joint": "cbs = coefficient * n_params_millions ** exponents.n_params * data_tokens ** exponents.data_tokens",
+            }[name]
+            laws[name] = law_d
+        return {
+            "units": UNITS,
+            "b_opt": self.b_opt,
+            "overhead": self.overhead,
+            "n_boot": self.n_boot,
+            "ci_level": 0.95,
+            "groups": [g.to_dict() for g in self.groups],
+            "laws": laws,
+            "laws_absent": self.laws_absent,
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per group: model, N (millions), D, B*, its interval, S_min, B_noise, α-variant, error."""
+        rows = []
+        for g in self.groups:
+            f = g.fit
+            v = f.alpha_variant if f else None
+            rows.append(
+                {
+                    "model": g.model,
+                    "n_params_millions": g.n_params / 1e6,
+                    "data_tokens": g.data_tokens,
+                    "cbs": f.cbs if f else np.nan,
+                    "cbs_lo": f.cbs_ci[0] if f else np.nan,
+                    "cbs_hi": f.cbs_ci[1] if f else np.nan,
+                    "s_min": f.s_min if f else np.nan,
+                    "b_noise": f.b_noise if f else np.nan,
+                    "alpha": v.alpha if v else np.nan,
+                    "cbs_alpha_variant": v.cbs if v else np.nan,
+                    "n_batch_sizes": f.n_points if f else 0,
+                    "error": g.error or "",
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _fit_group(
+    key: tuple, grp: pd.DataFrame, b_opt: float, overhead: float, n_boot: int, seed: int
+) -> CbsGroup:
+    model, n_params, data_tokens = key
+    reached = grp[np.isfinite(grp["steps_to_target"].to_numpy(float))]
+    unreached = sorted(float(b) for b in grp.loc[~grp.index.isin(reached.index), "batch_size"])
+    target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
+    common = dict(
+        model=str(model),
+        n_params=float(n_params),
+        data_tokens=float(data_tokens),
+        unreached_batch_sizes=unreached,
+        target_loss=float(target[0]) if len(target) == 1 else None,
+    )
+    try:
+        if reached.empty:
+            raise FitError(
+                f"target never reached at any batch size ({unreached}); train longer or raise the target"
+            )
+        fit = fit_cbs(
+            reached["batch_size"],
+            reached["steps_to_target"],
+            b_opt=b_opt,
+            overhead=overhead,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    except FitError as exc:
+        suffix = f" (target never reached at B = {unreached})" if unreached and not reached.empty else ""
+        return CbsGroup(fit=None, error=f"{exc}{suffix}", **common)
+    return CbsGroup(fit=fit, **common)
+
+
+def _laws(groups: list[CbsGroup], n_boot: int, seed: int):
+    ok = [g for g in groups if g.fit is not None]
+    laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
+    absent: dict[str, str] = {}
+    n_m = np.array([g.n_params / 1e6 for g in ok])
+    d = np.array([g.data_tokens for g in ok])
+    cbs = np.array([g.fit.cbs for g in ok])
+    fin = np.isfinite(d)
+    for name, x, mask in (("n_params", n_m, np.ones(len(ok), bool)), ("data_tokens", d, fin)):
+        distinct = np.unique(x[mask]).size
+        if distinct < MIN_DISTINCT:
+            absent[name] = (
+                f"{name} takes {distinct} distinct value(s) across fitted groups; a law needs {MIN_DISTINCT}"
+            )
+            continue
+        try:
+            laws[name] = fit_power_law(x[mask], cbs[mask], n_boot=n_boot, seed=seed)
+        except FitError as exc:
+            absent[name] = str(exc)
+    if np.unique(n_m).size < 2 or np.unique(d[fin]).size < 2:
+        absent["joint"] = "the joint law needs both n_params and data_tokens to vary across fitted groups"
+    else:
+        try:
+            laws["joint"] = fit_joint_power_law(
+                {"n_params": n_m[fin], "data_tokens": d[fin]}, cbs[fin], n_boot=n_boot, seed=seed
+            )
+        except FitError as exc:
+            absent["joint"] = f"{exc} (e.g. Chinchilla-scaled budgets, D ∝ N)"
+    return laws, absent
+
+
+def fit_cbs_table(
+    table: pd.DataFrame,
+    *,
+    b_opt: float = B_OPT,
+    overhead: float = CBS_OVERHEAD,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> CbsAnalysis:
+    """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
+
+    Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens and
+    target_loss. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
+    """
+    require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
+    table = table.copy()
+    if "data_tokens" not in table:
+        table["data_tokens"] = np.nan
+    for col in ("n_params", "batch_size", "steps_to_target", "data_tokens"):
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    for col in ("n_params", "batch_size"):
+        if not np.isfinite(table[col]).all():
+            raise FitError(f"column {col} has missing or non-numeric values; every row needs one")
+    table["model"] = table["model"].astype(str)
+    groups = [
+        _fit_group(key, grp, b_opt, overhead, n_boot, seed)
+        for key, grp in table.groupby(["model", "n_params", "data_tokens"], dropna=False, sort=True)
+    ]
+    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model))
+    if all(g.fit is None for g in groups):
+        reasons = "; ".join(f"{g.model}/D={g.data_tokens:g}: {g.error}" for g in groups)
+        raise FitError(f"no group could be fitted: {reasons}")
+    laws, absent = _laws(groups, n_boot, seed)
+    return CbsAnalysis(
+        groups=groups,
+        laws=laws,
+        laws_absent=absent,
+        b_opt=float(b_opt),
+        overhead=float(overhead),
+        n_boot=n_boot,
+    )

@@ -1,0 +1,146 @@
+"""Loss-to-loss from wide tables (one row per run, one column per loss) or a results store.
+
+Rows of ``x_group`` give x = ``x_col``, rows of ``y_group`` give y = ``y_col``; models are paired on equal
+(N, D). Same group with two columns = train-to-test; same column, two groups = test-to-test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cbs.errors import FitError
+from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
+from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
+from cbs.fit.tables import require_columns
+from cbs.results import ResultsStore
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the pairing variables and the two losses live in the table."""
+
+    group: str
+    n: str
+    d: str
+    x_group: str
+    x_col: str
+    y_group: str
+    y_col: str
+
+
+@dataclass(frozen=True)
+class LossToLossAnalysis:
+    fit: LossToLossFit
+    law_x: ScalingLawFit | None  # the L(N, D) fit that gave E_x (None when E_x was given)
+    law_y: ScalingLawFit | None
+    translated: ScalingLawFit | None  # law_x carried to the y losses
+    pairs: pd.DataFrame  # n, d, x, y, y_pred
+    holdout: pd.DataFrame | None  # n, d, x, y, y_pred, rel_error
+
+    def to_json_dict(self, cols: Columns) -> dict[str, object]:
+        out: dict[str, object] = dict(self.fit.to_dict())
+        out["columns"] = vars(cols)
+        out["E_x_source"] = "L(N, D) fit" if self.law_x is not None else "given"
+        out["E_y_source"] = "fitted" if self.fit.E_y_fitted else ("L(N, D) fit" if self.law_y else "given")
+        out["law_x"] = self.law_x.to_dict() if self.law_x else None
+        out["law_y"] = self.law_y.to_dict() if self.law_y else None
+        out["translated_law"] = self.translated.to_dict() if self.translated else None
+        if self.holdout is not None:
+            out["holdout"] = self.holdout.to_dict(orient="records")
+            out["holdout_mean_abs_rel_error"] = float(self.holdout["rel_error"].abs().mean())
+        return out
+
+
+def store_loss_table(root: str | Path, *, ewa: bool = True) -> pd.DataFrame:
+    """A wide table from a results store: one row per run with dataset, n_params, data_tokens and the final
+    (last evaluated step) loss on every eval set as a column named after the set."""
+    store = ResultsStore(Path(root))
+    runs = store.runs()
+    if runs.empty:
+        raise FitError(f"the results store {store.root} has no runs")
+    curves = store.curves(runs["run_id"])
+    loss = "ewa_eval_loss" if ewa else "eval_loss"
+    last = curves.dropna(subset=[loss]).sort_values("step").groupby(["run_id", "eval_set"])[loss].last()
+    wide = last.unstack("eval_set").reset_index()
+    runs = runs.assign(data_tokens=runs["data_tokens"].fillna(runs["token_budget"]))
+    return runs[["run_id", "dataset", "n_params", "data_tokens"]].merge(wide, on="run_id", how="inner")
+
+
+def pair_losses(table: pd.DataFrame, cols: Columns) -> pd.DataFrame:
+    """(n, d, x, y) for the models present in both groups with equal (N, D)."""
+    require_columns(table, [cols.group, cols.n, cols.d, cols.x_col, cols.y_col], "a loss-to-loss fit")
+    groups = set(table[cols.group].astype(str))
+    for g in (cols.x_group, cols.y_group):
+        if g not in groups:
+            raise FitError(f"group {g!r} is not in column {cols.group!r}; it holds {sorted(groups)}")
+
+    def side(group: str, col: str, name: str) -> pd.DataFrame:
+        rows = table[table[cols.group].astype(str) == group]
+        out = pd.DataFrame(
+            {"n": rows[cols.n].astype(float), "d": rows[cols.d].astype(float), name: rows[col]}
+        )
+        dup = out.duplicated(["n", "d"])
+        if dup.any():
+            raise FitError(
+                f"group {group!r} has {int(dup.sum())} runs sharing (N, D); pairing needs one run per (N, D)"
+            )
+        return out
+
+    pairs = side(cols.x_group, cols.x_col, "x").merge(side(cols.y_group, cols.y_col, "y"), on=["n", "d"])
+    if pairs.empty:
+        raise FitError(
+            f"no (N, D) is shared by groups {cols.x_group!r} and {cols.y_group!r}; nothing to pair"
+        )
+    return pairs.sort_values(["n", "d"]).reset_index(drop=True)
+
+
+def _law(table: pd.DataFrame, cols: Columns, group: str, col: str, n_starts: int, n_boot: int, seed: int):
+    rows = table[table[cols.group].astype(str) == group]
+    return fit_scaling_law(
+        rows[cols.n], rows[cols.d], rows[col], form="chinchilla", n_starts=n_starts, n_boot=n_boot, seed=seed
+    )
+
+
+def fit_loss_to_loss_table(
+    table: pd.DataFrame,
+    cols: Columns,
+    *,
+    E_x: float | None = None,  # noqa: N803
+    E_y: float | None = None,  # noqa: N803
+    fit_E_y: bool = False,  # noqa: N803
+    holdout: pd.DataFrame | None = None,
+    n_starts: int = 4500,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> LossToLossAnalysis:
+    """Pair, fit E_x/E_y by per-(group, column) L(N, D) fits unless given, fit the loss-to-loss law, translate
+    the x law to y, and score relative errors of ŷ on ``holdout`` runs (paired the same way)."""
+    pairs = pair_losses(table, cols)
+    law_x = _law(table, cols, cols.x_group, cols.x_col, n_starts, n_boot, seed) if E_x is None else None
+    law_y = None
+    if E_y is None and not fit_E_y:
+        law_y = _law(table, cols, cols.y_group, cols.y_col, n_starts, n_boot, seed)
+    fit = fit_loss_to_loss(
+        pairs["x"],
+        pairs["y"],
+        E_x=law_x.E if law_x else float(E_x),
+        E_y=law_y.E if law_y else E_y,
+        fit_E_y=fit_E_y,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    pairs = pairs.assign(y_pred=fit.predict(pairs["x"]))
+    held = None
+    if holdout is not None:
+        held = pair_losses(holdout, cols)
+        if (held["x"] <= fit.E_x).any():
+            raise FitError(f"a held-out x loss is at or below E_x = {fit.E_x:.4g}; the law cannot predict it")
+        held = held.assign(y_pred=fit.predict(held["x"]))
+        held["rel_error"] = (held["y_pred"] - held["y"]) / held["y"]
+    translated = fit.translate(law_x) if law_x is not None else None
+    return LossToLossAnalysis(
+        fit=fit, law_x=law_x, law_y=law_y, translated=translated, pairs=pairs, holdout=held
+    )

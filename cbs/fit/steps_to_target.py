@@ -1,0 +1,145 @@
+"""Steps-to-target from a results store: the target loss per (model, data budget) group, and per batch size
+the first evaluation crossing of the target, interpolated between evaluations and minimised over lr, β2, τ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cbs.errors import FitError
+from cbs.protocol import B_OPT
+from cbs.results import ResultsStore
+
+TABLE_COLUMNS = [
+    "model",
+    "n_params",
+    "data_tokens",
+    "batch_size",
+    "steps_to_target",
+    "target_loss",
+    "lr",
+    "beta2",
+    "ewa_tau",
+    "run_id",
+]
+GROUP_KEYS = ["model", "n_params", "data_tokens"]
+
+
+def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> float:
+    """Step at which the loss curve first reaches ``target``, interpolated linearly (in step) between the two
+    evaluations that bracket the crossing; the first evaluated step if already there; NaN if never reached."""
+    below = np.flatnonzero(losses <= target)
+    if below.size == 0:
+        return float("nan")
+    i = int(below[0])
+    if i == 0:
+        return float(steps[0])
+    s0, s1, l0, l1 = steps[i - 1], steps[i], losses[i - 1], losses[i]
+    return float(s0 + (l0 - target) / (l0 - l1) * (s1 - s0))
+
+
+def _load(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if isinstance(source, tuple) and len(source) == 2:
+        return source[0].copy(), source[1]
+    store = source if isinstance(source, ResultsStore) else ResultsStore(Path(source))
+    runs = store.runs()
+    return runs, store.curves(runs["run_id"]) if not runs.empty else store.curves([])
+
+
+def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | None) -> pd.DataFrame:
+    """One (run_id, step, loss) curve per run on its primary eval set, EWA loss where logged."""
+    if eval_set is None:
+        primary = runs.set_index("run_id")["eval_sets"].map(
+            lambda sets: sets[0] if sets is not None and len(sets) else None
+        )
+        if primary.isna().any():
+            missing = list(primary[primary.isna()].index[:3])
+            raise FitError(f"runs {missing} list no eval_sets; pass eval_set= (--eval-set) to choose one")
+        wanted = curves["run_id"].map(primary)
+        cur = curves[curves["eval_set"] == wanted]
+    else:
+        cur = curves[curves["eval_set"] == eval_set]
+        if cur.empty:
+            raise FitError(
+                f"no curve points on eval set {eval_set!r}; the store has {sorted(curves['eval_set'].unique())}"
+            )
+    cur = cur.copy()
+    # runs trained without EWA log only the raw loss: fall back to it per run, never per point
+    has_ewa = cur.groupby("run_id")["ewa_eval_loss"].transform(lambda s: s.notna().any())
+    cur["loss"] = np.where(has_ewa, cur["ewa_eval_loss"], cur["eval_loss"])
+    return cur.dropna(subset=["loss"]).sort_values(["run_id", "step"])
+
+
+def _group_targets(runs: pd.DataFrame, best: pd.Series, target: object, b_opt: float) -> dict[tuple, float]:
+    out = {}
+    for key, grp in runs.groupby(GROUP_KEYS, dropna=False, sort=True):
+        given = grp["target_loss"].dropna().unique()
+        if isinstance(target, (int, float)) and not isinstance(target, bool):
+            out[key] = float(target)
+        elif target == "auto" and given.size == 1:
+            out[key] = float(given[0])
+        elif target in ("auto", "b-opt"):
+            ref = best.reindex(grp.loc[grp["batch_size"] == b_opt, "run_id"]).dropna()
+            if ref.empty:
+                raise FitError(
+                    f"group model={key[0]} data_tokens={key[2]} has no evaluated run at B_opt={b_opt:g} to set "
+                    "the target loss; run that batch size, pass --b-opt, or give --target"
+                )
+            out[key] = float(ref.min())
+        else:
+            raise FitError(f"target must be 'auto', 'b-opt' or a loss value, got {target!r}")
+    return out
+
+
+def steps_to_target_table(
+    source: object,
+    *,
+    b_opt: float = B_OPT,
+    target: str | float = "auto",
+    eval_set: str | None = None,
+) -> pd.DataFrame:
+    """Steps-to-target per (model, data_tokens, batch_size) from a results store (or a (runs, curves) pair).
+
+    target: "auto" (the group's shared ``target_loss`` if its runs carry one, else the paper's rule), "b-opt"
+    (the best EWA eval loss of the group's B_opt runs, minimised over lr/β2/τ), or a loss value. A batch size
+    that never reached the target has ``steps_to_target`` NaN and no run_id.
+    """
+    runs, curves = _load(source)
+    if runs.empty:
+        raise FitError("the results store has no runs; run a sweep first")
+    runs["model"] = runs["preset"].fillna(runs["n_params"].astype(str))
+    runs["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"])
+    cur = _primary_curves(runs, curves, eval_set)
+    best = cur.groupby("run_id")["loss"].min()
+    targets = _group_targets(runs, best, target, b_opt)
+    rows = []
+    curve_by_run = dict(tuple(cur.groupby("run_id")))
+    for key, grp in runs.groupby(GROUP_KEYS, dropna=False, sort=True):
+        tgt = targets[key]
+        for batch, bgrp in grp.groupby("batch_size", sort=True):
+            best_row, best_steps = None, np.inf
+            for _, run in bgrp.iterrows():
+                c = curve_by_run.get(run["run_id"])
+                if c is None:
+                    continue
+                s = first_crossing(c["step"].to_numpy(float), c["loss"].to_numpy(float), tgt)
+                if np.isfinite(s) and s < best_steps:
+                    best_row, best_steps = run, s
+            reached = best_row is not None
+            rows.append(
+                {
+                    "model": key[0],
+                    "n_params": key[1],
+                    "data_tokens": key[2],
+                    "batch_size": batch,
+                    "steps_to_target": best_steps if reached else np.nan,
+                    "target_loss": tgt,
+                    "lr": best_row["lr"] if reached else np.nan,
+                    "beta2": best_row["beta2"] if reached else np.nan,
+                    "ewa_tau": best_row["ewa_tau"] if reached else np.nan,
+                    "run_id": best_row["run_id"] if reached else None,
+                }
+            )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -1,0 +1,90 @@
+"""Steps-to-target on a tiny hand-made results store: the target rule, the interpolated first crossing on the
+primary eval set's EWA loss, the minimum over other hyper-parameters, and the refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cbs.errors import FitError
+from cbs.fit import first_crossing, steps_to_target_table
+from cbs.results import ResultsStore
+
+
+def _run(
+    store, run_id, batch, lr, steps, ewa, *, preset="tiny", data_tokens=10**8, target=None, budget=10**8
+):
+    row = {
+        "run_id": run_id, "preset": preset, "n_params": 10**6, "batch_size": batch, "lr": lr,
+        "beta2": 0.99, "ewa_tau": 0.999, "token_budget": budget, "data_tokens": data_tokens,
+        "eval_sets": ["val", "other"], "target_loss": target, "status": "completed",
+    }  # fmt: skip
+    curve = []
+    for s, loss in zip(steps, ewa, strict=True):
+        # raw-weight loss is worse, and the secondary set is far lower: neither may be used
+        curve.append({"step": s, "eval_set": "val", "ewa_eval_loss": loss, "eval_loss": loss + 0.5})
+        curve.append({"step": s, "eval_set": "other", "ewa_eval_loss": 0.1, "eval_loss": 0.1})
+    store.write_run(row, curve)
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = ResultsStore(tmp_path / "results")
+    _run(st, "b256a", 256, 1e-3, [0, 100, 200, 300], [4.0, 3.0, 2.5, 2.0])  # best at B_opt: target 2.0
+    _run(st, "b256b", 256, 3e-3, [0, 100, 200, 300], [4.0, 2.8, 2.2, 2.1])  # never reaches 2.0
+    _run(st, "b128", 128, 1e-3, [0, 200, 400, 600], [4.0, 3.0, 2.4, 1.9])  # 400 + 0.4/0.5·200 = 560
+    _run(st, "b512a", 512, 1e-3, [0, 50, 100, 150], [4.0, 2.6, 2.1, 1.95])  # 100 + 0.1/0.15·50 = 133.3
+    _run(st, "b512b", 512, 2e-3, [0, 50, 100, 150], [4.0, 2.5, 1.9, 1.8])  # 50 + 0.5/0.6·50 = 91.67
+    _run(st, "b1024", 1024, 1e-3, [0, 25, 50], [4.0, 3.0, 2.5])  # never reached
+    # a second group: its runs share a target_loss, and data_tokens is null so token_budget groups them
+    for batch, s in ((64, 40.0), (256, 20.0)):
+        _run(st, f"g2_{batch}", batch, 1e-3, [0, s, 2 * s], [3.0, 2.0, 1.0], preset="small", data_tokens=None,
+             target=1.5, budget=5 * 10**7)  # fmt: skip
+    return st
+
+
+def test_first_crossing_interpolates_between_evaluations():
+    steps, losses = np.array([0.0, 10.0, 20.0, 30.0]), np.array([4.0, 3.0, 2.5, 2.0])
+    assert first_crossing(steps, losses, 2.75) == pytest.approx(15.0)
+    assert first_crossing(steps, losses, 2.0) == pytest.approx(30.0)
+    assert first_crossing(steps, losses, 5.0) == 0.0  # already below at the first evaluation
+    assert math.isnan(first_crossing(steps, losses, 1.0))
+
+
+def test_table_from_store(store):
+    table = steps_to_target_table(store, b_opt=256)
+    tiny = table[table["model"] == "tiny"].set_index("batch_size")
+    assert (tiny["target_loss"] == 2.0).all()
+    assert tiny.loc[128, "steps_to_target"] == pytest.approx(560.0)
+    assert tiny.loc[256, "steps_to_target"] == pytest.approx(300.0)
+    assert tiny.loc[256, "run_id"] == "b256a"
+    assert tiny.loc[512, "steps_to_target"] == pytest.approx(91.0 + 2.0 / 3.0)  # the faster lr wins
+    assert tiny.loc[512, "lr"] == 2e-3 and tiny.loc[512, "run_id"] == "b512b"
+    assert math.isnan(tiny.loc[1024, "steps_to_target"]) and pd.isna(tiny.loc[1024, "run_id"])
+    small = table[table["model"] == "small"].set_index("batch_size")
+    assert (small["data_tokens"] == 5 * 10**7).all()  # token_budget stands in for a null data_tokens
+    assert (small["target_loss"] == 1.5).all()  # the runs' shared target_loss, not the B_opt rule
+    assert small.loc[64, "steps_to_target"] == pytest.approx(60.0)  # 40 + 0.5/1.0·40
+
+
+def test_explicit_targets_and_eval_set(store):
+    table = steps_to_target_table(store, target=2.5)
+    assert table.set_index(["model", "batch_size"]).loc[("tiny", 256), "steps_to_target"] == pytest.approx(
+        100 + 0.3 / 0.6 * 100  # b256b: 2.8 → 2.2 crosses 2.5 first
+    )
+    other = steps_to_target_table(store, target=2.5, eval_set="other")
+    assert (other["steps_to_target"] == 0.0).all()
+
+
+def test_b_opt_rule_needs_a_b_opt_run(store):
+    with pytest.raises(FitError, match="no evaluated run at B_opt=512"):
+        steps_to_target_table(store, b_opt=512, target="b-opt")  # group "small" has no 512 run
+
+
+def test_empty_store_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FitError, match="no runs"):
+        steps_to_target_table(ResultsStore(tmp_path / "empty"))
