@@ -94,6 +94,7 @@ def make_run(n_params: int, data_tokens: int, batch: int, lr: float, *, preset: 
         "final_eval_loss": float(raw[-1]),
         "final_ewa_eval_loss": float(ewa[-1]),
         "best_ewa_eval_loss": float(ewa.min()),
+        "target_loss": target,
     }
     return row, curve
 

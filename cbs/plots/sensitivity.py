@@ -43,7 +43,7 @@ def varied_groups(runs: pd.DataFrame, column: str) -> list[tuple[tuple[int, int]
 
 @styled
 def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
-    """Rows: final loss, and steps to target where the runs record it; one column per group (≤ 6).
+    """Steps to target (or, where no run has them, the best EWA loss) vs ``param``; one panel per group (≤ 6).
 
     Each line is one batch size (``gid="sens:<metric>:<N>:<D>:<B>"``, x the hyperparameter as plotted);
     the best value per batch size is ringed.
@@ -53,7 +53,8 @@ def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
     if not groups:
         raise ResultsError(f"no batch size was run at two or more values of {hp.column}; sweep {hp.column}")
     groups = groups[:MAX_PANELS]
-    metrics = [m for m in METRICS if runs[m].notna().sum() >= 2]
+    # Steps to target where the runs have them (stop-at-target runs make the final loss uninformative).
+    metrics = [m for m in METRICS if runs[m].notna().sum() >= 2][-1:]
     colors = ordered_colors(runs["batch_size"].tolist())
     ncols = min(PANELS_PER_ROW, len(groups))
     nrows = -(-len(groups) // ncols) * len(metrics)

@@ -147,11 +147,20 @@ def log2_axis(ax: Axes, axis: str, ticks: Sequence[float] | None = None) -> None
     target.set_minor_formatter(NullFormatter())
 
 
-def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0) -> None:
+def power_of_ten(x: float) -> str:
+    """'$10^{18}$' for exact powers of ten, '$3\\times10^{18}$' otherwise (FLOP axes)."""
+    exponent = int(np.floor(np.log10(abs(x))))
+    mantissa = x / 10**exponent
+    return (
+        f"$10^{{{exponent}}}$" if np.isclose(mantissa, 1.0) else f"${mantissa:.2g}\\times10^{{{exponent}}}$"
+    )
+
+
+def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0, powers: bool = False) -> None:
     """Log base-10 scale on ``axis`` with compact labels (1M, 10M, ...). Call after plotting.
 
     The view spans at least a factor ``min_span`` (centred geometrically), and ranges under ~1.5 decades
-    are also labelled at 2× and 5×, so every log axis has readable ticks.
+    are also labelled at 2× and 5×, so every log axis has readable ticks. ``powers``: label as 10^k.
     """
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -163,7 +172,7 @@ def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0) -> None:
         set_lim(lo, hi)
     subs = np.arange(1.0, 10.0) if hi / lo < 3 else (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
     target.set_major_locator(LogLocator(base=10, subs=subs, numticks=5 if axis == "x" else 7))
-    target.set_major_formatter(FuncFormatter(lambda v, _: human(v)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: power_of_ten(v) if powers else human(v)))
     target.set_minor_formatter(NullFormatter())
 
 
