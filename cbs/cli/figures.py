@@ -128,15 +128,13 @@ def _run_store(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     )
     out = args.out or src.store.root / "figures"
     made, skipped = make_store_figures(src, out, names, formats, strict=bool(args.only))
-    console = Console(highlight=False)
+    print(f"figures in {out} ({', '.join(formats)})")
     for m in made:
-        console.print(
-            f"made    {m.name}: {', '.join(str(p) for p in m.paths)}" + (f"  ({m.note})" if m.note else "")
-        )
+        print(f"  made     {m.name}" + (f"  ({m.note})" if m.note else ""))
     for s in skipped:
-        console.print(f"skipped {s.name}: {s.reason}")
+        print(f"  skipped  {s.name}: {s.reason}")
     for note in src.notes:
-        console.print(f"note    {note}")
+        print(f"  note     {note}")
     return 0
 
 
