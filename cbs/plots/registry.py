@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cbs.errors import CbsError, ConfigError, ResultsError
-from cbs.fit import first_crossing, fit_scaling_law
+from cbs.fit import first_crossing
 from cbs.plots import style
 from cbs.plots.cbs_scaling import MIN_POINTS, cbs_scaling, law_panel, select_panels
 from cbs.plots.curves import loss_curves, primary_eval_set
@@ -40,7 +40,8 @@ class Drawn:
 
 @dataclass(frozen=True)
 class Made:
-    name: str
+    name: str  # file stem
+    family: str  # the figure's name in STORE_FIGURES
     paths: list[Path]
     note: str = ""
 
@@ -131,16 +132,7 @@ def _sensitivity(param: str) -> Callable[[StoreSource], list[Drawn]]:
 
 
 def _scaling_law(src: StoreSource) -> list[Drawn]:
-    targets = src.targets()
-    n = np.array([k[0] for k in targets])
-    d = np.array([k[1] for k in targets])
-    if len(targets) < 6 or np.unique(n).size < 2 or np.unique(d).size < 2:
-        raise FigureUnavailable(
-            f"L(N, D) needs ≥ 6 (model, data size) groups with ≥ 2 model sizes and ≥ 2 data sizes; the store has "
-            f"{len(targets)} group(s), {np.unique(n).size} model size(s), {np.unique(d).size} data size(s)"
-        )
-    loss = np.array(list(targets.values()))
-    fit = fit_scaling_law(n, d, loss, n_starts=src.n_starts, n_boot=min(src.n_boot, 200), seed=src.seed)
+    n, d, loss, fit = src.scaling_law
     return [
         Drawn(
             "scaling-law", scaling_law_figure(n, d, loss, fit), note="loss = each group's target loss R(N, D)"
@@ -234,5 +226,5 @@ def make_store_figures(
             skipped.append(Skipped(name, str(exc)))
             continue
         for d in drawn:
-            made.append(Made(d.stem, style.save(d.figure, out_dir, d.stem, formats), d.note))
+            made.append(Made(d.stem, name, style.save(d.figure, out_dir, d.stem, formats), d.note))
     return made, skipped

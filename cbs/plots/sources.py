@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbs.errors import CbsError, ResultsError
-from cbs.fit import CbsAnalysis, CbsGroup, fit_cbs_table, steps_to_target_table
+from cbs.errors import CbsError, FitError, ResultsError
+from cbs.fit import (
+    CbsAnalysis,
+    CbsGroup,
+    ScalingLawFit,
+    fit_cbs_table,
+    fit_scaling_law,
+    steps_to_target_table,
+)
 from cbs.plots.cbs_scaling import CbsPoint
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 from cbs.results import ResultsStore
@@ -69,6 +76,24 @@ class StoreSource:
     @cached_property
     def points(self) -> list[CbsPoint]:
         return [CbsPoint(g.model, g.n_params, g.data_tokens, g.fit.cbs, *g.fit.cbs_ci) for g in self.groups]
+
+    @cached_property
+    def scaling_law(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, ScalingLawFit]:
+        """(N, D, loss, fit): the Chinchilla-form L(N, D) fit of the groups' target losses R(N, D).
+
+        FitError where the groups do not span ≥ 2 model sizes and ≥ 2 data sizes (≥ 6 groups)."""
+        targets = self.targets()
+        n, d = (np.array([k[i] for k in targets]) for i in (0, 1))
+        if len(targets) < 6 or np.unique(n).size < 2 or np.unique(d).size < 2:
+            raise FitError(
+                f"L(N, D) needs ≥ 6 (model, data size) groups spanning ≥ 2 model sizes and ≥ 2 data sizes; the "
+                f"store has {len(targets)} group(s), {np.unique(n).size} model size(s), {np.unique(d).size} data size(s)"
+            )
+        loss = np.array(list(targets.values()))
+        fit = fit_scaling_law(
+            n, d, loss, n_starts=self.n_starts, n_boot=min(self.n_boot, 200), seed=self.seed
+        )
+        return n, d, loss, fit
 
     def targets(self) -> dict[tuple[float, float], float]:
         """Target loss per (n_params, data_tokens)."""
