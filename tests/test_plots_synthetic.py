@@ -118,3 +118,25 @@ def write_store(
                 )
                 store.write_run(row, curve)
     return store
+
+
+def true_cbs(n_params: int, data_tokens: int, b_opt: float = B_OPT, overhead: float = 0.2) -> float:
+    """B* = (1 + o)·B_opt + o·b/a of the group's true S(B)."""
+    a, b = true_params(n_params, data_tokens)
+    return (1 + overhead) * b_opt + overhead * b / a
+
+
+def test_synthetic_store_steps_follow_the_hyperbola(tmp_path):
+    """The generator's curves cross the target exactly at round(a + b/B) for the best lr (what the figure
+    tests rely on), and the stored runs carry the target."""
+    from cbs.fit import steps_to_target_table
+
+    groups = GROUPS[:1]
+    store = write_store(tmp_path, groups=groups, batches=(64, 256, 1024))
+    table = steps_to_target_table(store)
+    n, d = groups[0]
+    a, b = true_params(n, d)
+    expected = [round(a + b / batch) for batch in (64, 256, 1024)]
+    assert table["steps_to_target"].tolist() == expected
+    assert (table["lr"] == 1e-3).all()
+    assert np.allclose(table["target_loss"], target_loss(n, d))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -22,11 +24,13 @@ def primary_eval_set(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
     return curves["eval_set"].mode().iloc[0]
 
 
-def best_run_per_batch(runs: pd.DataFrame) -> pd.DataFrame:
-    """For each batch size, the run with the lowest best EWA eval loss (the best lr, β2, τ)."""
+def best_run_per_batch(runs: pd.DataFrame, preferred: Collection[str] = ()) -> pd.DataFrame:
+    """For each batch size, a ``preferred`` run (e.g. the fastest to the target, as `cbs fit` picks it),
+    else the run with the lowest best EWA eval loss (the best lr, β2, τ)."""
     score = runs["best_ewa_eval_loss"].fillna(runs["final_ewa_eval_loss"]).fillna(runs["final_eval_loss"])
-    ranked = runs.assign(_score=score).sort_values(["batch_size", "_score"], na_position="last")
-    return ranked.drop_duplicates("batch_size").drop(columns="_score").reset_index(drop=True)
+    ranked = runs.assign(_pref=~runs["run_id"].isin(list(preferred)), _score=score)
+    ranked = ranked.sort_values(["batch_size", "_pref", "_score"], na_position="last")
+    return ranked.drop_duplicates("batch_size").drop(columns=["_pref", "_score"]).reset_index(drop=True)
 
 
 def loss_limits(losses: pd.Series) -> tuple[float, float]:
@@ -37,15 +41,21 @@ def loss_limits(losses: pd.Series) -> tuple[float, float]:
 
 @styled
 def loss_curves(
-    runs: pd.DataFrame, curves: pd.DataFrame, *, eval_set: str | None = None, target: float | None = None
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    *,
+    eval_set: str | None = None,
+    target: float | None = None,
+    preferred: Collection[str] = (),
 ) -> Figure:
     """2×2 panels (raw / EWA eval loss × steps / tokens) of ``runs``, coloured by batch size.
 
-    ``runs`` is one group (a model size and data size); each batch size shows its best run. ``target``, if
+    ``runs`` is one group (a model size and data size); each batch size shows one run (`best_run_per_batch`
+    with ``preferred``). ``target``, if
     given, is drawn as a dashed horizontal line. Lines carry ``gid = "curve:<run_id>:<loss>:<x>"``.
     """
     eval_set = eval_set or primary_eval_set(runs, curves)
-    chosen = best_run_per_batch(runs)
+    chosen = best_run_per_batch(runs, preferred)
     data = curves[(curves["eval_set"] == eval_set) & curves["run_id"].isin(chosen["run_id"])]
     if data.empty:
         raise ResultsError(f"no curve points on eval set {eval_set!r} for these runs; pass another eval set")
