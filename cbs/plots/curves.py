@@ -76,8 +76,12 @@ def loss_curves(
                 )
             if target is not None:
                 ax.axhline(target, color="0.3", ls="--", lw=0.9, label="target loss", gid="target")
+            bottom, top = loss_limits(data[loss_col])
+            ax.set_ylim(bottom, top)
+            in_view = data.loc[data[loss_col] <= top, x_col]
+            if not in_view.empty:  # start where the curves enter the view, not at step 1
+                ax.set_xlim(left=float(in_view[in_view > 0].min()) / 1.3)
             log_axis(ax, "x")
-            ax.set_ylim(*loss_limits(data[loss_col]))
             ax.set_xlabel(x_name.capitalize())
             ax.set_ylabel(f"Eval loss, {loss_name}\n(nats/token)")
     first = chosen.iloc[0]

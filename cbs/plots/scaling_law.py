@@ -76,7 +76,7 @@ def scaling_law_figure(
         )
     ax_d.set_xlabel("Training tokens D")
     ax_d.set_ylabel("Loss (nats/token)")
-    ax_d.set_title("(a) Loss vs data, fit per N")
+    ax_d.set_title("(a) Loss vs data per N")
     log_axis(ax_d, "x")
     log_axis(ax_d, "y")
     _colorbar(fig, ax_d, n_norm, "Model size N (params)")
@@ -106,7 +106,7 @@ def scaling_law_figure(
     ax_iso.set_ylim(loss[~excluded].min() * 0.97, np.percentile(loss[~excluded], 98) * 1.02)
     ax_iso.set_xlabel("Model size N (params)")
     ax_iso.set_ylabel("Loss (nats/token)")
-    ax_iso.set_title("(b) Iso-FLOP curves, ★ optimum")
+    ax_iso.set_title("(b) Iso-FLOP, ★ optimum")
     log_axis(ax_iso, "x")
     log_axis(ax_iso, "y")
     _colorbar(fig, ax_iso, c_norm, "Compute C = 6ND (FLOP)")
@@ -134,7 +134,7 @@ def scaling_law_figure(
     ax_opt.set_title("(c) Compute-optimal allocation")
     log_axis(ax_opt, "x", powers=True)
     log_axis(ax_opt, "y")
-    ax_opt.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=7, ncol=2)
+    ax_opt.legend(loc="lower right", fontsize=7)
     a = fit.alpha / (fit.alpha + fit.beta)
     fig.suptitle(
         f"{fit.form.capitalize()} fit on {fit.n_points} points: E = {fit.E:.3f}, A = {fit.A:.4g}, B = {fit.B:.4g}, "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from cbs.errors import ResultsError
 from cbs.plots.style import human, log_axis, new_figure, ordered_colors, shared_legend, styled
@@ -84,6 +85,11 @@ def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
                 best = int(np.argmin(y))
                 ax.plot(x[best], y[best], "o", ms=7, mfc="none", mec=colors[batch], mew=1.2)
             log_axis(ax, "x")
+            values = np.unique(group[hp.column].dropna().to_numpy(float))
+            if values.size <= 6:  # label the swept values themselves
+                ticks = 1.0 - values if hp.one_minus else values
+                ax.xaxis.set_major_locator(FixedLocator(ticks))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
             if metric == "steps_to_target":
                 log_axis(ax, "y")
             ax.set_xlabel(hp.label)

@@ -121,17 +121,21 @@ def human(x: float) -> str:
     return f"{x:.3g}"
 
 
-def batch_label(value: float) -> str:
-    """Tick label for counts on a log2 axis: plain integers up to 65536, compact above, 1/k below 1."""
+def batch_label(value: float, powers: bool = False) -> str:
+    """Tick label on a log2 axis: '256', or '$2^{8}$' with ``powers``; '1/4' below 1."""
     if 0 < value < 1:
         return f"1/{round(1 / value):d}"
+    exponent = np.log2(value)
+    if powers and np.isclose(exponent, round(exponent)):
+        return f"$2^{{{round(exponent)}}}$"
     return f"{value:.0f}" if value <= 65536 else human(value)
 
 
 def log2_axis(ax: Axes, axis: str, ticks: Sequence[float] | None = None) -> None:
-    """Log base-2 scale on ``axis`` ('x' or 'y') with plain-number labels, at ``ticks`` if given.
+    """Log base-2 scale on ``axis`` ('x' or 'y'), ticks at ``ticks`` or at the powers of two in view.
 
-    Without ``ticks``, labels every power of two in view (every other one past eight). Call after plotting.
+    Labels are plain numbers below 1000 and powers of two (2^k) otherwise, so they stay narrow; more than
+    eight ticks are thinned. Call after plotting.
     """
     getattr(ax, f"set_{axis}scale")("log", base=2)
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -139,10 +143,11 @@ def log2_axis(ax: Axes, axis: str, ticks: Sequence[float] | None = None) -> None
         lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
         ticks = 2.0 ** np.arange(np.ceil(np.log2(lo)), np.floor(np.log2(hi)) + 1)
     ticks = sorted({float(t) for t in ticks if t > 0})
-    if len(ticks) > 8:  # keep labels readable
+    if len(ticks) > 8:
         ticks = ticks[:: int(np.ceil(len(ticks) / 8))]
+    powers = bool(ticks) and max(ticks) >= 1000
     target.set_major_locator(FixedLocator(ticks))
-    target.set_major_formatter(FuncFormatter(lambda v, _: batch_label(v)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: batch_label(v, powers)))
     target.set_minor_locator(NullLocator())
     target.set_minor_formatter(NullFormatter())
 
