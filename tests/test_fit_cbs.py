@@ -65,3 +65,15 @@ def test_alpha_variant_needs_four_batch_sizes():
 def test_cbs_refusals(batches, steps, match):
     with pytest.raises(FitError, match=match):
         fit_cbs(batches, steps, n_boot=10)
+
+
+def test_unbounded_bootstrap_samples_keep_an_infinite_upper_bound():
+    from cbs.fit.bootstrap import percentile_ci
+
+    lo, hi = percentile_ci(np.array([700.0, 710.0, 720.0, np.inf, np.inf, np.inf]))
+    assert np.isfinite(lo) and hi == np.inf  # an S_min → 0 resample means "no CBS within reach", not NaN
+
+
+def test_no_bootstrap_gives_nan_intervals():
+    fit = fit_cbs(BATCHES, 1000.0 + 5.0e5 / BATCHES, n_boot=0)
+    assert np.isnan(fit.cbs_ci).all() and fit.cbs == pytest.approx(1.2 * 256 + 0.2 * 500.0)

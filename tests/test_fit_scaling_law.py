@@ -100,3 +100,20 @@ def test_non_convergence_is_refused(monkeypatch):
     loss = 1.8 + 450.0 / N_PTS**0.34 + 2000.0 / D_PTS**0.37
     with pytest.raises(FitError, match="did not converge"):
         fit_scaling_law(N_PTS, D_PTS, loss, n_starts=20, n_boot=0)
+
+
+def test_cli_scaling_law_json(shared_data, tmp_path):
+    from cbs.cli import main
+
+    out = tmp_path / "sl.json"
+    rc = main(["fit", "scaling-law", "--input", str(shared_data / "chinchilla" / "svg_extracted_data.csv"),
+               "--n-col", "Model Size", "--flops-col", "Training FLOP", "--loss-col", "loss", "--drop-highest", "5",
+               "--n-starts", "1000", "--n-boot", "50", "--predict", "7e10,1.4e12", "--compute", "5.76e23",
+               "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    res = pd.read_json(out, typ="series")
+    assert res["n_points"] == 240 and res["alpha"] == pytest.approx(0.348, abs=0.01)
+    pred = res["predictions"][0]
+    assert pred["loss_ci"][0] < pred["loss"] < pred["loss_ci"][1]
+    opt = res["compute_optimal"][0]
+    assert 6 * opt["n_opt"] * opt["d_opt"] == pytest.approx(5.76e23)

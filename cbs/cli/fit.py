@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cbs.errors import FitError
 from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+if TYPE_CHECKING:
+    from cbs.fit import CbsAnalysis
 
 
 def _common(p: argparse.ArgumentParser, json_help: str) -> None:
@@ -212,7 +216,8 @@ def run_cbs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _law_lines(analysis) -> list[str]:
+def _law_lines(analysis: CbsAnalysis) -> list[str]:
+    """One line per fitted law (with units) and per absent law (with the reason)."""
     lines = []
     for name, law in analysis.laws.items():
         if name == "joint":

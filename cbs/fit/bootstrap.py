@@ -32,10 +32,16 @@ def require_points(n: int, minimum: int, what: str) -> None:
 
 
 def percentile_ci(samples: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
-    """Percentile interval(s) of bootstrap ``samples`` along axis 0: shape (2, ...) = (lower, upper)."""
+    """Percentile interval(s) of bootstrap ``samples`` along axis 0: shape (2, ...) = (lower, upper).
+
+    Infinite samples (an unbounded CBS) stay infinite at the ends; no samples give NaN bounds."""
     samples = np.asarray(samples, dtype=np.float64)
+    if samples.shape[0] == 0:
+        return np.full((2, *samples.shape[1:]), np.nan)
+    big = np.finfo(np.float64).max
     tail = 100.0 * (1.0 - level) / 2.0
-    return np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
+    out = np.nanpercentile(np.clip(samples, -big, big), [tail, 100.0 - tail], axis=0)
+    return np.where(np.abs(out) >= big / 2, np.sign(out) * np.inf, out)
 
 
 def ci_tuple(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -60,6 +66,8 @@ def residual_bootstrap(
     parameter vector (raising FitError when it cannot). Returns (n_ok, n_params_out) samples.
     """
     n = fitted.size
+    if n_boot <= 0:
+        return np.empty((0, np.size(refit(fitted))))  # no resamples: shaped like one refit
     scale = np.sqrt(n / max(n - n_params, 1))
     centred = (residuals - residuals.mean()) * scale
     rng = np.random.default_rng(seed)

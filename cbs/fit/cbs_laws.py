@@ -148,7 +148,10 @@ def _fit_group(
     return CbsGroup(fit=fit, **common)
 
 
-def _laws(groups: list[CbsGroup], n_boot: int, seed: int):
+def _laws(
+    groups: list[CbsGroup], n_boot: int, seed: int
+) -> tuple[dict[str, PowerLawFit | JointPowerLawFit], dict[str, str]]:
+    """Power laws of B* across the fitted groups, and why any law is absent."""
     ok = [g for g in groups if g.fit is not None]
     laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
     absent: dict[str, str] = {}

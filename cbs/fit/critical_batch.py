@@ -153,7 +153,17 @@ class CbsFit:
         }
 
 
-def _bootstrap(batch, log_steps, params, free_alpha, b_opt, overhead, n_boot, seed) -> np.ndarray:
+def _bootstrap(
+    batch: np.ndarray,
+    log_steps: np.ndarray,
+    params: np.ndarray,
+    free_alpha: bool,
+    b_opt: float,
+    overhead: float,
+    n_boot: int,
+    seed: int,
+) -> np.ndarray:
+    """Residual-bootstrap samples of (a, b[, α], CBS)."""
     fitted = np.log(_model(params, batch))
 
     def refit(log_s: np.ndarray) -> np.ndarray:
