@@ -1,0 +1,237 @@
+"""The CBS study: B* against data size D (at a fixed dim) and against dim (at a fixed D), with fits.
+
+Each (dim, D) cell gives S(B) per batch size (`cbs.theory.sweep`); `cbs.fit.fit_cbs` turns it into the CBS
+B* = (1 + o)·B_ref + o·b/a, and `cbs.fit.fit_power_law` fits B* ∝ D^k, reported next to the corollary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cbs.errors import ConfigError, FitError
+from cbs.fit import CbsFit, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.protocol import CBS_OVERHEAD
+from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
+from cbs.results.store import to_table
+from cbs.theory.problem import PowerLawProblem
+from cbs.theory.runs import EXPERIMENT, cell_rows, dataset_name
+from cbs.theory.sweep import CellResult, Grid, steps_to_target
+
+DIM_FLAT_FACTOR = 4.0  # dims at least this multiple of k*(D) count as "dim ≫ effective dimension"
+
+
+def _dim_covers(dim: int, k_star: float) -> bool:
+    """dim >= DIM_FLAT_FACTOR·k* (up to float rounding: 4·(2^15)^0.4 is 256.00000000000006)."""
+    return dim >= DIM_FLAT_FACTOR * k_star * (1 - 1e-9)
+
+
+def default_grid() -> Grid:
+    """B = 1..4096 (×2); coarse γ = 2^−12..2 (×2) and EWA windows 1/(1−τ) = 1..4^8 (×4; 1 = last iterate),
+    refined to γ ×√2 and windows ×2 around each batch's best."""
+    return Grid(
+        batch_sizes=tuple(2**k for k in range(13)),
+        lrs=tuple(2.0**k for k in range(-12, 2)),
+        taus=tuple(1.0 - 4.0**-k for k in range(9)),
+    )
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What `cbs theory` sweeps: D at ``dim``, and ``dims`` at ``dim_data_size``."""
+
+    a: float = 2.0
+    b: float = 4.0
+    sigma: float = 1.0
+    dim: int | None = None  # None: auto_dim(), the smallest power of 2 >= 4·k*(max D), at least 64
+    data_sizes: tuple[int, ...] = tuple(2**k for k in range(10, 16))
+    dims: tuple[int, ...] = (4, 8, 16, 32, 64, 128, 256)
+    dim_data_size: int = 2**12
+    grid: Grid = field(default_factory=default_grid)
+    overhead: float = CBS_OVERHEAD
+    n_boot: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        PowerLawProblem(self.a, self.b, self.sigma, 1)  # validates a, b, sigma
+        if self.dim is None:
+            object.__setattr__(self, "dim", self.auto_dim())
+        PowerLawProblem(self.a, self.b, self.sigma, self.dim)
+        if len(set(self.data_sizes)) < 3:
+            raise ConfigError("give at least 3 distinct --data-sizes to fit B* ∝ D^k (6 or more recommended)")
+        if len(set(self.dims)) < 2 or min(self.dims) < 1:
+            raise ConfigError("give at least 2 distinct positive --dims to compare B* across dims")
+        small = [d for d in (*self.data_sizes, self.dim_data_size) if d < 8 * self.grid.b_ref]
+        if small:
+            raise ConfigError(
+                f"data sizes {small} leave fewer than 8 steps at the reference batch {self.grid.b_ref}; "
+                "use data sizes of at least 8 × the smallest batch size"
+            )
+
+    def auto_dim(self) -> int:
+        """Smallest power of 2 that is >= DIM_FLAT_FACTOR·k*(D) at the largest D (and >= 64)."""
+        k_star = PowerLawProblem(self.a, self.b, self.sigma, 1).effective_dim(max(self.data_sizes))
+        if not np.isfinite(k_star):
+            raise ConfigError("with sigma = 0 the effective dimension is unbounded: pass --dim explicitly")
+        return max(64, 1 << int(np.ceil(np.log2(max(DIM_FLAT_FACTOR * k_star, 1.0)))))
+
+    def problem(self, dim: int) -> PowerLawProblem:
+        return PowerLawProblem(self.a, self.b, self.sigma, dim)
+
+
+@dataclass(frozen=True)
+class CellFit:
+    """A cell's store rows, its steps-to-target table and CBS fit (``fit`` None, with ``error``, if refused)."""
+
+    cell: CellResult
+    rows: list[tuple[dict[str, object], list[dict[str, object]]]]
+    table: pd.DataFrame  # cbs.fit.steps_to_target_table of the rows
+    fit: CbsFit | None
+    error: str | None
+    seconds: float
+
+    def summary(self) -> dict[str, object]:
+        reached = self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
+        out: dict[str, object] = {
+            "dim": self.cell.problem.dim,
+            "data_size": self.cell.data_size,
+            "target_excess_risk": self.cell.target,
+            "batch_sizes": reached.batch_size.astype(int).tolist(),
+            "steps_to_target": reached.steps_to_target.astype(float).tolist(),
+            "unreached_batch_sizes": self.table.batch_size[~self.table.index.isin(reached.index)].tolist(),
+            "effective_dim": self.cell.problem.effective_dim(self.cell.data_size),
+            "seconds": self.seconds,
+        }
+        if self.fit is None:
+            return {**out, "cbs": None, "cbs_ci": None, "error": self.error}
+        f = self.fit
+        return {
+            **out,
+            "cbs": f.cbs,
+            "cbs_ci": list(f.cbs_ci),
+            "b_noise": f.b_noise,
+            "b_noise_ci": list(f.b_noise_ci),
+            "s_min": f.s_min,
+            "rmse_log": f.rmse_log,
+            "alpha_free": f.alpha_variant.alpha if f.alpha_variant else None,
+        }
+
+
+def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
+    """Tune (γ, τ) per batch size for one (dim, D), then steps-to-target and CBS through the fit layer.
+
+    The cell's runs go through `cbs.fit.steps_to_target_table` (first crossing of the target, interpolated
+    between the stored evaluations at hit−1 and hit) and `cbs.fit.fit_cbs_table`, exactly as `cbs fit cbs`
+    would read them from the store.
+    """
+    start = time.perf_counter()
+    cell = steps_to_target(spec.problem(dim), data_size, spec.grid)
+    seconds = time.perf_counter() - start
+    rows = cell_rows(cell, seconds)
+    runs = to_table([run for run, _ in rows], RUNS_SCHEMA, "runs").to_pandas()
+    curves = [dict(point, run_id=run["run_id"]) for run, curve in rows for point in curve]
+    curves = to_table(curves, CURVES_SCHEMA, "curves").to_pandas()
+    table = steps_to_target_table((runs, curves), b_opt=spec.grid.b_ref, target="auto")
+    try:
+        analysis = fit_cbs_table(
+            table, b_opt=spec.grid.b_ref, overhead=spec.overhead, n_boot=spec.n_boot, seed=spec.seed
+        )
+    except FitError as exc:  # reported per cell; the study goes on
+        return CellFit(cell, rows, table, None, str(exc), seconds)
+    (group,) = analysis.groups
+    return CellFit(cell, rows, table, group.fit, group.error, seconds)
+
+
+def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
+    fit = fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
+    return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
+
+
+def _check_store(store: ResultsStore, spec: StudySpec) -> None:
+    """Refuse a store that already holds theory runs of another problem (their groups would be mixed)."""
+    if not store.runs_dir.is_dir():
+        return
+    runs = store.runs()
+    theirs = set(runs.loc[runs.experiment == EXPERIMENT, "dataset"]) - {dataset_name(spec.problem(1))}
+    if theirs:
+        raise ConfigError(
+            f"{store.root} already holds theory runs of {sorted(theirs)}; write this problem "
+            f"({dataset_name(spec.problem(1))}) to another --results folder"
+        )
+
+
+def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, object]:
+    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the JSON report."""
+    if store is not None:
+        _check_store(store, spec)
+    cells: dict[tuple[int, int], CellFit] = {}
+    timings = {}
+    for name, keys in (
+        ("data_sweep", [(spec.dim, d) for d in sorted(set(spec.data_sizes))]),
+        ("dim_sweep", [(d, spec.dim_data_size) for d in sorted(set(spec.dims))]),
+    ):
+        start = time.perf_counter()
+        for key in keys:
+            if key not in cells:
+                cells[key] = run_cell(spec, *key)
+                if store is not None:
+                    for run, curve in cells[key].rows:
+                        store.write_run(run, curve)
+        timings[name] = time.perf_counter() - start
+
+    by_data = [cells[(spec.dim, d)] for d in sorted(set(spec.data_sizes))]
+    by_dim = [cells[(d, spec.dim_data_size)] for d in sorted(set(spec.dims))]
+    ok = [c for c in by_data if c.fit is not None]
+    if len(ok) < 3:
+        raise FitError(
+            f"only {len(ok)} data sizes gave a CBS fit (need 3): "
+            + "; ".join(f"D={c.cell.data_size}: {c.error}" for c in by_data if c.fit is None)
+        )
+    sizes = [c.cell.data_size for c in ok]
+    exp_cbs = _power_law(sizes, [c.fit.cbs for c in ok], spec)
+    exp_noise = _power_law(sizes, [c.fit.b_noise for c in ok], spec)
+    problem = spec.problem(spec.dim)
+    k_star = problem.effective_dim(spec.dim_data_size)
+    big = [c for c in by_dim if c.fit is not None and _dim_covers(c.cell.problem.dim, k_star)]
+    flat: dict[str, object] = {"dims": [c.cell.problem.dim for c in big], "min_dim_factor": DIM_FLAT_FACTOR}
+    if len(big) >= 2:
+        values = np.array([c.fit.cbs for c in big])
+        flat["relative_change"] = float((values.max() - values.min()) / values.max())
+        if len(big) >= 3:
+            flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+    short = [d for d in sizes if not _dim_covers(spec.dim, problem.effective_dim(d))]
+    warnings = []
+    if short:
+        warnings.append(
+            f"dim {spec.dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
+            "raise --dim (or leave it out to choose it automatically)"
+        )
+    return {
+        "experiment": EXPERIMENT,
+        "warnings": warnings,
+        "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
+        "conventions": {
+            "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
+            "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",
+            "risk": "excess risk 1/2 (w - w*)^T H (w - w*) (the irreducible sigma^2/2 not counted)",
+            "target": "best final bias-corrected-EWA excess risk over (lr, tau) after D samples at B_ref",
+            "steps_to_target": "first crossing of the target, interpolated between steps (cbs.fit)",
+            "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
+        },
+        "b_ref": spec.grid.b_ref,
+        "overhead": spec.overhead,
+        "exponent_theory": problem.exponent_theory,
+        "exponent_data": exp_cbs["exponent"],
+        "exponent_data_ci": exp_cbs["exponent_ci"],
+        "exponent_data_b_noise": exp_noise["exponent"],
+        "exponent_data_b_noise_ci": exp_noise["exponent_ci"],
+        "cbs_by_data": [c.summary() for c in by_data],
+        "dim_data_size": spec.dim_data_size,
+        "effective_dim": k_star,
+        "cbs_by_dim": [c.summary() for c in by_dim],
+        "dim_flatness": flat,
+        "seconds": timings,
+    }
