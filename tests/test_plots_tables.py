@@ -11,7 +11,12 @@ from cbs.errors import CbsError
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.fit.tables import write_json
 from cbs.plots.loss_to_loss import loss_to_loss_figure, loss_to_loss_panels
-from cbs.plots.tables import cbs_scaling_from_json, loss_to_loss_from_table, scaling_law_from_table
+from cbs.plots.tables import (
+    cbs_scaling_from_json,
+    loss_to_loss_from_table,
+    scaling_law_from_table,
+    theory_from_json,
+)
 
 
 def lines(fig, prefix):
@@ -113,3 +118,54 @@ def test_cbs_scaling_from_json_refuses_other_files(tmp_path):
     path.write_text('{"E": 1.8}')
     with pytest.raises(CbsError, match="not a `cbs fit cbs --json` output"):
         cbs_scaling_from_json(path)
+
+
+@pytest.fixture(scope="module")
+def theory_outputs(tmp_path_factory):
+    """A small `cbs theory` run: its results store and its JSON."""
+    from cbs.cli import main
+
+    root = tmp_path_factory.mktemp("theory")
+    grid = ["--data-sizes", "256", "1024", "4096", "--dims", "8", "16", "--dim-data-size", "256"]
+    batches = ["--batch-sizes", *[str(2**k) for k in range(9)]]
+    args = ["theory", *grid, *batches, "--n-boot", "20", "--results", str(root / "store"), "--json"]
+    assert main([*args, str(root / "theory.json")]) == 0
+    return root / "store", root / "theory.json"
+
+
+def test_theory_figure_from_cbs_theory_json(theory_outputs):
+    import json
+
+    _, path = theory_outputs
+    payload = json.loads(path.read_text())
+    fig = theory_from_json(path, n_boot=20)
+    steps_ax, cbs_ax = fig.axes[:2]
+    cells = sorted(payload["cbs_by_data"], key=lambda c: c["data_size"])
+    for i, cell in enumerate(cells):
+        hyper = next(a for a in steps_ax.get_lines() if a.get_gid() == f"hyperbola:{i}")
+        a, b = cell["s_min"], cell["b_noise"] * cell["s_min"]  # the hyperbola `cbs theory` fitted
+        np.testing.assert_allclose(hyper.get_ydata(), a + b / hyper.get_xdata(), rtol=1e-6)
+        star = next(a for a in steps_ax.get_lines() if a.get_gid() == f"cbs:{i}")
+        assert star.get_xdata()[0] == pytest.approx(cell["cbs"], rel=1e-6)
+    corollary = next(a for a in cbs_ax.get_lines() if a.get_gid() == "corollary")
+    x, y = corollary.get_xdata(), corollary.get_ydata()
+    slope = np.diff(np.log(y)) / np.diff(np.log(x))
+    np.testing.assert_allclose(slope, payload["exponent_theory"])
+
+
+def test_theory_store_figure_uses_the_smallest_batch_as_reference(theory_outputs, tmp_path):
+    from cbs.plots.registry import make_store_figures
+    from cbs.plots.sources import StoreSource
+
+    store, path = theory_outputs
+    src = StoreSource(store, n_boot=20)
+    assert src.is_theory() and src.reference_batch == 1
+    made, _ = make_store_figures(src, tmp_path, ["theory", "loss-curves"], ("png",), strict=True)
+    assert {m.family for m in made} == {"theory", "loss-curves"}
+    # the same CBS per data size as `cbs theory` reported
+    reported = {c["data_size"]: c["cbs"] for c in __import__("json").loads(path.read_text())["cbs_by_data"]}
+    dim = max(c["dim"] for c in __import__("json").loads(path.read_text())["cbs_by_data"])
+    ours = {g.data_tokens: g.fit.cbs for g in src.groups if g.n_params == dim}
+    assert ours.keys() == reported.keys()
+    for d, cbs in reported.items():
+        assert ours[d] == pytest.approx(cbs, rel=1e-6)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
-TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling")
+TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
 
 
 def _target(value: str) -> str | float:
@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--only", help="comma list of figures to make (default: all the data supports); see docs/figures.md"
     )
     g.add_argument(
-        "--b-opt", type=float, default=B_OPT, help=f"reference batch size in sequences (default {B_OPT})"
+        "--b-opt",
+        type=float,
+        help=f"reference batch size in sequences (default {B_OPT}; a `cbs theory` store: its smallest batch)",
     )
     g.add_argument(
         "--overhead",
@@ -66,9 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target", type=_target, default="auto", help="target loss: auto (default), b-opt, or a loss value"
     )
 
-    g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling)")
+    g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | theory)")
     g.add_argument(
-        "--input", type=Path, metavar="FILE", help="table (.csv/.parquet), or FIT.json for cbs-scaling"
+        "--input",
+        type=Path,
+        metavar="FILE",
+        help="table (.csv/.parquet), or the JSON of `cbs fit cbs` (cbs-scaling) / `cbs theory` (theory)",
     )
     g.add_argument(
         "--form", choices=("chinchilla", "kaplan"), default="chinchilla", help="scaling-law: law form"
@@ -176,6 +181,8 @@ def _run_table(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
             n_boot=args.n_boot,
             seed=args.seed,
         )
+    elif args.source == "theory":
+        fig = tables.theory_from_json(args.input, n_boot=args.n_boot, seed=args.seed)
     else:
         fig, notes = tables.cbs_scaling_from_json(args.input, n_boot=args.n_boot, seed=args.seed)
     paths = save(fig, args.out or Path("figures"), args.source, formats)

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", default="pdf,png", help="figure formats besides the embedded PNG (default pdf,png)"
     )
     p.add_argument(
-        "--b-opt", type=float, default=B_OPT, help=f"reference batch size in sequences (default {B_OPT})"
+        "--b-opt",
+        type=float,
+        help=f"reference batch size in sequences (default {B_OPT}; a `cbs theory` store: its smallest batch)",
     )
     p.add_argument(
         "--overhead",

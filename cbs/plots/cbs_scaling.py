@@ -44,20 +44,23 @@ class ScalingPanel:
     cbs_lo: np.ndarray
     cbs_hi: np.ndarray
     law: PowerLawFit
+    unit: float = 0.0  # x unit of the printed law; 0: millions of parameters (N) or billions of tokens (D)
 
-    @property
-    def unit(self) -> float:
-        """x is shown in millions of parameters (N) or billions of tokens (D), as in the paper."""
-        return 1e6 if self.variable == "N" else 1e9
+    def __post_init__(self) -> None:
+        if not self.unit:
+            object.__setattr__(self, "unit", 1e6 if self.variable == "N" else 1e9)
 
 
-def law_panel(title: str, variable: str, points: list[CbsPoint], n_boot: int, seed: int) -> ScalingPanel:
+def law_panel(
+    title: str, variable: str, points: list[CbsPoint], n_boot: int, seed: int, unit: float = 0.0
+) -> ScalingPanel:
+    """A panel of CBS vs ``variable`` ("N" or "D") with the power law fitted to ``points``."""
     points = sorted(points, key=lambda p: p.n_params if variable == "N" else p.data_tokens)
     x = np.array([p.n_params if variable == "N" else p.data_tokens for p in points])
     cbs = np.array([p.cbs for p in points])
     law = fit_power_law(x, cbs, n_boot=n_boot, seed=seed)
     lo, hi = (np.array([getattr(p, k) for p in points]) for k in ("cbs_lo", "cbs_hi"))
-    return ScalingPanel(title, variable, x, cbs, lo, hi, law)
+    return ScalingPanel(title, variable, x, cbs, lo, hi, law, unit)
 
 
 def _widest(points: list[CbsPoint], fixed: str, varying: str) -> tuple[float, list[CbsPoint]]:
@@ -117,7 +120,8 @@ def law_label(law: PowerLawFit, variable: str, unit: float) -> str:
     """'B* = 93.2·(N/1M)^0.470 [0.41, 0.53]': coefficient for x in the paper's units, exponent 95% CI."""
     coef = law.coefficient * unit**law.exponent
     lo, hi = law.exponent_ci
-    return f"$B^* = {coef:.3g}\\,({variable}/{human(unit)})^{{{law.exponent:.3f}}}$\nexponent 95% CI [{lo:.2f}, {hi:.2f}]"
+    x = variable if unit == 1 else f"({variable}/{human(unit)})"
+    return f"$B^* = {coef:.3g}\\,{x}^{{{law.exponent:.3f}}}$\nexponent 95% CI [{lo:.2f}, {hi:.2f}]"
 
 
 def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
@@ -156,7 +160,8 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
     )
     log_axis(ax, "x")
     top = max(float(np.max(panel.cbs_hi)), float(np.max(band_hi)))
-    ax.set_ylim(top=top * 2.5)  # head room for the equation
+    bottom = min(float(np.min(panel.cbs_lo)), float(np.min(band_lo)))
+    ax.set_ylim(bottom / 1.5, top * 2.5)  # head room for the equation
     log_axis(ax, "y", min_span=4.0)
     ax.set_title(panel.title)
     ax.set_xlabel("Model size N (non-embedding params)" if panel.variable == "N" else "Data size D (tokens)")

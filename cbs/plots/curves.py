@@ -33,10 +33,17 @@ def best_run_per_batch(runs: pd.DataFrame, preferred: Collection[str] = ()) -> p
     return ranked.drop_duplicates("batch_size").drop(columns=["_pref", "_score"]).reset_index(drop=True)
 
 
-def loss_limits(losses: pd.Series) -> tuple[float, float]:
-    """y range showing the approach to the final losses: from just below the lowest to at most twice it."""
+LOG_SPAN = 20.0  # losses spanning more than this factor (e.g. an excess risk going to 0) get a log axis
+
+
+def loss_limits(losses: pd.Series) -> tuple[float, float, bool]:
+    """(bottom, top, log): the approach to the final losses, from just below the lowest to at most twice it,
+    or the whole range on a log axis when it spans more than a factor LOG_SPAN."""
     lo, hi = float(losses.min()), float(losses.max())
-    return lo - 0.03 * (hi - lo), min(hi, 2.0 * lo)
+    if lo > 0 and hi / lo > LOG_SPAN:
+        return lo / 1.5, hi * 1.1, True
+    top = min(hi, 2.0 * lo)
+    return lo - 0.03 * (top - lo), top, False
 
 
 @styled
@@ -47,12 +54,14 @@ def loss_curves(
     eval_set: str | None = None,
     target: float | None = None,
     preferred: Collection[str] = (),
+    theory: bool = False,
 ) -> Figure:
     """2×2 panels (raw / EWA eval loss × steps / tokens) of ``runs``, coloured by batch size.
 
     ``runs`` is one group (a model size and data size); each batch size shows one run (`best_run_per_batch`
     with ``preferred``). ``target``, if
-    given, is drawn as a dashed horizontal line. Lines carry ``gid = "curve:<run_id>:<loss>:<x>"``.
+    given, is drawn as a dashed horizontal line. ``theory``: label for a `cbs theory` store (excess risk,
+    samples, dimension). Lines carry ``gid = "curve:<run_id>:<loss>:<x>"``.
     """
     eval_set = eval_set or primary_eval_set(runs, curves)
     chosen = best_run_per_batch(runs, preferred)
@@ -75,19 +84,25 @@ def loss_curves(
                     gid=f"curve:{run.run_id}:{loss_col}:{x_col}",
                 )
             if target is not None:
-                ax.axhline(target, color="0.3", ls="--", lw=0.9, label="target loss", gid="target")
-            bottom, top = loss_limits(data[loss_col])
+                ax.axhline(target, color="0.3", ls="--", lw=0.9, label="target", gid="target")
+            bottom, top, log = loss_limits(data[loss_col])
             ax.set_ylim(bottom, top)
+            if log:
+                log_axis(ax, "y")
             in_view = data.loc[data[loss_col] <= top, x_col]
             if not in_view.empty:  # start where the curves enter the view, not at step 1
                 ax.set_xlim(left=float(in_view[in_view > 0].min()) / 1.3)
             log_axis(ax, "x")
-            ax.set_xlabel(x_name.capitalize())
-            ax.set_ylabel(f"Eval loss, {loss_name}\n(nats/token)")
+            ax.set_xlabel("Samples" if theory and x_col == "tokens" else x_name.capitalize())
+            ax.set_ylabel(f"Excess risk, {loss_name}" if theory else f"Eval loss, {loss_name}\n(nats/token)")
     first = chosen.iloc[0]
-    fig.suptitle(
-        f"N = {human(first.n_params)} params, D = {human(first.data_tokens)} tokens, eval: {eval_set}"
-    )
+    if theory:
+        size = f"dim = {human(first.n_params)}, D = {human(first.data_tokens)} samples"
+    else:
+        size = f"N = {human(first.n_params)} params, D = {human(first.data_tokens)} tokens"
+    fig.suptitle(f"{first.preset}: {size}, eval: {eval_set}")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", title="Batch (seqs)")
+    fig.legend(
+        handles, labels, loc="outside right center", title="Batch (samples)" if theory else "Batch (seqs)"
+    )
     return fig

@@ -59,15 +59,18 @@ def slug(text: str) -> str:
 
 def _loss_curves(src: StoreSource) -> list[Drawn]:
     try:
-        targets = src.targets()
+        targets, fastest = src.targets(), set(src.table["run_id"].dropna())
     except CbsError:  # no target can be set (e.g. no B_opt run): curves without the target line
-        targets = {}
+        targets, fastest = {}, set()
     eval_set = primary_eval_set(src.runs, src.curves)
     out = []
-    for (model, n, d), runs in src.runs.groupby(
-        ["preset", "n_params", "data_tokens"], sort=True, dropna=False
+    for (n, d, model), runs in src.runs.groupby(
+        ["n_params", "data_tokens", "preset"], sort=True, dropna=False
     ):
-        fig = loss_curves(runs, src.curves, eval_set=eval_set, target=targets.get((float(n), float(d))))
+        target = targets.get((float(n), float(d)))
+        fig = loss_curves(
+            runs, src.curves, eval_set=eval_set, target=target, preferred=fastest, theory=src.is_theory()
+        )
         out.append(Drawn(f"loss-curves_{slug(str(model))}_D{style.human(d)}", fig))
     return out
 
@@ -151,7 +154,7 @@ def _theory(src: StoreSource) -> list[Drawn]:
         raise FigureUnavailable(f"at most {len(groups)} data sizes share a dimension; needs ≥ {MIN_POINTS}")
     groups = sorted(groups, key=lambda g: g.data_tokens)
     points = [p for p in src.points if p.n_params == dim]
-    panel = law_panel("CBS vs data size", "D", points, src.n_boot, src.seed)
+    panel = law_panel("CBS vs data size", "D", points, src.n_boot, src.seed, unit=1.0)
     return [Drawn("theory", theory_figure(groups, panel))]
 
 

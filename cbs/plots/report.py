@@ -125,7 +125,7 @@ def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], pa
     blocks = [
         Block(
             "p",
-            f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {src.b_opt:g} sequences and "
+            f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {src.reference_batch:g} and "
             f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({src.n_boot} resamples, seed {src.seed}). "
             f"cbs {__version__}.",
         ),

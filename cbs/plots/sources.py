@@ -29,7 +29,7 @@ class StoreSource:
     """A results store and the analysis settings; the tables and fits are computed once, on first use."""
 
     root: Path
-    b_opt: float = B_OPT
+    b_opt: float | None = None  # None: 256 (the paper's B_opt), or the smallest batch of a `cbs theory` store
     overhead: float = CBS_OVERHEAD
     target: str | float = "auto"
     n_boot: int = 1000
@@ -54,15 +54,22 @@ class StoreSource:
         return self.store.curves(self.runs["run_id"])
 
     @cached_property
+    def reference_batch(self) -> float:
+        """B_opt: as given, else the smallest batch size for a `cbs theory` store (its B_ref), else 256."""
+        if self.b_opt is not None:
+            return float(self.b_opt)
+        return float(self.runs["batch_size"].min()) if self.is_theory() else float(B_OPT)
+
+    @cached_property
     def table(self) -> pd.DataFrame:
         """Steps to target per (model, data_tokens, batch_size), as `cbs fit cbs` computes it."""
-        return steps_to_target_table((self.runs, self.curves), b_opt=self.b_opt, target=self.target)
+        return steps_to_target_table((self.runs, self.curves), b_opt=self.reference_batch, target=self.target)
 
     @cached_property
     def analysis(self) -> CbsAnalysis:
         """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them."""
         return fit_cbs_table(
-            self.table, b_opt=self.b_opt, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
+            self.table, b_opt=self.reference_batch, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
         )
 
     @cached_property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,13 +11,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cbs.errors import FitError
-from cbs.fit import fit_scaling_law
+from cbs.errors import CbsError, FitError
+from cbs.fit import CbsGroup, fit_cbs, fit_scaling_law
 from cbs.fit.tables import require_columns
-from cbs.plots.cbs_scaling import cbs_scaling, select_panels
+from cbs.plots.cbs_scaling import CbsPoint, cbs_scaling, law_panel, select_panels
 from cbs.plots.loss_to_loss import loss_to_loss_figure, loss_to_loss_panels, own_columns
 from cbs.plots.scaling_law import scaling_law_figure
 from cbs.plots.sources import points_from_json
+from cbs.plots.theory import theory_figure
 
 EVAL_COLUMN = re.compile(r"eval/.*_val/CrossEntropyLoss")
 DEFAULT_TEST_COL = "eval/c4_val/CrossEntropyLoss"
@@ -95,6 +97,42 @@ def loss_to_loss_from_table(
         seed=seed,
     )
     return loss_to_loss_figure(panels), notes
+
+
+def theory_from_json(path: Path, *, n_boot: int = 1000, seed: int = 0) -> Figure:
+    """The theory panel from a `cbs theory --json` output: each D cell's S(B) refitted (least squares, so the
+    same a, b as `cbs theory`) from its steps to target; CBS vs D with its law and the corollary's slope."""
+    payload = read_json(path)
+    cells = payload.get("cbs_by_data") if isinstance(payload, dict) else None
+    if not cells:
+        raise CbsError(f"{path} has no 'cbs_by_data' list: it is not a `cbs theory --json` output")
+    b_ref, overhead = float(payload.get("b_ref", 1)), float(payload.get("overhead", 0.2))
+    groups = [
+        CbsGroup(
+            model="linreg",
+            n_params=float(c["dim"]),
+            data_tokens=float(c["data_size"]),
+            fit=fit_cbs(
+                c["batch_sizes"],
+                c["steps_to_target"],
+                b_opt=b_ref,
+                overhead=overhead,
+                n_boot=n_boot,
+                seed=seed,
+            ),
+        )
+        for c in sorted(cells, key=lambda c: c["data_size"])
+    ]
+    points = [CbsPoint("linreg", c["dim"], c["data_size"], c["cbs"], *c["cbs_ci"]) for c in cells]
+    panel = law_panel("CBS vs data size", "D", points, n_boot, seed, unit=1.0)
+    return theory_figure(groups, panel, theory_exponent=payload.get("exponent_theory"))
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CbsError(f"cannot read {path} as JSON ({exc})") from exc
 
 
 def cbs_scaling_from_json(path: Path, *, n_boot: int = 1000, seed: int = 0) -> tuple[Figure, list[str]]:
