@@ -78,6 +78,13 @@ class StoreSource:
         for g in self.analysis.groups:
             if g.fit is None:
                 self.notes.append(f"{g.model}, D = {g.data_tokens:g}: no S(B) fit ({g.error})")
+        measured = self.table["batch_size"]
+        if not measured.min() <= self.reference_batch <= measured.max():
+            self.notes.append(
+                f"B_opt = {self.reference_batch:g} lies outside the measured batch sizes "
+                f"{measured.min():g}–{measured.max():g}: the target and the CBS are anchored there; "
+                "pass --b-opt with a measured batch size"
+            )
         return [g for g in self.analysis.groups if g.fit is not None]
 
     @cached_property

@@ -18,9 +18,14 @@ def group_label(group: CbsGroup) -> str:
 
 
 def batch_grid(batch_sizes: np.ndarray, points: int = 200) -> np.ndarray:
-    """Batch sizes for drawing a fitted curve: half an octave beyond the measured range on each side."""
+    """Batch sizes for drawing a fitted curve: half an octave beyond the given range on each side."""
     lo, hi = float(np.min(batch_sizes)), float(np.max(batch_sizes))
     return np.geomspace(lo / np.sqrt(2), hi * np.sqrt(2), points)
+
+
+def fit_span(fit: CbsFit) -> np.ndarray:
+    """The batch sizes a group's curves must cover: the measured ones, B_opt and the CBS."""
+    return np.append(fit.batch_sizes, [fit.b_opt, fit.cbs])
 
 
 def linear_scaling(fit: CbsFit, batch: np.ndarray) -> np.ndarray:
@@ -35,7 +40,7 @@ def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | Non
     labels = labels or [group_label(g) for g in groups]
     for i, group in enumerate(groups):
         fit, color = group.fit, colors[i]
-        grid = batch_grid(fit.batch_sizes)
+        grid = batch_grid(fit_span(fit))
         ax.plot(fit.batch_sizes, fit.steps, "o", color=color, label=labels[i], gid=f"points:{i}")
         ax.plot(grid, fit.predict(grid), "-", color=color, lw=1.2, gid=f"hyperbola:{i}")
         ax.plot(grid, linear_scaling(fit, grid), ":", color=color, lw=1.0, gid=f"linear:{i}")
@@ -55,7 +60,7 @@ def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | Non
     ax.plot([], [], "-", color="0.3", label="fit $S = a + b/B$")
     ax.plot([], [], ":", color="0.3", label="linear scaling from $B_{opt}$")
     ax.plot([], [], "*", color="0.3", ms=9, label="CBS (±95% CI)")
-    log2_axis(ax, "x", sorted({b for g in groups for b in g.fit.batch_sizes.tolist()}))
+    log2_axis(ax, "x")
     log2_axis(ax, "y")
     ax.set_xlabel("Batch size B (sequences)")
     ax.set_ylabel("Steps to target loss")
