@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from cbs.fit import PowerLawFit, fit_power_law
 from cbs.plots.style import OKABE_ITO, human, log_axis, new_figure, styled
+from cbs.protocol import CHINCHILLA_TOKENS_PER_PARAM
 
 FORECAST_DECADES = 1.0  # how far past the largest measured x the dashed forecast runs
 MIN_POINTS = 3  # a power law with an interval needs three CBS values
@@ -80,7 +81,7 @@ def select_panels(
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    chinchilla_tokens_per_param: float = 20.0,
+    chinchilla_tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM,
 ) -> tuple[list[ScalingPanel], list[str]]:
     """The teaser's panels that ``points`` support, and for each missing one the reason it cannot be drawn."""
     points = list(points)

@@ -181,13 +181,6 @@ def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0, powers: bool = False
     target.set_minor_formatter(NullFormatter())
 
 
-def legend_outside(ax: Axes, **kwargs) -> None:
-    """A legend to the right of ``ax``, off the data."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
-
-
 def shared_legend(axes: Iterable[Axes]) -> tuple[list, list[str]]:
     """Handles and labels of all ``axes``, each label once, for one figure-level legend."""
     seen: dict[str, object] = {}
