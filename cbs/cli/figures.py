@@ -11,20 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cbs.cli.fit import _target  # the same --target parsing as `cbs fit cbs`
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
-
-
-def _target(value: str) -> str | float:
-    if value in ("auto", "b-opt"):
-        return value
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--target takes auto, b-opt or a loss value, not {value!r}"
-        ) from exc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

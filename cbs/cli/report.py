@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.figures import _target
+from cbs.cli.fit import _target
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 

@@ -176,5 +176,5 @@ def cbs_scaling(panels: Sequence[ScalingPanel]) -> Figure:
         draw_panel(ax, panel, OKABE_ITO[i])
     axes[0][0].set_ylabel("Critical batch size B* (sequences)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=4)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, 2 * len(panels)))
     return fig

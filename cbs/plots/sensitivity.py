@@ -29,7 +29,6 @@ METRICS = {
     "best_ewa_eval_loss": "Best EWA eval loss\n(nats/token)",
     "steps_to_target": "Steps to target",
 }
-MAX_PANELS = 6
 PANELS_PER_ROW = 3
 
 
@@ -44,7 +43,7 @@ def varied_groups(runs: pd.DataFrame, column: str) -> list[tuple[tuple[int, int]
 
 @styled
 def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
-    """Steps to target (or, where no run has them, the best EWA loss) vs ``param``; one panel per group (≤ 6).
+    """Steps to target (or, where no run has them, the best EWA loss) vs ``param``; one panel per group.
 
     Each line is one batch size (``gid="sens:<metric>:<N>:<D>:<B>"``, x the hyperparameter as plotted);
     the best value per batch size is ringed.
@@ -53,7 +52,6 @@ def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
     groups = varied_groups(runs[runs["status"] != "failed"], hp.column)
     if not groups:
         raise ResultsError(f"no batch size was run at two or more values of {hp.column}; sweep {hp.column}")
-    groups = groups[:MAX_PANELS]
     # Steps to target where the runs have them (stop-at-target runs make the final loss uninformative).
     metrics = [m for m in METRICS if runs[m].notna().sum() >= 2][-1:]
     colors = ordered_colors(runs["batch_size"].tolist())
@@ -68,7 +66,7 @@ def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
             ax = axes[(i // ncols) * len(metrics) + m][col]
             for batch, sub in group.groupby("batch_size"):
                 sub = sub.dropna(subset=[metric]).sort_values(hp.column)
-                if sub[hp.column].nunique() < 2:
+                if sub.empty:  # no run of this batch size reached the target
                     continue
                 x = sub[hp.column].to_numpy(float)
                 x = 1.0 - x if hp.one_minus else x

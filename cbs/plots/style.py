@@ -175,8 +175,13 @@ def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0, powers: bool = False
         mid = np.sqrt(lo * hi)
         lo, hi = mid / np.sqrt(min_span), mid * np.sqrt(min_span)
         set_lim(lo, hi)
-    subs = np.arange(1.0, 10.0) if hi / lo < 3 else (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
-    target.set_major_locator(LogLocator(base=10, subs=subs, numticks=5 if axis == "x" else 7))
+    if hi / lo < 30:  # under ~1.5 decades: ticks at 1-2-5 (or every digit under a factor 3) of each decade
+        subs = np.arange(1.0, 10.0) if hi / lo < 3 else np.array([1.0, 2.0, 5.0])
+        decades = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
+        ticks = (decades[:, None] * subs[None, :]).ravel()
+        target.set_major_locator(FixedLocator(ticks[(ticks >= lo) & (ticks <= hi)]))
+    else:
+        target.set_major_locator(LogLocator(base=10, numticks=5 if axis == "x" else 7))
     target.set_major_formatter(FuncFormatter(lambda v, _: power_of_ten(v) if powers else human(v)))
     target.set_minor_formatter(NullFormatter())
 
