@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -39,7 +40,8 @@ LOG_SPAN = 20.0  # losses spanning more than this factor (e.g. an excess risk go
 def loss_limits(losses: pd.Series) -> tuple[float, float, bool]:
     """(bottom, top, log): the approach to the final losses, from just below the lowest to at most twice it,
     or the whole range on a log axis when it spans more than a factor LOG_SPAN."""
-    lo, hi = float(losses.min()), float(losses.max())
+    finite = losses[np.isfinite(losses)]  # a diverged run must not stretch the view
+    lo, hi = float(finite.min()), float(finite.max())
     if lo > 0 and hi / lo > LOG_SPAN:
         return lo / 1.5, hi * 1.1, True
     top = min(hi, 2.0 * lo)
