@@ -62,6 +62,14 @@ def test_groups_and_laws_recovered():
     assert analysis.to_frame().shape[0] == 12
 
 
+def test_several_rows_per_batch_size_count_as_their_minimum():
+    tab = _table([50.0], [1e9])
+    slower = tab.assign(steps_to_target=tab["steps_to_target"] * 1.5, lr=3e-3)  # a worse lr at every B
+    one = fit_cbs_table(tab, n_boot=0).groups[0].fit
+    both = fit_cbs_table(pd.concat([slower, tab]), n_boot=0).groups[0].fit
+    assert both.n_points == len(BATCHES) and both.cbs == pytest.approx(one.cbs, rel=1e-12)
+
+
 def test_laws_absent_with_reasons_at_fixed_data_and_chinchilla_scaling():
     fixed = fit_cbs_table(_table(d_values=[3.07e9]), n_boot=20)
     assert set(fixed.laws) == {"n_params"}

@@ -134,9 +134,10 @@ def _fit_group(
             raise FitError(
                 f"target never reached at any batch size ({unreached}); train longer or raise the target"
             )
+        per_batch = reached.groupby("batch_size")["steps_to_target"].min()  # several rows: the fastest
         fit = fit_cbs(
-            reached["batch_size"],
-            reached["steps_to_target"],
+            per_batch.index.to_numpy(float),
+            per_batch.to_numpy(float),
             b_opt=b_opt,
             overhead=overhead,
             n_boot=n_boot,
@@ -193,7 +194,7 @@ def fit_cbs_table(
     """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
 
     Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens and
-    target_loss. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
+    target_loss. Several rows of one batch size in a group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
     """
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = table.copy()
