@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cbs.cli import main
-from cbs.fit import steps_to_target_table
+from cbs.fit import fit_power_law, steps_to_target_table
 from cbs.results import ResultsStore
 from cbs.theory import PowerLawProblem
 from cbs.theory.study import default_grid
@@ -41,6 +41,35 @@ def test_cbs_grows_with_data_size(study: tuple[dict, ResultsStore]) -> None:
     # docs/theory.md), so the tolerance is 0.15: it still rejects "no growth" (0) and "linear" (1)
     assert report["exponent_theory"] == pytest.approx(0.5)
     assert abs(report["exponent_data"] - report["exponent_theory"]) < 0.15
+
+
+def test_json_fields_are_consistent(study: tuple[dict, ResultsStore]) -> None:
+    """The report's exponent is the power law of its own B* per D; every B* lies in its interval."""
+    report, _ = study
+    for key in (
+        "exponent_data",
+        "exponent_data_ci",
+        "exponent_theory",
+        "cbs_by_data",
+        "cbs_by_dim",
+        "seconds",
+    ):
+        assert key in report
+    for row in report["cbs_by_data"] + report["cbs_by_dim"]:
+        lo, hi = row["cbs_ci"]
+        assert lo <= row["cbs"] <= hi
+        assert row["cbs"] == pytest.approx(1.2 * report["b_ref"] + 0.2 * row["b_noise"], rel=1e-9)
+    law = fit_power_law(DATA_SIZES, [r["cbs"] for r in report["cbs_by_data"]], n_boot=200, seed=0)
+    assert report["exponent_data"] == pytest.approx(law.exponent, rel=1e-9)
+    lo, hi = report["exponent_data_ci"]
+    assert lo < report["exponent_data"] < hi
+    assert report["warnings"] == []  # dim 32 >= 4·k*(4096) = 4·8
+    for row in report["cbs_by_data"]:  # the direct reading sits between the grid batches bracketing 1 + o
+        batch, steps = np.array(row["batch_sizes"]), np.array(row["steps_to_target"])
+        ratio = steps * batch / (steps[0] * batch[0])
+        assert ratio[batch <= row["cbs_direct"]].max() <= 1.2 < ratio[batch > row["cbs_direct"]].min()
+    assert np.all(np.diff([r["cbs_direct"] for r in report["cbs_by_data"]]) > 0)
+    assert report["exponent_data_direct_ci"][0] > 0
 
 
 def test_cbs_flat_in_dim(study: tuple[dict, ResultsStore]) -> None:

@@ -64,7 +64,9 @@ def _print_report(report: dict) -> None:
         f"power-law regression a={report['problem']['a']:g} b={report['problem']['b']:g} "
         f"sigma={report['problem']['sigma']:g}; B_ref={report['b_ref']}, overhead={report['overhead']:g}"
     )
-    print(f"{'dim':>5} {'D':>8} {'target':>10} {'S_min':>7} {'B_noise':>9} {'B*':>8}  95% CI")
+    print(
+        f"{'dim':>5} {'D':>8} {'target':>10} {'S_min':>7} {'B_noise':>9} {'B*':>8}  {'95% CI':<16} {'direct':>7}"
+    )
     for row in (*report["cbs_by_data"], *report["cbs_by_dim"]):
         if row["cbs"] is None:
             print(
@@ -74,13 +76,17 @@ def _print_report(report: dict) -> None:
         lo, hi = row["cbs_ci"]
         print(
             f"{row['dim']:>5} {row['data_size']:>8} {row['target_excess_risk']:>10.3e} {row['s_min']:>7.1f} "
-            f"{row['b_noise']:>9.1f} {row['cbs']:>8.1f}  [{lo:.1f}, {hi:.1f}]"
+            f"{row['b_noise']:>9.1f} {row['cbs']:>8.1f}  {f'[{lo:.1f}, {hi:.1f}]':<16} "
+            f"{row['cbs_direct'] or float('nan'):>7.1f}"
         )
     lo, hi = report["exponent_data_ci"]
     print(
         f"B* ∝ D^k: fitted k = {report['exponent_data']:.3f} [{lo:.3f}, {hi:.3f}]; "
         f"corollary 1 - a/min(b, 2a+1) = {report['exponent_theory']:.3f}"
     )
+    if report["exponent_data_direct"] is not None:
+        lo, hi = report["exponent_data_direct_ci"]
+        print(f"direct reading (no hyperbola): k = {report['exponent_data_direct']:.3f} [{lo:.3f}, {hi:.3f}]")
     flat = report["dim_flatness"]
     if "relative_change" in flat:
         print(

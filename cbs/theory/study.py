@@ -92,6 +92,7 @@ class CellFit:
     fit: CbsFit | None
     error: str | None
     seconds: float
+    overhead: float
 
     def summary(self) -> dict[str, object]:
         reached = self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
@@ -105,6 +106,9 @@ class CellFit:
             "effective_dim": self.cell.problem.effective_dim(self.cell.data_size),
             "seconds": self.seconds,
         }
+        out["cbs_direct"] = direct_cbs(
+            reached.batch_size.to_numpy(float), reached.steps_to_target.to_numpy(float), self.overhead
+        )
         if self.fit is None:
             return {**out, "cbs": None, "cbs_ci": None, "error": self.error}
         f = self.fit
@@ -118,6 +122,23 @@ class CellFit:
             "rmse_log": f.rmse_log,
             "alpha_free": f.alpha_variant.alpha if f.alpha_variant else None,
         }
+
+
+def direct_cbs(batch_sizes: np.ndarray, steps: np.ndarray, overhead: float) -> float | None:
+    """The CBS read off the measured S(B), no hyperbola: the largest B with S(B)·B <= (1 + o)·S(B_ref)·B_ref.
+
+    B_ref is the smallest batch; the crossing is interpolated in (log B, log S·B) between the two grid batch
+    sizes around it. None when every measured batch stays within the overhead (the CBS is beyond the grid).
+    """
+    order = np.argsort(batch_sizes)
+    batch, cost = np.asarray(batch_sizes, float)[order], (np.asarray(steps, float) * batch_sizes)[order]
+    ratio = cost / cost[0]
+    above = np.flatnonzero(ratio > 1 + overhead)
+    if above.size == 0:
+        return None
+    i = int(above[0])
+    x = np.log(ratio[i - 1 : i + 1])
+    return float(np.exp(np.interp(np.log1p(overhead), x, np.log(batch[i - 1 : i + 1]))))
 
 
 def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
@@ -140,9 +161,9 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
             table, b_opt=spec.grid.b_ref, overhead=spec.overhead, n_boot=spec.n_boot, seed=spec.seed
         )
     except FitError as exc:  # reported per cell; the study goes on
-        return CellFit(cell, rows, table, None, str(exc), seconds)
+        return CellFit(cell, rows, table, None, str(exc), seconds, spec.overhead)
     (group,) = analysis.groups
-    return CellFit(cell, rows, table, group.fit, group.error, seconds)
+    return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead)
 
 
 def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
@@ -193,6 +214,9 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
     sizes = [c.cell.data_size for c in ok]
     exp_cbs = _power_law(sizes, [c.fit.cbs for c in ok], spec)
     exp_noise = _power_law(sizes, [c.fit.b_noise for c in ok], spec)
+    direct = [(c.cell.data_size, c.summary()["cbs_direct"]) for c in by_data]
+    direct = [(d, v) for d, v in direct if v is not None]
+    exp_direct = _power_law(*map(list, zip(*direct, strict=True)), spec) if len(direct) >= 3 else None
     problem = spec.problem(spec.dim)
     k_star = problem.effective_dim(spec.dim_data_size)
     big = [c for c in by_dim if c.fit is not None and _dim_covers(c.cell.problem.dim, k_star)]
@@ -220,6 +244,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             "target": "best final bias-corrected-EWA excess risk over (lr, tau) after D samples at B_ref",
             "steps_to_target": "first crossing of the target, interpolated between steps (cbs.fit)",
             "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
+            "cbs_direct": "largest B with measured S(B)*B <= (1 + overhead) * S(B_ref)*B_ref (log-interpolated)",
         },
         "b_ref": spec.grid.b_ref,
         "overhead": spec.overhead,
@@ -228,6 +253,8 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
         "exponent_data_ci": exp_cbs["exponent_ci"],
         "exponent_data_b_noise": exp_noise["exponent"],
         "exponent_data_b_noise_ci": exp_noise["exponent_ci"],
+        "exponent_data_direct": exp_direct["exponent"] if exp_direct else None,
+        "exponent_data_direct_ci": exp_direct["exponent_ci"] if exp_direct else None,
         "cbs_by_data": [c.summary() for c in by_data],
         "dim_data_size": spec.dim_data_size,
         "effective_dim": k_star,

@@ -3,7 +3,8 @@
 Protocol (docs/theory.md), the analogue of the language-model runs: the reference batch B_ref is the
 smallest batch of the grid; the target is the best final EWA excess risk over (γ, τ) after one pass over D
 samples at B_ref (D/B_ref steps). Every batch then runs (fresh samples, as many as it needs) until its EWA
-risk first reaches the target, capped at D/B_ref steps; S(B) = the minimum over (γ, τ) of that step.
+risk first reaches the target, capped at D/B_ref steps; each batch keeps its fastest (γ, τ) and that run's
+curve (`cbs.theory.study` then takes the crossing, interpolated within the step, through `cbs.fit`).
 """
 
 from __future__ import annotations
