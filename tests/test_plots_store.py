@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_plots_synthetic import GROUPS, LR_SLOWDOWN, true_cbs, true_params, write_store
+from test_plots_synthetic import GROUPS, LR_SLOWDOWN, make_run, true_cbs, true_params, write_store
 
 from cbs.fit import first_crossing
 from cbs.plots import style
@@ -124,6 +124,22 @@ def test_lr_sensitivity_plots_steps_to_target_per_run(source):
     assert run.steps_to_target == first_crossing(
         c.step.to_numpy(float), c.ewa_eval_loss.to_numpy(), run.target_loss
     )
+
+
+def test_sensitivity_marks_diverged_runs(tmp_path):
+    store = write_store(tmp_path, groups=GROUPS[:1], batches=(64, 256), lrs=(3e-4, 1e-3))
+    row, curve = make_run(*GROUPS[0], 64, 3e-3, preset="tiny-100k", eval_set="val")
+    row.update(run_id="diverged-run", lr=1e-2, status="diverged", best_ewa_eval_loss=None)
+    store.write_run(row, [dict(c, ewa_eval_loss=float("nan"), eval_loss=float("nan")) for c in curve])
+    src = StoreSource(tmp_path, n_boot=N_BOOT)
+    fig = sensitivity(runs_with_steps(src), "lr")
+    n, d = GROUPS[0]
+    cross = line(fig, f"diverged:{n}:{d}:64")
+    assert cross.get_xdata().tolist() == [1e-2] and cross.get_ydata().tolist() == [0.97]
+    assert (
+        len(line(fig, f"sens:steps_to_target:{n}:{d}:64").get_xdata()) == 2
+    )  # the diverged run has no steps
+    assert "diverged" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_scaling_law_figure_draws_the_fit(source):

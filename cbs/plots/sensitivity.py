@@ -45,55 +45,65 @@ def varied_groups(runs: pd.DataFrame, column: str) -> list[tuple[tuple[int, int]
 def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
     """Steps to target (or, where no run has them, the best EWA loss) vs ``param``; one panel per group.
 
-    Each line is one batch size (``gid="sens:<metric>:<N>:<D>:<B>"``, x the hyperparameter as plotted);
-    the best value per batch size is ringed.
+    Each batch size is a line (``gid="sens:<metric>:<N>:<D>:<B>"``, x the hyperparameter as plotted), its
+    best value ringed; diverged runs are crosses along the top edge (``gid="diverged:<N>:<D>:<B>"``).
     """
     hp = HYPERPARAMETERS[param]
     groups = varied_groups(runs[runs["status"] != "failed"], hp.column)
     if not groups:
         raise ResultsError(f"no batch size was run at two or more values of {hp.column}; sweep {hp.column}")
     # Steps to target where the runs have them (stop-at-target runs make the final loss uninformative).
-    metrics = [m for m in METRICS if runs[m].notna().sum() >= 2][-1:]
+    metric = "steps_to_target" if runs["steps_to_target"].notna().sum() >= 2 else "best_ewa_eval_loss"
     colors = ordered_colors(runs["batch_size"].tolist())
     ncols = min(PANELS_PER_ROW, len(groups))
-    nrows = -(-len(groups) // ncols) * len(metrics)
-    fig, axes = new_figure(ncols, nrows, height=2.1, width=2.1 * ncols + 1.0)
-    for ax in axes.flat[len(groups) * len(metrics) :]:
+    fig, axes = new_figure(ncols, -(-len(groups) // ncols), height=2.1, width=2.1 * ncols + 1.0)
+    for ax in axes.flat[len(groups) :]:
         ax.set_visible(False)
     for i, ((n, d), group) in enumerate(groups):
-        col = i % ncols
-        for m, metric in enumerate(metrics):
-            ax = axes[(i // ncols) * len(metrics) + m][col]
-            for batch, sub in group.groupby("batch_size"):
-                sub = sub.dropna(subset=[metric]).sort_values(hp.column)
-                if sub.empty:  # no run of this batch size reached the target
-                    continue
-                x = sub[hp.column].to_numpy(float)
-                x = 1.0 - x if hp.one_minus else x
-                y = sub[metric].to_numpy(float)
+        ax = axes.flat[i]
+        for batch, runs_b in group.groupby("batch_size"):
+            x_all = runs_b[hp.column].to_numpy(float)
+            x_all = 1.0 - x_all if hp.one_minus else x_all
+            diverged = (runs_b["status"] == "diverged").to_numpy()
+            if diverged.any():
                 ax.plot(
-                    x,
-                    y,
-                    "o-",
+                    x_all[diverged],
+                    np.full(diverged.sum(), 0.97),
+                    "x",
                     color=colors[batch],
-                    ms=3,
-                    label=f"B = {batch}",
-                    gid=f"sens:{metric}:{n}:{d}:{batch}",
+                    ms=5,
+                    transform=ax.get_xaxis_transform(),
+                    gid=f"diverged:{n}:{d}:{batch}",
                 )
-                best = int(np.argmin(y))
-                ax.plot(x[best], y[best], "o", ms=7, mfc="none", mec=colors[batch], mew=1.2)
-            log_axis(ax, "x")
-            values = np.unique(group[hp.column].dropna().to_numpy(float))
-            if values.size <= 6:  # label the swept values themselves
-                ticks = 1.0 - values if hp.one_minus else values
-                ax.xaxis.set_major_locator(FixedLocator(ticks))
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-            if metric == "steps_to_target":
-                log_axis(ax, "y")
-            ax.set_xlabel(hp.label)
-            if col == 0:
-                ax.set_ylabel(METRICS[metric])
-            if m == 0:
-                ax.set_title(f"N = {human(n)}, D = {human(d)}")
+            sub = runs_b.dropna(subset=[metric]).sort_values(hp.column)
+            if sub.empty:  # no run of this batch size reached the target
+                continue
+            x = sub[hp.column].to_numpy(float)
+            x = 1.0 - x if hp.one_minus else x
+            y = sub[metric].to_numpy(float)
+            ax.plot(
+                x,
+                y,
+                "o-",
+                color=colors[batch],
+                ms=3,
+                label=f"B = {batch}",
+                gid=f"sens:{metric}:{n}:{d}:{batch}",
+            )
+            best = int(np.argmin(y))
+            ax.plot(x[best], y[best], "o", ms=7, mfc="none", mec=colors[batch], mew=1.2)
+        log_axis(ax, "x")
+        values = np.unique(group[hp.column].dropna().to_numpy(float))
+        if values.size <= 6:  # label the swept values themselves
+            ax.xaxis.set_major_locator(FixedLocator(1.0 - values if hp.one_minus else values))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        if metric == "steps_to_target":
+            log_axis(ax, "y")
+        ax.set_xlabel(hp.label)
+        if i % ncols == 0:
+            ax.set_ylabel(METRICS[metric])
+        ax.set_title(f"N = {human(n)}, D = {human(d)}")
+    if (runs["status"] == "diverged").any():
+        axes[0][0].plot([], [], "x", color="0.3", label="diverged")
     fig.legend(*shared_legend(axes.flat), loc="outside right upper", title="Batch (seqs)")
     return fig
