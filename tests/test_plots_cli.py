@@ -68,3 +68,18 @@ def test_report_page_references_existing_figures(store, tmp_path):
     html = (tmp_path / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert srcs == images
+
+
+@pytest.mark.parametrize(
+    ("recipe", "made"),
+    [("fig_steps_vs_batch.py", "steps-vs-batch.png"), ("fig_cbs_scaling.py", "cbs-scaling.png")],
+)
+def test_analysis_recipes_make_their_figure(store, tmp_path, monkeypatch, recipe, made):
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "analysis" / recipe
+    argv = [str(script), str(store), "--out", str(tmp_path), "--format", "png", *FAST]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(script), run_name="__main__")
+    assert done.value.code == 0 and (tmp_path / made).stat().st_size > 5_000
