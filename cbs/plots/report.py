@@ -43,19 +43,36 @@ def ci(value: float, interval: Sequence[float] | None, fmt: str = ".4g") -> str:
     return f"{value:{fmt}} [{interval[0]:{fmt}}, {interval[1]:{fmt}}]"
 
 
-def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+def values(series: pd.Series, fmt: str = ".3g") -> str:
+    """'64, 128, 256' for a few distinct values, 'min–max (k values)' for many."""
+    v = sorted(series.dropna().unique())
+    if len(v) > 5:
+        return f"{v[0]:{fmt}}–{v[-1]:{fmt}} ({len(v)} values)"
+    return ", ".join(f"{x:{fmt}}" for x in v)
+
+
+def summary_table(runs: pd.DataFrame, theory: bool = False) -> pd.DataFrame:
     """Runs per model and data size: batch sizes, learning rates, statuses."""
+    size, data, batch = (
+        ("dim", "D (samples)", "batch sizes (samples)")
+        if theory
+        else (
+            "N (params)",
+            "D (tokens)",
+            "batch sizes (seqs)",
+        )
+    )
     rows = []
     for (n, d, model), grp in runs.groupby(["n_params", "data_tokens", "preset"], sort=True, dropna=False):
         statuses = grp["status"].value_counts()
         rows.append(
             {
                 "model": model,
-                "N (params)": style.human(n),
-                "D (tokens)": style.human(d),
+                size: style.human(n),
+                data: style.human(d),
                 "runs": len(grp),
-                "batch sizes (seqs)": ", ".join(str(int(b)) for b in sorted(grp["batch_size"].unique())),
-                "lrs": ", ".join(f"{v:g}" for v in sorted(grp["lr"].dropna().unique())),
+                batch: values(grp["batch_size"], ".6g"),
+                "lrs": values(grp["lr"]),
                 "status": ", ".join(f"{k} {v}" for k, v in statuses.items()),
             }
         )
@@ -64,19 +81,24 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def cbs_table(src: StoreSource) -> pd.DataFrame:
     """One row per (model, data size) group: target, S_min, B_noise and B* with 95% intervals."""
+    theory = src.is_theory()
+    unit_b, unit_d = ("samples", "samples") if theory else ("seqs", "tokens")
     rows = []
     for g in src.analysis.groups:
         f = g.fit
+        size = f"{g.n_params:g}" if theory else f"{g.n_params / 1e6:.4g}"
         rows.append(
             {
                 "model": g.model,
-                "N (M params)": f"{g.n_params / 1e6:.4g}",
-                "D (tokens)": style.human(g.data_tokens),
-                "target loss": "" if g.target_loss is None else f"{g.target_loss:.4f}",
+                "dim" if theory else "N (M params)": size,
+                f"D ({unit_d})": style.human(g.data_tokens),
+                "target risk" if theory else "target loss": ""
+                if g.target_loss is None
+                else f"{g.target_loss:.4g}",
                 "batch sizes fitted": f.n_points if f else 0,
                 "S_min (steps)": ci(f.s_min, f.a_ci) if f else "",
-                "B_noise (seqs)": ci(f.b_noise, f.b_noise_ci) if f else "",
-                "CBS B* (seqs)": ci(f.cbs, f.cbs_ci) if f else "",
+                f"B_noise ({unit_b})": ci(f.b_noise, f.b_noise_ci) if f else "",
+                f"CBS B* ({unit_b})": ci(f.cbs, f.cbs_ci) if f else "",
                 "B* free-α": ci(f.alpha_variant.cbs, f.alpha_variant.cbs_ci) if f and f.alpha_variant else "",
                 "note": g.error or "",
             }
@@ -130,13 +152,18 @@ def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], pa
             f"cbs {__version__}.",
         ),
         Block("h2", "Runs"),
-        Block("table", frame=summary_table(runs)),
+        Block("table", frame=summary_table(runs, src.is_theory())),
     ]
     try:
         blocks += [Block("h2", "Critical batch size per group"), Block("table", frame=cbs_table(src))]
         laws, absent = laws_table(src)
         blocks.append(Block("h2", "Scaling laws of the CBS"))
-        blocks.append(Block("p", "B* in sequences, N in millions of non-embedding parameters, D in tokens."))
+        units = (
+            "B* and D in samples, N = the dimension."
+            if src.is_theory()
+            else "B* in sequences, N in millions of non-embedding parameters, D in tokens."
+        )
+        blocks.append(Block("p", units))
         if not laws.empty:
             blocks.append(Block("table", frame=laws))
         if absent:
