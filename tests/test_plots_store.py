@@ -10,7 +10,7 @@ from cbs.fit import first_crossing
 from cbs.plots import style
 from cbs.plots.cbs_scaling import CbsPoint, cbs_scaling, select_panels
 from cbs.plots.curves import loss_curves
-from cbs.plots.registry import STORE_FIGURES, FigureUnavailable, make_store_figures, runs_with_steps
+from cbs.plots.registry import STORE_FIGURES, FigureUnavailable, make_store_figures
 from cbs.plots.scaling_law import log_bands, scaling_law_figure
 from cbs.plots.sensitivity import sensitivity
 from cbs.plots.sources import StoreSource
@@ -108,7 +108,7 @@ def test_loss_curves_plot_the_stored_curves(source):
 
 
 def test_lr_sensitivity_plots_steps_to_target_per_run(source):
-    runs = runs_with_steps(source)
+    runs = source.runs_with_steps
     fig = sensitivity(runs, "lr")
     n, d, batch = 400_000, 8_000_000, 128
     a, b = true_params(n, d)
@@ -132,7 +132,7 @@ def test_sensitivity_marks_diverged_runs(tmp_path):
     row.update(run_id="diverged-run", lr=1e-2, status="diverged", best_ewa_eval_loss=None)
     store.write_run(row, [dict(c, ewa_eval_loss=float("nan"), eval_loss=float("nan")) for c in curve])
     src = StoreSource(tmp_path, n_boot=N_BOOT)
-    fig = sensitivity(runs_with_steps(src), "lr")
+    fig = sensitivity(src.runs_with_steps, "lr")
     n, d = GROUPS[0]
     cross = line(fig, f"diverged:{n}:{d}:64")
     assert cross.get_xdata().tolist() == [1e-2] and cross.get_ydata().tolist() == [0.97]

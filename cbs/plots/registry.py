@@ -7,12 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
 from cbs.errors import CbsError, ConfigError, ResultsError
-from cbs.fit import first_crossing
 from cbs.plots import style
 from cbs.plots.cbs_scaling import MIN_POINTS, cbs_scaling, law_panel, select_panels
 from cbs.plots.curves import loss_curves, primary_eval_set
@@ -102,25 +99,6 @@ def _cbs_scaling(src: StoreSource) -> list[Drawn]:
     ]
 
 
-def runs_with_steps(src: StoreSource) -> pd.DataFrame:
-    """The runs with ``steps_to_target`` recomputed per run against its group's target (interpolated)."""
-    try:
-        targets = src.targets()
-    except CbsError:
-        return src.runs
-    eval_set = primary_eval_set(src.runs, src.curves)
-    curves = src.curves[src.curves["eval_set"] == eval_set]
-    by_run = dict(tuple(curves.groupby("run_id")))
-    steps = []
-    for run in src.runs.itertuples():
-        c, tgt = by_run.get(run.run_id), targets.get((float(run.n_params), float(run.data_tokens)))
-        loss = None if c is None else c["ewa_eval_loss"].fillna(c["eval_loss"]).to_numpy(float)
-        steps.append(
-            np.nan if c is None or tgt is None else first_crossing(c["step"].to_numpy(float), loss, tgt)
-        )
-    return src.runs.assign(steps_to_target=steps)
-
-
 def _sensitivity(param: str) -> Callable[[StoreSource], list[Drawn]]:
     column = HYPERPARAMETERS[param].column
 
@@ -129,7 +107,7 @@ def _sensitivity(param: str) -> Callable[[StoreSource], list[Drawn]]:
             raise FigureUnavailable(
                 f"every batch size was run at a single {column} in every group; sweep ≥ 2 values of {column}"
             )
-        return [Drawn(f"{param.replace('_', '-')}-sensitivity", sensitivity(runs_with_steps(src), param))]
+        return [Drawn(f"{param.replace('_', '-')}-sensitivity", sensitivity(src.runs_with_steps, param))]
 
     return build
 

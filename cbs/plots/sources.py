@@ -15,11 +15,13 @@ from cbs.fit import (
     CbsAnalysis,
     CbsGroup,
     ScalingLawFit,
+    first_crossing,
     fit_cbs_table,
     fit_scaling_law,
     steps_to_target_table,
 )
 from cbs.plots.cbs_scaling import CbsPoint
+from cbs.plots.curves import primary_eval_set
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 from cbs.results import ResultsStore
 
@@ -108,6 +110,27 @@ class StoreSource:
             n, d, loss, n_starts=self.n_starts, n_boot=min(self.n_boot, 200), seed=self.seed
         )
         return n, d, loss, fit
+
+    @cached_property
+    def runs_with_steps(self) -> pd.DataFrame:
+        """The runs with ``steps_to_target`` recomputed per run against its group's target, by the rule of
+        `cbs fit` (first crossing, interpolated; EWA loss where the run logs it); the runs as stored where
+        no target can be set."""
+        try:
+            targets = self.targets()
+        except CbsError:
+            return self.runs
+        curves = self.curves[self.curves["eval_set"] == primary_eval_set(self.runs, self.curves)]
+        by_run = dict(tuple(curves.groupby("run_id")))
+        steps = []
+        for run in self.runs.itertuples():
+            c, target = by_run.get(run.run_id), targets.get((float(run.n_params), float(run.data_tokens)))
+            if c is None or target is None:
+                steps.append(np.nan)
+                continue
+            loss = c["ewa_eval_loss"] if c["ewa_eval_loss"].notna().any() else c["eval_loss"]
+            steps.append(first_crossing(c["step"].to_numpy(float), loss.to_numpy(float), target))
+        return self.runs.assign(steps_to_target=steps)
 
     def targets(self) -> dict[tuple[float, float], float]:
         """Target loss per (n_params, data_tokens)."""
