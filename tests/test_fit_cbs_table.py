@@ -73,6 +73,7 @@ def test_several_rows_per_batch_size_count_as_their_minimum():
 def test_laws_absent_with_reasons_at_fixed_data_and_chinchilla_scaling():
     fixed = fit_cbs_table(_table(d_values=[3.07e9]), n_boot=20)
     assert set(fixed.laws) == {"n_params"}
+    assert fixed.to_json_dict()["laws"]["n_params"]["at_fixed_data_tokens"] == 3.07e9
     assert "data_tokens" in fixed.laws_absent and "joint" in fixed.laws_absent
     # D ∝ N (Chinchilla-scaled budgets): the joint law is not identifiable
     tab = pd.concat([_table([n], [20 * n * 1e6]) for n in N_M])
@@ -161,3 +162,11 @@ def test_cli_fit_cbs_from_store(tmp_path):
     assert group["target_loss"] == pytest.approx(target, abs=1e-3)
     table = pd.read_csv(steps_csv)
     assert (table["lr"] == 1e-3).all()
+
+
+def test_cli_reports_a_target_never_reached(tmp_path, capsys):
+    tab = _table([50.0], [1e9]).assign(steps_to_target=np.nan)
+    src = tmp_path / "steps.parquet"
+    tab.to_parquet(src)
+    assert main(["fit", "cbs", "--input", str(src), "--n-boot", "0"]) == 2
+    assert "target never reached" in capsys.readouterr().err

@@ -16,12 +16,12 @@ from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_lo
 from cbs.fit.scaling_law import ScalingLawFit
 from cbs.results import ResultsStore
 
-KAPPA, K, E_X, E_Y = 1.2, 0.7, 2.0, 0.8
+KAPPA, K_TRUE, E_X, E_Y = 1.2, 0.7, 2.0, 0.8
 
 
 def _pairs(n=60, noise=0.002, seed=0):
     x = E_X + np.geomspace(0.05, 2.0, n)
-    y = K * (x - E_X) ** KAPPA + E_Y
+    y = K_TRUE * (x - E_X) ** KAPPA + E_Y
     return x, y * np.exp(np.random.default_rng(seed).normal(0, noise, n))
 
 
@@ -30,10 +30,11 @@ def test_kappa_and_k_recovered_with_given_shifts():
     fit = fit_loss_to_loss(x, y, E_x=E_X, E_y=E_Y, n_boot=200)
     # 0.2% noise on 60 pairs over 1.6 decades of x − E_x
     assert fit.kappa == pytest.approx(KAPPA, abs=0.02)
-    assert pytest.approx(K, rel=0.03) == fit.K
+    k_fit = fit.K  # (a lower-case name: ruff reads fit.K as a constant)
+    assert k_fit == pytest.approx(K_TRUE, rel=0.03)
     assert fit.kappa_ci[0] < KAPPA < fit.kappa_ci[1]
     assert fit.r2 > 0.999
-    assert fit.predict(3.0) == pytest.approx(K * 1.0**KAPPA + E_Y, rel=0.01)
+    assert fit.predict(3.0) == pytest.approx(K_TRUE * 1.0**KAPPA + E_Y, rel=0.01)
 
 
 def test_e_y_fitted_within_bounds():
@@ -82,24 +83,63 @@ def test_translation_of_a_law_matches_composition_where_one_term_dominates():
         fit.translate(other)
 
 
-def test_loss_to_loss_from_a_results_store(tmp_path):
+@pytest.fixture
+def l2l_store(tmp_path) -> ResultsStore:
+    """Two datasets a, b of five (N, D) models each; b's val_a loss is an exact loss-to-loss map of a's."""
     store = ResultsStore(tmp_path / "res")
     rng = np.random.default_rng(0)
     for ds in ("a", "b"):
         for i, (n, d) in enumerate([(1e6, 1e8), (2e6, 2e8), (4e6, 4e8), (8e6, 8e8), (16e6, 1e9)]):
             xa = E_X + 1.5 / (i + 1)
-            la = xa if ds == "a" else K * (xa - E_X) ** KAPPA + E_Y
+            la = xa if ds == "a" else K_TRUE * (xa - E_X) ** KAPPA + E_Y
             lb = la + 0.3 + 0.01 * rng.random()
             row = {"run_id": f"{ds}{i}", "dataset": ds, "n_params": int(n), "data_tokens": int(d),
                    "status": "completed", "eval_sets": ["val_a", "val_b"]}  # fmt: skip
+            # the EWA loss falls to its final value at the last step; the raw loss is worse throughout
             curve = [{"step": s, "eval_set": es, "ewa_eval_loss": loss + (10 - s) * 0.1, "eval_loss": loss + 1}
                      for s in (0, 10) for es, loss in (("val_a", la), ("val_b", lb))]  # fmt: skip
             store.write_run(row, curve)
-    table = store_loss_table(store.root)
+    return store
+
+
+def test_loss_to_loss_from_a_results_store(l2l_store):
+    table = store_loss_table(l2l_store.root)
     assert set(table.columns) >= {"dataset", "n_params", "data_tokens", "val_a", "val_b"}
     cols = Columns("dataset", "n_params", "data_tokens", "a", "val_a", "b", "val_a")
     fit = fit_loss_to_loss_table(table, cols, E_x=E_X, E_y=E_Y, n_boot=20).fit
-    assert fit.kappa == pytest.approx(KAPPA, abs=1e-9) and pytest.approx(K, rel=1e-9) == fit.K
+    k_fit = fit.K
+    assert fit.kappa == pytest.approx(KAPPA, abs=1e-9) and k_fit == pytest.approx(K_TRUE, rel=1e-9)
+
+
+def test_cli_loss_to_loss_from_a_store(l2l_store, tmp_path):
+    out = tmp_path / "l2l.json"
+    rc = main(["fit", "loss-to-loss", str(l2l_store.root), "--x-group", "a", "--x-col", "val_a", "--y-group", "b",
+               "--y-col", "val_a", "--E-x", str(E_X), "--E-y", str(E_Y), "--n-boot", "10", "--json", str(out)])  # fmt: skip
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["kappa"] == pytest.approx(KAPPA, abs=1e-9) and res["E_x_source"] == "given"
+    assert (
+        main(
+            [
+                "fit",
+                "loss-to-loss",
+                str(l2l_store.root),
+                "--x-group",
+                "a",
+                "--x-col",
+                "val_a",
+                "--y-group",
+                "b",
+                "--y-col",
+                "val_a",
+                "--E-x",
+                "2.5",
+                "--E-y",
+                str(E_Y),
+            ]
+        )
+        == 2
+    )  # fmt: skip  (E_x above a loss)
 
 
 def test_public_fineweb_edu_to_starcoder(shared_data, tmp_path):

@@ -68,6 +68,9 @@ def test_table_from_store(store):
     assert (small["data_tokens"] == 5 * 10**7).all()  # token_budget stands in for a null data_tokens
     assert (small["target_loss"] == 1.5).all()  # the runs' shared target_loss, not the B_opt rule
     assert small.loc[64, "steps_to_target"] == pytest.approx(60.0)  # 40 + 0.5/1.0·40
+    # the same from the two tables directly, and from the store's path
+    pd.testing.assert_frame_equal(steps_to_target_table((store.runs(), store.curves())), table)
+    pd.testing.assert_frame_equal(steps_to_target_table(str(store.root)), table)
 
 
 def test_explicit_targets_and_eval_set(store):

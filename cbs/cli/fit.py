@@ -229,8 +229,11 @@ def _law_lines(analysis: CbsAnalysis) -> list[str]:
             )
         else:
             var = "N (millions)" if name == "n_params" else "D (tokens)"
+            other = "data_tokens" if name == "n_params" else "n_params"
+            fixed = analysis.fixed_value(other)
+            at = f" at fixed {'D' if name == 'n_params' else 'N (millions)'} = {fixed:.4g}" if fixed else ""
             lines.append(
-                f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}; exponent CI "
+                f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}{at}; exponent CI "
                 f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
             )
     lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]

@@ -68,10 +68,18 @@ class CbsAnalysis:
     overhead: float
     n_boot: int
 
+    def fixed_value(self, name: str) -> float | None:
+        """The single value ``name`` (n_params in millions, or data_tokens) takes across fitted groups, if any."""
+        values = {g.n_params / 1e6 if name == "n_params" else g.data_tokens for g in self.groups if g.fit}
+        return values.pop() if len(values) == 1 else None
+
     def to_json_dict(self) -> dict[str, object]:
         laws = {}
         for name, law in self.laws.items():
             law_d = law.to_dict()
+            other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(name)
+            if other and self.fixed_value(other) is not None:
+                law_d[f"at_fixed_{other}"] = self.fixed_value(other)
             law_d["variables"] = ["n_params", "data_tokens"] if name == "joint" else [name]
             law_d["form"] = {
                 "n_params": "cbs = coefficient * n_params_millions ** exponent",
