@@ -106,6 +106,17 @@ def cbs_table(src: StoreSource) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def held_fixed(src: StoreSource, law: str) -> str:
+    """'D = 8M' when the other variable takes one value across the fitted groups, else 'pooled'."""
+    other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(law)
+    if other is None:
+        return ""
+    value = src.analysis.fixed_value(other)
+    if value is None:
+        return f"pooled over {'D' if other == 'data_tokens' else 'N'}"
+    return f"D = {style.human(value)}" if other == "data_tokens" else f"N = {value:.4g}M"
+
+
 def laws_table(src: StoreSource) -> tuple[pd.DataFrame, list[str]]:
     """The CBS power laws `cbs fit cbs` reports (units stated), and why absent ones are absent."""
     rows = []
@@ -122,6 +133,7 @@ def laws_table(src: StoreSource) -> tuple[pd.DataFrame, list[str]]:
                 "form": form,
                 "c": ci(law.coefficient, law.coefficient_ci),
                 "exponent(s)": exps,
+                "other variable": held_fixed(src, name),
                 "R²": f"{law.r2:.3f}",
                 "groups": law.n_points,
             }
