@@ -1,0 +1,182 @@
+"""`cbs figures`: paper figures from a results store, or from public tables and fit outputs.
+
+cbs figures RESULTS_DIR [--out DIR] [--only NAMES] [--format pdf,png]
+cbs figures scaling-law  --input TABLE [--n-col ... --flops-col ... --loss-col ... --drop-highest K]
+cbs figures loss-to-loss --input TABLE --x-group G --x-col C [--holdout TABLE ...]
+cbs figures cbs-scaling  --input FIT.json          (the output of `cbs fit cbs --json`)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cbs.cli.fit import _target  # the same --target parsing as `cbs fit cbs`
+from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "figures",
+        help="paper figures (PDF/PNG) from a results store or from public tables",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "source",
+        help=f"a results directory (store figures), or one of {', '.join(TABLE_FIGURES)} with --input "
+        "(use ./NAME for a results directory of that name)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/figures, or ./figures)")
+    p.add_argument("--format", default="pdf,png", help="comma list of pdf, png, svg (default pdf,png)")
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps and start grids (default 0)")
+    p.add_argument(
+        "--n-starts", type=int, default=4500, help="multi-start grid of L(N, D) fits (default 4500)"
+    )
+
+    g = p.add_argument_group("store figures (SOURCE = RESULTS_DIR)")
+    g.add_argument(
+        "--only", help="comma list of figures to make (default: all the data supports); see docs/figures.md"
+    )
+    g.add_argument(
+        "--b-opt",
+        type=float,
+        help=f"reference batch size in sequences (default {B_OPT}; a `cbs theory` store: its smallest batch)",
+    )
+    g.add_argument(
+        "--overhead",
+        type=float,
+        default=CBS_OVERHEAD,
+        help=f"step overhead o defining the CBS (default {CBS_OVERHEAD})",
+    )
+    g.add_argument(
+        "--target", type=_target, default="auto", help="target loss: auto (default), b-opt, or a loss value"
+    )
+
+    g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | theory)")
+    g.add_argument(
+        "--input",
+        type=Path,
+        metavar="FILE",
+        help="table (.csv/.parquet), or the JSON of `cbs fit cbs` (cbs-scaling) / `cbs theory` (theory)",
+    )
+    g.add_argument(
+        "--form", choices=("chinchilla", "kaplan"), default="chinchilla", help="scaling-law: law form"
+    )
+    g.add_argument("--n-col", help="column of N, parameters (default n_params)")
+    g.add_argument("--d-col", default="data_tokens", help="column of D in tokens (default data_tokens)")
+    g.add_argument("--flops-col", help="scaling-law: column of training FLOP C; D = C/(6N) replaces --d-col")
+    g.add_argument("--loss-col", default="loss", help="scaling-law: column of the loss (default loss)")
+    g.add_argument(
+        "--drop-highest",
+        type=int,
+        default=0,
+        metavar="K",
+        help="scaling-law: leave the K highest losses out of the fit",
+    )
+    g.add_argument("--group-col", default="dataset", help="loss-to-loss: column naming the training set")
+    g.add_argument("--x-group", help="loss-to-loss: training set of the x models (default: the first)")
+    g.add_argument(
+        "--x-col", default="val_loss", help="loss-to-loss: own validation loss column (default val_loss)"
+    )
+    g.add_argument(
+        "--test-cols",
+        help="loss-to-loss: comma list of test-loss columns for train-to-test "
+        "(default: every eval/*_val/CrossEntropyLoss column other than the x set's own)",
+    )
+    g.add_argument(
+        "--test-col", help="loss-to-loss: the test set of test-to-test (default eval/c4_val/CrossEntropyLoss)"
+    )
+    g.add_argument(
+        "--holdout", type=Path, metavar="TABLE", help="loss-to-loss: held-out runs to mark and score"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cbs.plots.style import parse_formats
+
+    formats = parse_formats(args.format)
+    if args.source in TABLE_FIGURES:
+        return _run_table(args, formats)
+    return _run_store(args, formats)
+
+
+def _run_store(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
+    from cbs.plots.registry import make_store_figures, parse_only
+    from cbs.plots.sources import StoreSource
+
+    names = parse_only(args.only)
+    src = StoreSource(
+        Path(args.source),
+        b_opt=args.b_opt,
+        overhead=args.overhead,
+        target=args.target,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        n_starts=args.n_starts,
+    )
+    out = args.out or src.store.root / "figures"
+    made, skipped = make_store_figures(src, out, names, formats, strict=bool(args.only))
+    print(f"figures in {out} ({', '.join(formats)})")
+    for m in made:
+        print(f"  made     {m.name}" + (f"  ({m.note})" if m.note else ""))
+    for s in skipped:
+        print(f"  skipped  {s.name}: {s.reason}")
+    for note in src.notes:
+        print(f"  note     {note}")
+    return 0
+
+
+def _run_table(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
+    from cbs.errors import ConfigError
+    from cbs.fit.tables import read_table
+    from cbs.plots import tables
+    from cbs.plots.style import save
+
+    if args.input is None:
+        raise ConfigError(f"`cbs figures {args.source}` needs --input FILE (see `cbs figures --help`)")
+    notes: list[str] = []
+    n_col = args.n_col or "n_params"
+    if args.source == "scaling-law":
+        fig = tables.scaling_law_from_table(
+            read_table(args.input),
+            n_col=n_col,
+            d_col=args.d_col,
+            flops_col=args.flops_col,
+            loss_col=args.loss_col,
+            drop_highest=args.drop_highest,
+            form=args.form,
+            n_starts=args.n_starts,
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+    elif args.source == "loss-to-loss":
+        fig, notes = tables.loss_to_loss_from_table(
+            read_table(args.input),
+            group_col=args.group_col,
+            n_col=n_col,
+            d_col=args.d_col,
+            x_group=args.x_group,
+            x_col=args.x_col,
+            test_cols=[c.strip() for c in args.test_cols.split(",")] if args.test_cols else None,
+            test_col=args.test_col,
+            holdout=read_table(args.holdout) if args.holdout else None,
+            n_starts=args.n_starts,
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+    elif args.source == "theory":
+        fig = tables.theory_from_json(args.input, n_boot=args.n_boot, seed=args.seed)
+    else:
+        fig, notes = tables.cbs_scaling_from_json(args.input, n_boot=args.n_boot, seed=args.seed)
+    paths = save(fig, args.out or Path("figures"), args.source, formats)
+    print(f"made    {args.source}: {', '.join(str(p) for p in paths)}")
+    for note in notes:
+        print(f"note    {note}")
+    return 0
