@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SPEC ?= experiments/default.yaml
 RESULTS ?= results/default
+DATA ?= data/stdlib
 
-.PHONY: setup sweep test lint bench clean-venv
+.PHONY: setup data sweep test lint bench clean-venv
 
 setup: $(BIN)/.installed
 
@@ -19,8 +20,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-sweep: setup
+# The offline corpus of the default job: this Python's standard-library sources, byte-level tokens.
+$(DATA)/manifest.json: | setup
+	$(BIN)/cbs data prepare --builtin stdlib --out $(DATA) --overwrite
+
+data: $(DATA)/manifest.json
+
+sweep: setup data
 	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
+	$(BIN)/cbs fit cbs $(RESULTS) --b-opt 16 --json $(RESULTS)/cbs_fit.json
 
 test: setup
 	$(BIN)/python -m pytest
@@ -30,7 +38,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 bench: setup
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_train.py --threads 1
+	$(BIN)/python benchmarks/bench_scaling_fit.py
+	$(BIN)/python benchmarks/bench_theory.py
 
 clean-venv:
 	rm -rf $(VENV)
