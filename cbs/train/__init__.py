@@ -1,0 +1,14 @@
+"""One training run: ``resolve_config`` validates and fills a TrainConfig, ``run_training`` runs it."""
+
+from cbs.train.loop import Progress, Trainer, run_training, runs_row
+from cbs.train.resolve import ResolvedRun, default_warmup_tokens, resolve_config
+
+__all__ = [
+    "Progress",
+    "ResolvedRun",
+    "Trainer",
+    "default_warmup_tokens",
+    "resolve_config",
+    "run_training",
+    "runs_row",
+]

@@ -1,0 +1,48 @@
+"""Device choice, mixed precision and the dense bf16 peak FLOP/s used for MFU."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from cbs.errors import ConfigError
+
+# Dense (not 2:4-sparse) bf16 tensor-core peaks, FLOP/s; matched against torch.cuda.get_device_name().
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    if dtype not in ("fp32", "bf16"):
+        raise ConfigError(f"dtype must be auto, fp32 or bf16, got {dtype!r}")
+    return dtype
+
+
+def autocast(device: str, dtype: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast (weights and optimizer stay fp32), or nothing for fp32."""
+    if dtype == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
+
+
+def peak_flops(name: str) -> float | None:
+    """Dense bf16 peak of a CUDA device by name; None when unknown (e.g. CPU)."""
+    return next((peak for key, peak in PEAK_BF16_FLOPS if key in name), None)

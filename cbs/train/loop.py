@@ -1,0 +1,365 @@
+"""One training run: ``run_training(cfg)`` trains, evaluates raw and EWA weights on every eval set on the eval
+schedule, applies the stop rules, and returns (and stores) the runs-table row and the curve."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cbs import __version__
+from cbs.config import TrainConfig
+from cbs.data import WindowSampler, eval_windows, gather_windows
+from cbs.model import build_model
+from cbs.results import ResultsStore
+from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cbs.train.device import autocast, device_name, peak_flops
+from cbs.train.evaluation import eval_steps, evaluate
+from cbs.train.ewa import EWA
+from cbs.train.resolve import ResolvedRun, resolve_config
+from cbs.train.schedule import LRSchedule
+
+log = logging.getLogger(__name__)
+
+OnEval = Callable[[dict[str, Any], Callable[[Path], None]], None]
+
+
+@dataclass
+class Progress:
+    """The mutable, checkpointed progress of a run (besides model, EWA, optimizer and sampler)."""
+
+    step: int = 0
+    status: str = "running"
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    loss_sum: float = 0.0  # train losses since the last evaluation
+    loss_count: int = 0
+    initial_loss: float | None = None
+    last_train_loss: float | None = None
+    last_eval: dict[str, float] = field(default_factory=dict)  # primary set: eval_loss, ewa_eval_loss
+    best_ewa_eval_loss: float | None = None
+    steps_to_target: int | None = None
+    lr: float = 0.0
+    train_time_s: float = 0.0  # time inside training steps (excludes evaluation)
+    wall_time_s: float = 0.0  # wall time of earlier sessions of this run (resume)
+
+
+class Trainer:
+    """The model, its EWA copy, optimizer and data of one resolved run; ``train()`` runs it to its end."""
+
+    def __init__(self, run: ResolvedRun) -> None:
+        cfg, o = run.config, run.config.optim
+        self.run, self.cfg = run, cfg
+        self.device = torch.device(run.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(run.spec).to(self.device)
+        self.ewa_model = copy.deepcopy(self.model).requires_grad_(False)  # holds EWA weights at evaluations
+        self.ewa = EWA(self.model, run.ewa_tau)
+        matrices = [p for p in self.model.parameters() if p.dim() >= 2]  # weight decay: matrices only
+        others = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": matrices, "weight_decay": o.weight_decay}, {"params": others, "weight_decay": 0.0}],
+            lr=o.lr,
+            betas=(o.beta1, run.beta2),
+            eps=o.eps,
+            **({"fused": True} if o.fused else {"foreach": True}),
+        )
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.schedule = LRSchedule(
+            o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
+        )
+        self.sampler = WindowSampler(
+            run.dataset.n_tokens("train"), run.spec.seq_len, cfg.seed, cfg.data.allow_repeat
+        )
+        self.train_tokens = run.dataset.tokens("train")
+        seq = run.spec.seq_len
+        self.eval_windows = {}
+        for name, ds in run.eval_datasets.items():
+            starts = eval_windows(ds.n_tokens("val"), seq, cfg.eval.eval_tokens, name)
+            self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
+                self.device
+            )
+        self.eval_at = set(eval_steps(run.steps, cfg.eval))
+        self.progress = Progress()
+        self.session_start = time.perf_counter()
+
+    # --- checkpoints --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        progress = dataclasses.replace(self.progress, wall_time_s=self.wall_time())
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "ewa": self.ewa.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "progress": dataclasses.asdict(progress),
+            "rng": rng_state(),
+        }
+
+    def write_checkpoint(self, directory: Path | str) -> None:
+        """Save everything needed to continue this run exactly (see ``run_training(resume_from=...)``)."""
+        save_checkpoint(directory, self.state_dict())
+
+    def load(self, directory: Path | str) -> None:
+        state = load_checkpoint(directory, dataclasses.asdict(self.cfg))
+        self.model.load_state_dict(state["model"])
+        self.ewa.load_state_dict(state["ewa"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.progress = Progress(**state["progress"])
+        set_rng_state(state["rng"])
+        self.session_start = time.perf_counter()
+
+    def wall_time(self) -> float:
+        return self.progress.wall_time_s + time.perf_counter() - self.session_start
+
+    # --- training -----------------------------------------------------------------------------------------
+    def train(self, on_eval: OnEval | None = None) -> None:
+        p, cfg = self.progress, self.cfg
+        while p.status == "running" and p.step < self.run.steps:
+            start = time.perf_counter()
+            loss = self.train_step()
+            p.train_time_s += time.perf_counter() - start
+            p.loss_sum += loss
+            p.loss_count += 1
+            p.last_train_loss = loss
+            if p.initial_loss is None:
+                p.initial_loss = loss
+            if not math.isfinite(loss) or loss > cfg.divergence_factor * p.initial_loss:
+                log.warning("step %d: train loss %.4g: diverged", p.step, loss)
+                p.status = "diverged"
+                self._report(on_eval, p.last_eval.get("eval_loss"), p.last_eval.get("ewa_eval_loss"), loss)
+            elif p.step in self.eval_at:
+                self.evaluate(on_eval)
+        if p.status == "running":  # resumed from a checkpoint written at the final evaluation
+            p.status = "completed"
+
+    def train_step(self) -> float:
+        """One optimizer step on one global batch (gradient accumulation over micro-batches)."""
+        p, run = self.progress, self.run
+        p.step += 1
+        p.lr = self.schedule.lr_at(p.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = p.lr
+        batch = torch.from_numpy(
+            gather_windows(self.train_tokens, self.sampler.next_starts(self.cfg.batch_size), run.spec.seq_len)
+        )
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        n_micro = self.cfg.batch_size // run.micro_batch_size
+        total = torch.zeros((), device=self.device)
+        for i in range(0, self.cfg.batch_size, run.micro_batch_size):
+            chunk = batch[i : i + run.micro_batch_size]
+            with autocast(run.device, run.dtype):
+                loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
+            loss.backward()
+            total += loss.detach()
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ewa.update()
+        return float(total)
+
+    def evaluate(self, on_eval: OnEval | None = None) -> None:
+        """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
+        p, run = self.progress, self.run
+        batch = run.eval_batch_size
+        raw = {
+            n: evaluate(self.model, w, batch, autocast(run.device, run.dtype))
+            for n, w in self.eval_windows.items()
+        }
+        self.ewa.copy_to(self.ewa_model)
+        ewa = {
+            n: evaluate(self.ewa_model, w, batch, autocast(run.device, run.dtype))
+            for n, w in self.eval_windows.items()
+        }
+        train_loss = p.loss_sum / max(1, p.loss_count)
+        p.loss_sum, p.loss_count = 0.0, 0
+        wall = self.wall_time()
+        for name in self.eval_windows:
+            p.curve.append(
+                {
+                    "step": p.step,
+                    "tokens": p.step * run.batch_tokens,
+                    "eval_set": name,
+                    "train_loss": train_loss,
+                    "eval_loss": raw[name],
+                    "ewa_eval_loss": ewa[name],
+                    "lr": p.lr,
+                    "wall_time_s": wall,
+                }
+            )
+        primary = next(iter(self.eval_windows))
+        p.last_eval = {"eval_loss": raw[primary], "ewa_eval_loss": ewa[primary]}
+        target = self.cfg.target_loss
+        if not (math.isfinite(raw[primary]) and math.isfinite(ewa[primary])):
+            p.status = "diverged"
+        else:
+            p.best_ewa_eval_loss = min(ewa[primary], p.best_ewa_eval_loss or math.inf)
+            if target is not None and p.steps_to_target is None and ewa[primary] <= target:
+                p.steps_to_target = p.step
+                if self.cfg.stop_at_target:
+                    p.status = "reached_target"
+            if p.status == "running" and p.step >= run.steps:
+                p.status = "completed"
+        extra = {
+            f"{k}/{n}": v
+            for n in self.eval_windows
+            for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
+        }
+        self._report(on_eval, raw[primary], ewa[primary], train_loss, extra)
+
+    def _report(self, on_eval: OnEval | None, eval_loss, ewa_eval_loss, train_loss, extra=None) -> None:
+        p = self.progress
+        metrics = {
+            "step": p.step,
+            "tokens": p.step * self.run.batch_tokens,
+            "train_loss": train_loss,
+            "eval_loss": eval_loss,
+            "ewa_eval_loss": ewa_eval_loss,
+            "lr": p.lr,
+            "best_ewa_eval_loss": p.best_ewa_eval_loss,
+            "steps_to_target": p.steps_to_target,
+            "status_so_far": p.status,
+            "done": p.status != "running",
+            **(extra or {}),
+        }
+        log.info("step %d/%d %s", p.step, self.run.steps, metrics)
+        if on_eval is not None:
+            on_eval(metrics, self.write_checkpoint)
+
+
+def run_training(
+    cfg: TrainConfig,
+    *,
+    store: ResultsStore | None = None,
+    resume_from: str | Path | None = None,
+    on_eval: OnEval | None = None,
+) -> dict[str, Any]:
+    """Train one run and return its runs-table row; with ``store``, write the row and curve atomically.
+
+    The config is resolved and validated first (ConfigError/DataError before anything is built). After every
+    evaluation ``on_eval(metrics, write_checkpoint)`` is called (the last call has ``done`` True and the final
+    ``status_so_far``); ``write_checkpoint(dir)`` saves the full state and ``run_training(cfg,
+    resume_from=dir)`` continues it, giving the same curve. Divergence is a result (status "diverged"); any
+    other exception during training gives status "failed" with ``error`` set when a store is given (the row
+    is stored and returned) and is re-raised otherwise. The run_id is ``cfg.run_id()`` of the config as given.
+    """
+    started = datetime.now(timezone.utc)
+    run = resolve_config(cfg)
+    trainer: Trainer | None = None
+    error = None
+    try:
+        trainer = Trainer(run)
+        if resume_from is not None:
+            trainer.load(resume_from)
+        trainer.train(on_eval)
+    except Exception as exc:
+        if store is None:
+            raise
+        log.exception("run %s failed", cfg.run_id())
+        error = f"{type(exc).__name__}: {exc}"
+    progress = trainer.progress if trainer is not None else Progress()
+    if error is not None:
+        progress.status = "failed"
+    wall = (
+        trainer.wall_time() if trainer is not None else (datetime.now(timezone.utc) - started).total_seconds()
+    )
+    row = runs_row(cfg, run, progress, started=started, wall_time_s=wall, error=error)
+    if store is not None:
+        store.write_run(row, progress.curve)
+    return row
+
+
+def runs_row(
+    cfg: TrainConfig,
+    run: ResolvedRun,
+    p: Progress,
+    *,
+    started: datetime,
+    wall_time_s: float,
+    error: str | None,
+) -> dict[str, Any]:
+    """The runs-table row (RUNS_SCHEMA) of a run."""
+    r, o, spec = run.config, run.config.optim, run.spec
+    tokens = p.step * run.batch_tokens
+    tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
+    dev = device_name(run.device)
+    peak = peak_flops(dev)
+    return {
+        "run_id": cfg.run_id(),
+        "experiment": cfg.experiment,
+        "preset": spec.preset,
+        "n_params": spec.n_params,
+        "total_params": spec.total_params,
+        "d_model": spec.d_model,
+        "n_layers": spec.n_layers,
+        "n_heads": spec.n_heads,
+        "vocab_size": spec.vocab_size,
+        "seq_len": spec.seq_len,
+        "flops_per_token": spec.flops_per_token,
+        "batch_size": r.batch_size,
+        "batch_tokens": run.batch_tokens,
+        "micro_batch_size": run.micro_batch_size,
+        "lr": o.lr,
+        "beta1": o.beta1,
+        "beta2": run.beta2,
+        "eps": o.eps,
+        "weight_decay": o.weight_decay,
+        "grad_clip": o.grad_clip,
+        "schedule": o.schedule,
+        "warmup_tokens": run.warmup_tokens,
+        "ewa_tau": run.ewa_tau,
+        "token_budget": run.token_budget,
+        "data_tokens": run.data_tokens,
+        "dataset": r.data.path,
+        "dataset_fingerprint": run.dataset.fingerprint,
+        "tokenizer": run.dataset.tokenizer_name,
+        "eval_sets": list(run.eval_datasets),
+        "seed": r.seed,
+        "target_loss": r.target_loss,
+        "status": p.status,
+        "steps": p.step,
+        "tokens": tokens,
+        "final_train_loss": p.last_train_loss,
+        "final_eval_loss": p.last_eval.get("eval_loss"),
+        "final_ewa_eval_loss": p.last_eval.get("ewa_eval_loss"),
+        "best_ewa_eval_loss": p.best_ewa_eval_loss,
+        "steps_to_target": p.steps_to_target,
+        "wall_time_s": wall_time_s,
+        "tokens_per_s": tokens_per_s,
+        "mfu": spec.flops_per_token * tokens_per_s / peak if peak and tokens_per_s else None,
+        "device": dev,
+        "dtype": run.dtype,
+        "error": error,
+        "cbs_version": __version__,
+        "git_sha": git_sha(),
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc),
+        "config_json": json.dumps(dataclasses.asdict(r), sort_keys=True),
+    }
+
+
+def git_sha() -> str | None:
+    """Commit of the cbs source tree, best effort (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,178 @@
+"""Resolve a TrainConfig into everything a run needs, validating it before anything expensive starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from cbs.config import TrainConfig
+from cbs.data import PreparedDataset, WindowSampler, open_dataset
+from cbs.errors import ConfigError, DataError
+from cbs.model import ModelSpec, resolve_model_config
+from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
+from cbs.train.device import resolve_device, resolve_dtype
+from cbs.train.schedule import SCHEDULES
+
+WARMUP_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A TrainConfig with every ``None`` filled (``config``), plus the derived quantities of the run."""
+
+    config: TrainConfig  # fully resolved: re-resolving it gives the same run
+    spec: ModelSpec
+    dataset: PreparedDataset
+    eval_datasets: dict[
+        str, PreparedDataset
+    ]  # name -> dataset whose val split is evaluated; first is primary
+    token_budget: int
+    data_tokens: int
+    steps: int
+    batch_tokens: int
+    warmup_tokens: int
+    warmup_steps: int
+    beta2: float
+    ewa_tau: float
+    micro_batch_size: int
+    eval_batch_size: int
+    device: str
+    dtype: str
+
+    @property
+    def n_params(self) -> int:
+        return self.spec.n_params
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the run trains on if it uses its whole budget (steps · batch tokens)."""
+        return self.steps * self.batch_tokens
+
+
+def default_warmup_tokens(n_params: int, data_tokens: int) -> int:
+    """The paper's warmup, 25% of the Chinchilla tokens (20·N), capped at 25% of the cell's data size D so
+    that a run with D below Chinchilla still spends at most a quarter of its data warming up."""
+    return int(round(WARMUP_FRACTION * min(chinchilla_tokens(n_params), data_tokens)))
+
+
+def resolve_config(cfg: TrainConfig) -> ResolvedRun:
+    """Fill every None from the preset, the paper's protocol and the dataset; raise ConfigError/DataError on
+    an impossible config (before any model is built)."""
+    o = cfg.optim
+    _check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
+    micro = cfg.micro_batch_size or cfg.batch_size
+    _check(
+        1 <= micro <= cfg.batch_size and cfg.batch_size % micro == 0,
+        f"micro_batch_size={cfg.micro_batch_size} must divide batch_size={cfg.batch_size}",
+    )
+    _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    _check(o.schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, got {o.schedule!r}")
+    _check(0 <= o.beta1 < 1, f"optim.beta1 must be in [0, 1), got {o.beta1}")
+    _check(
+        o.warmup_tokens is None or o.warmup_steps is None,
+        "set only one of optim.warmup_tokens and optim.warmup_steps (or neither for the paper's 25% rule)",
+    )
+    _check(
+        cfg.token_budget is None or cfg.chinchilla_multiple is None,
+        "set only one of token_budget and chinchilla_multiple (neither: 1× Chinchilla, 20 tokens/param)",
+    )
+    _check(cfg.divergence_factor > 1, f"divergence_factor must be > 1, got {cfg.divergence_factor}")
+    _check(cfg.eval.eval_tokens >= 1, f"eval.eval_tokens must be >= 1, got {cfg.eval.eval_tokens}")
+    _check(0 <= cfg.eval.dense_tail_fraction <= 1, "eval.dense_tail_fraction must be in [0, 1]")
+    _check(cfg.data.eval_sets, "data.eval_sets must name at least one eval set")
+    names = [e.name for e in cfg.data.eval_sets]
+    _check(len(set(names)) == len(names), f"data.eval_sets names must be unique, got {names}")
+
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    dataset = open_dataset(cfg.data.path)
+    spec = resolve_model_config(cfg.model, dataset.vocab_size)
+    eval_datasets = {}
+    for es in cfg.data.eval_sets:
+        ds = dataset if es.path is None else open_dataset(es.path)
+        if ds.vocab_size != dataset.vocab_size or ds.tokenizer_name != dataset.tokenizer_name:
+            raise DataError(
+                f"eval set {es.name!r} ({es.path}) uses tokenizer {ds.tokenizer_name} (vocab {ds.vocab_size}) "
+                f"but the training data uses {dataset.tokenizer_name} (vocab {dataset.vocab_size}); prepare it "
+                "with the same --tokenizer"
+            )
+        eval_datasets[es.name] = ds
+
+    batch_tokens = cfg.batch_size * spec.seq_len
+    if cfg.token_budget is not None:
+        token_budget = cfg.token_budget
+    else:
+        token_budget = chinchilla_tokens(spec.n_params, cfg.chinchilla_multiple or 1.0)
+    steps = token_budget // batch_tokens
+    _check(steps >= 1, f"token budget {token_budget} is below one batch ({batch_tokens} tokens); raise it")
+    data_tokens = cfg.data_tokens if cfg.data_tokens is not None else token_budget
+    _check(data_tokens >= 1, f"data_tokens must be >= 1, got {data_tokens}")
+
+    if o.warmup_steps is not None:
+        warmup_steps = o.warmup_steps
+    else:
+        wt = (
+            o.warmup_tokens
+            if o.warmup_tokens is not None
+            else default_warmup_tokens(spec.n_params, data_tokens)
+        )
+        warmup_steps = math.ceil(wt / batch_tokens)
+    _check(warmup_steps >= 0, f"warmup must be >= 0, got {warmup_steps} steps")
+    beta2 = o.beta2 if o.beta2 is not None else paper_beta2(cfg.batch_size)
+    _check(0 < beta2 < 1, f"optim.beta2 must be in (0, 1), got {beta2}")
+    tau = cfg.ewa_tau if cfg.ewa_tau is not None else paper_ewa_tau(cfg.batch_size)
+    _check(0 <= tau < 1, f"ewa_tau must be in [0, 1), got {tau}")
+    eval_batch = cfg.eval.eval_batch_size or micro
+
+    sampler = WindowSampler(dataset.n_tokens("train"), spec.seq_len, cfg.seed, cfg.data.allow_repeat)
+    sampler.check_budget(steps * cfg.batch_size)
+
+    resolved = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(
+            cfg.model,
+            **{
+                f: getattr(spec, f)
+                for f in ("d_model", "n_layers", "n_heads", "mlp_ratio", "seq_len", "vocab_size")
+            },
+        ),
+        optim=dataclasses.replace(
+            o,
+            beta2=beta2,
+            warmup_tokens=warmup_steps * batch_tokens,
+            warmup_steps=None,
+            fused=o.fused if o.fused is not None else device.startswith("cuda"),
+        ),
+        eval=dataclasses.replace(cfg.eval, eval_batch_size=eval_batch),
+        micro_batch_size=micro,
+        token_budget=token_budget,
+        chinchilla_multiple=None,
+        data_tokens=data_tokens,
+        ewa_tau=tau,
+        device=device,
+        dtype=dtype,
+    )
+    return ResolvedRun(
+        config=resolved,
+        spec=spec,
+        dataset=dataset,
+        eval_datasets=eval_datasets,
+        token_budget=token_budget,
+        data_tokens=data_tokens,
+        steps=steps,
+        batch_tokens=batch_tokens,
+        warmup_tokens=warmup_steps * batch_tokens,
+        warmup_steps=warmup_steps,
+        beta2=beta2,
+        ewa_tau=tau,
+        micro_batch_size=micro,
+        eval_batch_size=eval_batch,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def _check(ok: object, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)

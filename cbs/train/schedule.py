@@ -1,0 +1,37 @@
+"""Learning-rate schedules: linear warmup, then constant (the paper's), cosine or WSD (warmup-stable-decay)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCHEDULES = ("constant", "cosine", "wsd")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """``lr_at(step)`` for optimizer steps 1..steps: linear warmup to ``lr`` over ``warmup_steps``, then
+    constant; cosine: cosine decay from the end of warmup to ``min_lr_ratio·lr`` at the last step;
+    wsd: constant until the final ``decay_fraction`` of the steps, then linear decay to ``min_lr_ratio·lr``."""
+
+    lr: float
+    steps: int
+    warmup_steps: int
+    schedule: str = "constant"
+    decay_fraction: float = 0.2
+    min_lr_ratio: float = 0.0
+
+    def lr_at(self, step: int) -> float:
+        if step <= self.warmup_steps:
+            return self.lr * step / self.warmup_steps
+        floor = self.min_lr_ratio * self.lr
+        if self.schedule == "cosine":
+            progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+            return floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if self.schedule == "wsd":
+            decay_steps = max(1, round(self.decay_fraction * self.steps))
+            start = max(self.warmup_steps, self.steps - decay_steps)
+            if step <= start:
+                return self.lr
+            return self.lr + (floor - self.lr) * min(1.0, (step - start) / max(1, self.steps - start))
+        return self.lr
