@@ -30,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
             f"no results directory {args.results}: run `cbs sweep SPEC --results {args.results}`"
         )
     plan = plan_sweep(load_spec(args.spec), require_data=False) if args.spec else None
-    render(summarize(ResultsStore(args.results).runs(), plan), Console())
+    render(summarize(ResultsStore(args.results).runs(), plan), Console(soft_wrap=True))
     return 0

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from cbs.sweep import load_spec, plan_sweep, render, render_plan, run_sweep, summarize
     from cbs.sweep.runner import stored_runs
 
-    console = Console()
+    console = Console(soft_wrap=True)
     spec = load_spec(args.spec)
     plan = plan_sweep(spec, require_data=not args.dry_run)
     if args.dry_run:

@@ -20,11 +20,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     local Ray with ``num_cpus`` (default: this machine's cores). Only a Ray started here is shut down."""
     import ray
 
+    quiet()
     if ray.is_initialized():
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    logging.getLogger("ray").setLevel(logging.WARNING)
     if address:
         # cluster nodes run the same Python environment (torch, ray, ...); cbs itself is shipped with the job
         ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False)
@@ -37,6 +37,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
     finally:
         ray.shutdown()
+
+
+def quiet() -> None:
+    """Keep Ray's own console output to warnings: the sweep prints its own progress and trial errors."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # trial errors are reported by SweepProgress
 
 
 def check_resources(resources: Resources, nodes: list[dict] | None = None) -> None:

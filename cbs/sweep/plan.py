@@ -141,7 +141,7 @@ def _trial(point: GridPoint, config: TrainConfig, phase: str, require_data: bool
         sizes = (m.n_params, tokens, m.flops_per_token, config.data_tokens or tokens)
     n_params, tokens, fpt, data_tokens = sizes
     return Trial(
-        point, config, phase, cell_key(config), int(n_params), int(tokens), float(fpt), int(data_tokens)
+        point, config, phase, cell_key(point.config), int(n_params), int(tokens), float(fpt), int(data_tokens)
     )
 
 

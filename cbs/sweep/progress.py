@@ -26,7 +26,7 @@ class SweepProgress(Callback):
         self.labels = labels  # run_id -> short description of the trial
         self.planned = planned_tokens  # run_id -> token cap
         self.already_done = already_done  # runs of this phase found in the store
-        self.console = console or Console()
+        self.console = console or Console(soft_wrap=True)
         self.heartbeat_s = heartbeat_s
         self.tokens: dict[str, int] = {}
         self.best = math.inf
@@ -34,6 +34,12 @@ class SweepProgress(Callback):
         self.counts = {"done": 0, "running": 0, "pending": len(labels), "errored": 0}
         self.live: Live | None = None
         self.last_print = self.start
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks with the experiment state
+        return {**self.__dict__, "console": None, "live": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, console=Console(soft_wrap=True))
 
     # --- Tune hooks -----------------------------------------------------------------------------------
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -52,7 +58,7 @@ class SweepProgress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         run_id = _run_id(trial)
-        self._event(trials, f"{self.labels.get(run_id, run_id)}: failed (see {trial.local_path})")
+        self._event(trials, f"{self.labels.get(run_id, run_id)}: failed, see {trial.path}/error.txt")
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self._count(trials)

@@ -53,7 +53,7 @@ def run_sweep(
     console: Console | None = None,
 ) -> SweepOutcome:
     """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase)."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     store = ResultsStore(Path(results).absolute())
     outcome = SweepOutcome()
     with ray_session(address, num_cpus):

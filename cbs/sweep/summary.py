@@ -116,7 +116,7 @@ def render_plan(plan: SweepPlan, console: Console) -> None:
         "phase", "preset", "N", "batch", "lr", "tokens", "FLOPs", "run_id", title=f"sweep {plan.spec.name}"
     )
     for t in plan.trials:
-        cap = "≤ " if t.phase == "target" else ""
+        cap = "≤" if t.phase == "target" else ""
         table.add_row(
             t.phase,
             t.config.model.preset,
@@ -125,7 +125,7 @@ def render_plan(plan: SweepPlan, console: Console) -> None:
             f"{t.config.optim.lr:g}",
             f"{cap}{t.tokens:,}",
             f"{cap}{t.flops:.3g}",
-            t.run_id if t.phase == "budget" else "(after targets)",
+            t.run_id[:8] if t.phase == "budget" else "-",
         )
     console.print(table)
     tokens = sum(t.tokens for t in plan.trials)

@@ -48,12 +48,13 @@ def previous_checkpoint(results: Path, run_id: str):
     return tune.Checkpoint.from_directory(str(found[-1])) if found else None
 
 
-def run_trial(params: dict[str, Any]) -> None:
+def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: train (or resume) one run and write it to the results store."""
     from ray import tune
 
     from cbs.train import run_training
 
+    params = config["params"]
     cfg = TrainConfig.from_dict(params["train"])
     store = ResultsStore(Path(params["results"]))
     status = stored_status(store, params["run_id"])
