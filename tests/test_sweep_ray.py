@@ -81,9 +81,9 @@ def test_results_readable_with_plain_pandas_and_duckdb(target_sweep):
     assert len(runs) == 6 and runs.run_id.is_unique
     n, best = duckdb.sql(
         f"SELECT count(*), min(best_ewa_eval_loss) FROM read_parquet('{results}/runs/*.parquet')"
-    ).fetchone()
+    ).fetchall()[0]
     assert n == 6 and best == pytest.approx(runs.best_ewa_eval_loss.min())
-    points = duckdb.sql(f"SELECT count(*) FROM read_parquet('{results}/curves/*.parquet')").fetchone()[0]
+    points = duckdb.sql(f"SELECT count(*) FROM read_parquet('{results}/curves/*.parquet')").fetchall()[0][0]
     assert points == len(pd.read_parquet(results / "curves"))
 
 
@@ -106,11 +106,21 @@ def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):
 def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     """SIGKILL the `cbs sweep` driver once a run is stored; the same command then completes the grid."""
     spec = spec_dict(dataset)
-    spec["grid"] = {"batch_size": [2, 4], "optim.lr": [3e-3, 1e-2], "seed": [0, 1]}
+    spec["grid"] = {"batch_size": [2, 4], "optim.lr": [3e-3, 1e-2]}
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "cbs", "sweep", str(path), "--results", str(results), "--num-cpus", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cbs",
+        "sweep",
+        str(path),
+        "--results",
+        str(results),
+        "--max-concurrent",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -126,15 +136,15 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     finally:
         _kill_group(first.pid)  # the driver's local Ray (raylet, workers) dies with its process group
     written = {p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
-    assert 1 <= len(written) < 8
+    assert 1 <= len(written) < 4
     second = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
     )
     assert second.returncode == 0, second.stdout + second.stderr
-    assert f"{len(written)} already done, {8 - len(written)} to run" in second.stdout
+    assert f"{len(written)} already done, {4 - len(written)} to run" in second.stdout
     runs = ResultsStore(results).runs()
     planned = {t.run_id for t in plan_sweep(parse_spec(spec)).trials}
-    assert len(pd.read_parquet(results / "runs")) == 8 and sorted(runs.run_id) == sorted(planned)
+    assert len(pd.read_parquet(results / "runs")) == 4 and sorted(runs.run_id) == sorted(planned)
     assert set(runs.status) <= {"completed", "diverged"}
     for run_id, mtime in written.items():  # runs stored before the kill were not trained again
         assert (results / "runs" / f"{run_id}.parquet").stat().st_mtime_ns == mtime

@@ -118,6 +118,7 @@ def _run_phase(
         param_space={"params": tune.grid_search(params)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent,
+            reuse_actors=True,  # one worker process (torch imported once) trains run after run
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),
