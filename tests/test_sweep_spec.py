@@ -74,6 +74,16 @@ def test_grid_expands_to_the_product_with_zip_axes(dataset):
     assert all(t.phase == "budget" and t.tokens == 16384 for t in plan.trials)
 
 
+def test_eval_sets_shorthand_reaches_every_trial(dataset):
+    spec = parse_spec(
+        spec_dict(dataset, eval_sets=[{"name": "val"}, {"name": "other", "path": str(dataset)}])
+    )
+    sets = {tuple((e.name, e.path) for e in t.config.data.eval_sets) for t in plan_sweep(spec).trials}
+    assert sets == {(("val", None), ("other", str(dataset)))}
+    with pytest.raises(ConfigError, match="both at the top level and in base.data"):
+        parse_spec(spec_dict(dataset, eval_sets=[{"name": "val"}]) | {"base": {"data": {"eval_sets": []}}})
+
+
 def test_target_rule_splits_phases_per_cell(dataset):
     spec = parse_spec(spec_dict(dataset, target={"reference_batch_size": 4, "budget_multiple": 3}))
     plan = plan_sweep(spec)

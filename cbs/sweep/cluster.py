@@ -42,6 +42,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 def quiet() -> None:
     """Keep Ray's own console output to warnings: the sweep prints its own progress and trial errors."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the sweep, not just one phase
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # trial errors are reported by SweepProgress
 

@@ -74,10 +74,8 @@ def run_sweep(
     planned = plan.budget + plan.target_trials(targets)
     waiting = {t.run_id for t in plan.pending_target if t.cell not in targets}
     outcome.missing = sorted({t.run_id for t in planned if t.run_id not in done} | waiting)
-    if not outcome.missing and not outcome.no_target:
-        shutil.rmtree(
-            store.root / ".ray", ignore_errors=True
-        )  # complete: Ray's state and checkpoints are moot
+    if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
+        shutil.rmtree(store.root / ".ray", ignore_errors=True)
     return outcome
 
 
