@@ -209,7 +209,8 @@ class Trainer:
         if not (math.isfinite(raw[primary]) and math.isfinite(ewa[primary])):
             p.status = "diverged"
         else:
-            p.best_ewa_eval_loss = min(ewa[primary], p.best_ewa_eval_loss or math.inf)
+            best = p.best_ewa_eval_loss
+            p.best_ewa_eval_loss = ewa[primary] if best is None else min(best, ewa[primary])
             if target is not None and p.steps_to_target is None and ewa[primary] <= target:
                 p.steps_to_target = p.step
                 if self.cfg.stop_at_target:

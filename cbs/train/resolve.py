@@ -124,6 +124,8 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
     tau = cfg.ewa_tau if cfg.ewa_tau is not None else paper_ewa_tau(cfg.batch_size)
     _check(0 <= tau < 1, f"ewa_tau must be in [0, 1), got {tau}")
     eval_batch = cfg.eval.eval_batch_size or micro
+    # optim.fused None: fused AdamW, on CUDA and on CPU alike (torch >= 2.4; on CPU it is several times
+    # faster than the foreach implementation for the tiny presets)
 
     sampler = WindowSampler(dataset.n_tokens("train"), spec.seq_len, cfg.seed, cfg.data.allow_repeat)
     sampler.check_budget(steps * cfg.batch_size)
@@ -142,7 +144,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
             beta2=beta2,
             warmup_tokens=warmup_steps * batch_tokens,
             warmup_steps=None,
-            fused=o.fused if o.fused is not None else device.startswith("cuda"),
+            fused=True if o.fused is None else o.fused,
         ),
         eval=dataclasses.replace(cfg.eval, eval_batch_size=eval_batch),
         micro_batch_size=micro,

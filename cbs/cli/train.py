@@ -1,0 +1,92 @@
+"""`cbs train [CONFIG.yaml] --set key=value ...`: one training run, printed as it goes."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="run one training run",
+        description="Train one model from a TrainConfig YAML (optional: defaults) with key=value overrides.",
+    )
+    parser.add_argument(
+        "config", nargs="?", default=None, help="TrainConfig YAML (default: built-in defaults)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optim.lr=1e-3 --set model.preset=tiny-250k (repeatable)",
+    )
+    parser.add_argument(
+        "--results", default=None, help="results store folder to write the run row and curve to"
+    )
+    parser.add_argument("--resume", default=None, help="checkpoint folder to continue from")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="folder to write a checkpoint to at every evaluation (for --resume)",
+    )
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cbs.config import TrainConfig, apply_overrides
+    from cbs.results import ResultsStore
+    from cbs.train import resolve_config, run_training
+
+    if args.config:
+        cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    else:
+        cfg = TrainConfig.from_dict(apply_overrides({}, args.overrides))
+    console = Console()
+    run = resolve_config(cfg)
+    console.print(
+        f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
+        f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
+        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}"
+    )
+
+    def on_eval(metrics: dict, write_checkpoint) -> None:
+        def fmt(x: float | None) -> str:
+            return "—" if x is None else f"{x:.4f}"
+
+        console.print(
+            f"step {metrics['step']:>7} tokens {metrics['tokens']:>12,} lr {metrics['lr']:.3g} "
+            f"train {fmt(metrics['train_loss'])} eval {fmt(metrics['eval_loss'])} "
+            f"ewa {fmt(metrics['ewa_eval_loss'])}  [dim]{metrics['status_so_far']}[/]"
+        )
+        if args.checkpoint:
+            write_checkpoint(args.checkpoint)
+
+    store = ResultsStore(args.results) if args.results else None
+    row = run_training(cfg, store=store, resume_from=args.resume, on_eval=on_eval)
+    table = Table(title=f"run {row['run_id']}", show_header=False)
+    for key in (
+        "status",
+        "steps",
+        "tokens",
+        "final_train_loss",
+        "final_eval_loss",
+        "final_ewa_eval_loss",
+        "best_ewa_eval_loss",
+        "steps_to_target",
+        "tokens_per_s",
+        "mfu",
+        "wall_time_s",
+        "device",
+        "error",
+    ):
+        value = row[key]
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if store is not None:
+        console.print(f"stored in {store.root}")
+    return 0 if row["status"] != "failed" else 1
