@@ -79,6 +79,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     try:
         return parse_spec(data, default_name=path.stem)
     except ConfigError as exc:
+        if _is_train_config(data):
+            raise ConfigError(
+                f"{path} is a TrainConfig for `cbs train`, not a sweep spec: put it under `base:` of a spec "
+                "with a `grid:` (see docs/sweep.md)"
+            ) from None
         raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -155,6 +160,14 @@ def _check(spec: SweepSpec) -> None:
         raise ConfigError(
             f"target: reference_batch_size must be >= 1 and budget_multiple >= 1 (× the cell's data size), got {t}"
         )
+
+
+def _is_train_config(data: dict[str, Any]) -> bool:
+    try:
+        TrainConfig.from_dict(data)
+    except ConfigError:
+        return False
+    return True
 
 
 def _train_config(data: dict[str, Any], where: str) -> TrainConfig:
