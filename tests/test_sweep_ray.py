@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 from rich.console import Console
 from test_sweep_spec import make_dataset, spec_dict
 
+from cbs.cli import main
 from cbs.errors import ConfigError
 from cbs.results import ResultsStore
 from cbs.sweep import Resources, parse_spec, plan_sweep, run_sweep
@@ -94,6 +96,44 @@ def test_rerun_is_a_no_op(target_sweep):
     assert again.ran == [] and len(again.skipped) == 6 and not again.missing
     assert {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")} == before
     assert not (results / ".ray").exists()  # a complete grid leaves no Ray state behind
+
+
+def test_status_reports_counts_and_saved_tokens(target_sweep, tmp_path, capsys):
+    plan, results, _ = target_sweep
+    spec_path = tmp_path / "t.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            spec_dict(
+                Path(plan.budget[0].config.data.path),
+                target={"reference_batch_size": 4, "budget_multiple": 2},
+            )
+        )
+    )
+    assert main(["status", str(results), "--spec", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    runs = ResultsStore(results).runs()
+    stopped = runs[runs.status == "reached_target"]
+    assert f"runs: 6 ({(runs.status == 'completed').sum()} completed, {len(stopped)} reached_target" in out
+    saved = int((stopped.token_budget - stopped.tokens).sum())
+    assert f"saved by stopping at target: {saved:,} tokens" in out
+    assert "missing grid points" not in out
+
+
+def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    spec = spec_dict(data, max_failures=1)
+    spec["grid"] = {"batch_size": [4], "optim.lr": [1e-2]}
+    plan = plan_sweep(parse_spec(spec))
+    shutil.rmtree(data)  # vanishes after validation: every attempt of the trial fails
+    first = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
+    assert first.missing == [plan.trials[0].run_id] and first.ran == []
+    assert first.retries == 1  # max_failures=1: one retry, then the trial is given up
+    assert (tmp_path / "results" / ".ray").is_dir()  # an incomplete grid keeps Ray's state and error files
+    shutil.copytree(dataset, data)
+    second = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
+    assert second.ran == [plan.trials[0].run_id] and not second.missing
+    assert len(ResultsStore(tmp_path / "results").runs()) == 1
 
 
 def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):

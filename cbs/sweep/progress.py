@@ -30,6 +30,7 @@ class SweepProgress(Callback):
         self.heartbeat_s = heartbeat_s
         self.tokens: dict[str, int] = {}
         self.best = math.inf
+        self.retries = 0  # trial failures Ray retried
         self.start = time.monotonic()
         self.counts = {"done": 0, "running": 0, "pending": len(labels), "errored": 0}
         self.live: Live | None = None
@@ -55,6 +56,11 @@ class SweepProgress(Callback):
         status = (trial.last_result or {}).get("status", "done")
         self.tokens[run_id] = self.planned.get(run_id, 0)  # finished: whatever it did not need is not left
         self._event(trials, f"{self.labels.get(run_id, run_id)}: {status}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.retries += 1
+        run_id = _run_id(trial)
+        self._event(trials, f"{self.labels.get(run_id, run_id)}: failed, retrying from its last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         run_id = _run_id(trial)

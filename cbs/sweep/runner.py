@@ -31,6 +31,7 @@ class SweepOutcome:
     skipped: list[str] = field(default_factory=list)  # already done in the store
     missing: list[str] = field(default_factory=list)  # planned but not done (failed, or no target yet)
     no_target: list[str] = field(default_factory=list)  # cells whose reference runs gave no finite loss
+    retries: int = 0  # failed trials Ray restarted from their last checkpoint
 
 
 def stored_runs(store: ResultsStore) -> pd.DataFrame:
@@ -130,6 +131,7 @@ def _run_phase(
         ),
     )
     tuner.fit()
+    outcome.retries += progress.retries
     outcome.ran += [t.run_id for t in todo if t.run_id in done_ids(store)]
 
 
