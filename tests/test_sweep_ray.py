@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+import torch
 import yaml
 from rich.console import Console
 from test_sweep_spec import make_dataset, spec_dict
@@ -24,6 +25,7 @@ from cbs.errors import ConfigError
 from cbs.results import ResultsStore
 from cbs.sweep import Resources, parse_spec, plan_sweep, run_sweep
 from cbs.sweep.cluster import check_resources, ray_session
+from cbs.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,8 +146,11 @@ def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):
 
 
 def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
-    """SIGKILL the `cbs sweep` driver once a run is stored; the same command then completes the grid."""
-    spec = spec_dict(dataset)
+    """SIGKILL the `cbs sweep` driver once a run is stored and another has a checkpoint; the same command then
+    completes the grid: stored runs are not trained again, the cut-off run resumes from its checkpoint and
+    ends on the same curve as an uninterrupted run, and every run is stored exactly once."""
+    spec = spec_dict(dataset, checkpoint_every=1)
+    spec["base"].update(token_budget=65536, eval={"n_log": 10, "n_dense": 2, "eval_tokens": 1024})
     spec["grid"] = {"batch_size": [2, 4], "optim.lr": [3e-3, 1e-2]}
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -162,34 +167,53 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
         "1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def in_flight() -> set[str]:  # runs not stored yet that have a checkpoint
+        stored = {p.stem for p in (results / "runs").glob("*.parquet")}
+        checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
+        return checkpointed - stored if stored else set()
+
     first = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
         deadline = time.monotonic() + 120
-        while not list((results / "runs").glob("*.parquet")):
+        while not in_flight():
             assert first.poll() is None, "the sweep ended before it was killed"
-            assert time.monotonic() < deadline, "no run was stored within 120 s"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, "no stored run and checkpointed run within 120 s"
+            time.sleep(0.02)
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
     finally:
         _kill_group(first.pid)  # the driver's local Ray (raylet, workers) dies with its process group
     written = {p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
-    assert 1 <= len(written) < 4
+    cut_off = in_flight()
+    assert 1 <= len(written) < 4 and len(cut_off) == 1
     second = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
     )
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"{len(written)} already done, {4 - len(written)} to run" in second.stdout
+    assert f"({next(iter(cut_off))}): completed (resumed from a checkpoint)" in second.stdout
     runs = ResultsStore(results).runs()
-    planned = {t.run_id for t in plan_sweep(parse_spec(spec)).trials}
-    assert len(pd.read_parquet(results / "runs")) == 4 and sorted(runs.run_id) == sorted(planned)
+    trials = {t.run_id: t for t in plan_sweep(parse_spec(spec)).trials}
+    assert len(pd.read_parquet(results / "runs")) == 4 and sorted(runs.run_id) == sorted(trials)
     assert set(runs.status) <= {"completed", "diverged"}
     for run_id, mtime in written.items():  # runs stored before the kill were not trained again
         assert (results / "runs" / f"{run_id}.parquet").stat().st_mtime_ns == mtime
     curves = ResultsStore(results).curves()
     assert not curves.duplicated(["run_id", "step", "eval_set"]).any()
+    (run_id,) = cut_off  # the resumed run ends on the curve of the same run trained in one go
+    reference = ResultsStore(tmp_path / "reference")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the 1-CPU Ray worker
+    try:
+        run_training(trials[run_id].config, store=reference)
+    finally:
+        torch.set_num_threads(threads)
+    resumed, whole = curves[curves.run_id == run_id], reference.curves()
+    assert list(resumed.step) == list(whole.step)
+    assert resumed.ewa_eval_loss.to_numpy() == pytest.approx(whole.ewa_eval_loss.to_numpy(), rel=1e-6)
 
 
 def _kill_group(pgid: int) -> None:

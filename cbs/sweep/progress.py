@@ -53,7 +53,10 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id = _run_id(trial)
-        status = (trial.last_result or {}).get("status", "done")
+        result = trial.last_result or {}
+        status = result.get("status", "done") + (
+            " (resumed from a checkpoint)" if result.get("resumed") else ""
+        )
         self.tokens[run_id] = self.planned.get(run_id, 0)  # finished: whatever it did not need is not left
         self._event(trials, f"{self.labels.get(run_id, run_id)}: {status}")
 

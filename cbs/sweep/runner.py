@@ -22,8 +22,6 @@ from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
 
-CHECKPOINT_EVERY = 4  # evaluations between checkpoints
-
 
 @dataclass
 class SweepOutcome:
@@ -111,7 +109,7 @@ def _run_phase(
         console=console,
     )
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    params = [trial_config(t.config, store.root, CHECKPOINT_EVERY) for t in todo]
+    params = [trial_config(t.config, store.root, spec.checkpoint_every) for t in todo]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         param_space={"params": tune.grid_search(params)},

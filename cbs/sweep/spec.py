@@ -46,6 +46,7 @@ class SweepSpec:
     target: TargetRule | None = None
     resources: Resources = field(default_factory=Resources)
     max_failures: int = 2
+    checkpoint_every: int = 4  # evaluations between trial checkpoints (0: never)
     eval_sets: list[EvalSet] | None = None  # shorthand for base.data.eval_sets
 
     def axes(self) -> list[dict[str, list[Any]]]:
@@ -154,6 +155,10 @@ def _check(spec: SweepSpec) -> None:
     if spec.max_failures < 0:
         raise ConfigError(
             f"max_failures must be >= 0 (retries from the last checkpoint), got {spec.max_failures}"
+        )
+    if spec.checkpoint_every < 0:
+        raise ConfigError(
+            f"checkpoint_every must be >= 0 (evaluations; 0: never), got {spec.checkpoint_every}"
         )
     t = spec.target
     if t is not None and (t.reference_batch_size < 1 or t.budget_multiple < 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,36 +41,44 @@ def stored_status(store: ResultsStore, run_id: str) -> str | None:
     return pq.read_table(path, columns=["status"]).column("status")[0].as_py()
 
 
-def previous_checkpoint(results: Path, run_id: str):
+def previous_checkpoint(results: Path, run_id: str) -> Path | None:
     """Newest checkpoint of ``run_id`` left by an earlier, interrupted invocation (``DIR/.ray/*/<run_id>/``)."""
-    from ray import tune
-
     found = sorted((results / ".ray").glob(f"*/{run_id}/checkpoint_*"), key=lambda p: p.stat().st_mtime)
-    return tune.Checkpoint.from_directory(str(found[-1])) if found else None
+    return found[-1] if found else None
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: train (or resume) one run and write it to the results store."""
+    """Ray Tune function trainable: train (or resume) one run and write it to the results store.
+
+    Resumes from this trial's last checkpoint when Ray retries it, else from the newest checkpoint an earlier
+    invocation left. A run that then fails deletes that earlier checkpoint (it may have been cut off while
+    being written), so the retry starts from an older one or from scratch.
+    """
     from ray import tune
 
     from cbs.train import run_training
 
     params = config["params"]
+    run_id = params["run_id"]
     cfg = TrainConfig.from_dict(params["train"])
     store = ResultsStore(Path(params["results"]))
-    status = stored_status(store, params["run_id"])
-    if status in DONE_STATUSES:  # stale Ray experiment state: this run finished before the driver stopped
+    status = stored_status(store, run_id)
+    if (
+        status in DONE_STATUSES
+    ):  # stored meanwhile (e.g. by an earlier attempt that was cut off after writing)
         tune.report({"status": status, "skipped": True})
         return
-    on_eval = _reporter(params["run_id"], int(params["checkpoint_every"]))
-    checkpoint = tune.get_checkpoint() or previous_checkpoint(store.root, params["run_id"])
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
-        row = run_training(
-            cfg, store=store, resume_from=Path(resume_dir) if resume_dir else None, on_eval=on_eval
-        )
+    on_eval = _reporter(run_id, int(params["checkpoint_every"]))
+    checkpoint = tune.get_checkpoint()
+    earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
+        row = run_training(cfg, store=store, resume_from=resume_dir, on_eval=on_eval)
     if row["status"] == "failed":
-        raise TrialFailed(f"run {params['run_id']} failed: {row.get('error')}")
-    tune.report({"status": row["status"], "done_tokens": row.get("tokens"), **_scalars(row, REPORTED)})
+        if earlier is not None:
+            shutil.rmtree(earlier, ignore_errors=True)
+        raise TrialFailed(f"run {run_id} failed: {row.get('error')}")
+    resumed = checkpoint is not None or earlier is not None
+    tune.report({"status": row["status"], "resumed": resumed, **_scalars(row, REPORTED)})
 
 
 def _reporter(run_id: str, every: int) -> Callable[[dict, Callable[[Path], None]], None]:
@@ -82,7 +91,7 @@ def _reporter(run_id: str, every: int) -> Callable[[dict, Callable[[Path], None]
         nonlocal count
         count += 1
         report = {"run_id": run_id, **_scalars(metrics, REPORTED)}
-        if every and count % every == 0:
+        if every and count % every == 0 and not metrics.get("done"):
             with tempfile.TemporaryDirectory(prefix="cbs-ckpt-") as tmp:
                 write_checkpoint(Path(tmp))
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
