@@ -43,14 +43,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     results = (args.results or Path("results") / spec.name).absolute()
     console.print(f"sweep {spec.name}: {len(plan.trials)} grid points -> {results}", highlight=False)
-    outcome = run_sweep(
-        plan,
-        results,
-        address=args.address,
-        max_concurrent=args.max_concurrent,
-        num_cpus=args.num_cpus,
-        console=console,
-    )
+    try:
+        outcome = run_sweep(
+            plan,
+            results,
+            address=args.address,
+            max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus,
+            console=console,
+        )
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to resume (stored runs are kept)")
+        raise
     summary = summarize(stored_runs(ResultsStore(results)), plan)
     render(summary, console)
     console.print(
