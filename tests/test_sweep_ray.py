@@ -149,8 +149,8 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     """SIGKILL the `cbs sweep` driver once a run is stored and another has a checkpoint; the same command then
     completes the grid: stored runs are not trained again, the cut-off run resumes from its checkpoint and
     ends on the same curve as an uninterrupted run, and every run is stored exactly once."""
-    spec = spec_dict(dataset, checkpoint_every=1)
-    spec["base"].update(token_budget=65536, eval={"n_log": 10, "n_dense": 2, "eval_tokens": 1024})
+    spec = spec_dict(dataset, checkpoint_every=2)
+    spec["base"].update(token_budget=32768, eval={"n_log": 10, "n_dense": 2, "eval_tokens": 1024})
     spec["grid"] = {"batch_size": [2, 4], "optim.lr": [3e-3, 1e-2]}
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -173,8 +173,13 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
         checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
         return checkpointed - stored if stored else set()
 
-    first = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    first = subprocess.Popen(  # one trial at a time: a run is stored while the next one is under way
+        [*cmd, "--max-concurrent", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -154,7 +154,7 @@ def _check_datasets(spec: SweepSpec, points: list[GridPoint], require_data: bool
             continue
         msg = (
             f"{spec.where(key)}: dataset {path} does not exist; prepare it first, e.g. "
-            f"`cbs data prepare --builtin stdlib --out {path}` (or from your corpus, see docs/data.md)"
+            f"`cbs data prepare --builtin stdlib --out {path}` (or from your own corpus: `cbs data prepare --files ...`, see docs/train.md)"
         )
         if require_data:
             raise ConfigError(msg)
