@@ -136,7 +136,7 @@ def bench(path: str, preset: str, batch: int, args: argparse.Namespace, device: 
             seconds[name] += burst[name]
     tps = {name: args.steps * args.rounds * run.batch_tokens / t for name, t in seconds.items()}
     peak = peak_flops(device_name(device))
-    mfu = f"{run.spec.flops_per_token * tps['cbs'] / peak:6.1%}" if peak else "   n/a"
+    mfu = f"{run.spec.model_flops_per_token * tps['cbs'] / peak:6.1%}" if peak else "   n/a"
     print(
         f"{preset:>10} N={run.n_params:>11,} batch {batch:>3}x{run.spec.seq_len:<4} "
         f"cbs {tps['cbs']:>11,.0f} tok/s  plain {tps['plain']:>11,.0f} tok/s  "

@@ -79,8 +79,14 @@ class ModelSpec:
         """Training FLOPs per token, Kaplan et al. (2020) convention: 6·N for the forward+backward matmuls of
         the non-embedding weights plus the attention scores, 6·n_layers·seq_len·d_model (3 × the forward's
         2·n_layers·n_ctx·d, which counts the causal half of QKᵀ and AV). The output head is not counted, as in
-        Kaplan's C ≈ 6N; a run's MFU is therefore a slight underestimate for large vocabularies."""
+        Kaplan's C ≈ 6N (see ``model_flops_per_token`` for the count MFU uses)."""
         return 6.0 * self.n_params + 6.0 * self.n_layers * self.seq_len * self.d_model
+
+    @property
+    def model_flops_per_token(self) -> float:
+        """``flops_per_token`` plus the output head's matmul, 6·vocab·d_model: the work the hardware does per
+        token, which MFU is measured against (the embedding lookup is not a matmul and is not counted)."""
+        return self.flops_per_token + 6.0 * self.vocab_size * self.d_model
 
 
 def resolve_model_config(cfg: ModelConfig, vocab_size: int) -> ModelSpec:

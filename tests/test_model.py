@@ -23,6 +23,7 @@ def test_hand_counts_tiny_64k():
     assert s.n_params == layers * per_block + d == 55_728
     assert s.total_params == s.n_params + 2 * 256 * d == 80_304
     assert s.flops_per_token == 6 * 55_728 + 6 * layers * 128 * d
+    assert s.model_flops_per_token == s.flops_per_token + 6 * 256 * d
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

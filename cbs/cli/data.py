@@ -47,8 +47,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cbs.data import load_tokenizer, prepare_dataset
+    from cbs.data.prepare import check_out
     from cbs.data.sources import file_documents, hf_documents, stdlib_documents
 
+    check_out(args.out, args.overwrite)  # before loading a tokenizer or opening a dataset
     tokenizer = load_tokenizer(args.tokenizer)
     if args.builtin:
         import sysconfig

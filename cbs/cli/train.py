@@ -51,7 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
         f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
-        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}"
+        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}",
+        soft_wrap=True,
     )
 
     def on_eval(metrics: dict, write_checkpoint) -> None:
@@ -59,9 +60,11 @@ def run_train(args: argparse.Namespace) -> int:
             return "—" if x is None else f"{x:.4f}"
 
         console.print(
-            f"step {metrics['step']:>7} tokens {metrics['tokens']:>12,} lr {metrics['lr']:.3g} "
+            f"step {metrics['step']:>6} tok {metrics['tokens']:>10.3g} lr {metrics['lr']:.2e} "
             f"train {fmt(metrics['train_loss'])} eval {fmt(metrics['eval_loss'])} "
-            f"ewa {fmt(metrics['ewa_eval_loss'])}  [dim]{metrics['status_so_far']}[/]"
+            f"ewa {fmt(metrics['ewa_eval_loss'])} [dim]{metrics['status_so_far']}[/]",
+            highlight=False,
+            soft_wrap=True,
         )
         if args.checkpoint:
             write_checkpoint(args.checkpoint)

@@ -29,7 +29,7 @@ class PreparedDataset:
 
     path: Path
     manifest: dict[str, Any]
-    _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _maps: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:

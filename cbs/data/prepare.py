@@ -33,6 +33,12 @@ def in_val(text: str, val_fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2.0**64 < val_fraction
 
 
+def check_out(out: str | Path, overwrite: bool) -> None:
+    """Refuse to replace an existing output folder unless asked to."""
+    if Path(out).expanduser().exists() and not overwrite:
+        raise DataError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+
+
 def prepare_dataset(
     documents: Iterable[str],
     tokenizer: ByteTokenizer | HFTokenizer,
@@ -50,8 +56,7 @@ def prepare_dataset(
         raise DataError(f"--val-fraction must be in (0, 1), got {val_fraction}")
     if max_tokens is not None and max_tokens < 2:
         raise DataError(f"--max-tokens must be >= 2, got {max_tokens}")
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tokenizer.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -45,7 +45,7 @@ class Progress:
     loss_sum: float = 0.0  # train losses since the last evaluation
     loss_count: int = 0
     initial_loss: float | None = None
-    last_train_loss: float | None = None
+    last_train_loss: float | None = None  # mean over the last eval interval (or the diverging step's loss)
     last_eval: dict[str, float] = field(default_factory=dict)  # primary set: eval_loss, ewa_eval_loss
     best_ewa_eval_loss: float | None = None
     steps_to_target: int | None = None
@@ -135,12 +135,11 @@ class Trainer:
             p.train_time_s += time.perf_counter() - start
             p.loss_sum += loss
             p.loss_count += 1
-            p.last_train_loss = loss
             if p.initial_loss is None:
                 p.initial_loss = loss
             if not math.isfinite(loss) or loss > cfg.divergence_factor * p.initial_loss:
                 log.warning("step %d: train loss %.4g: diverged", p.step, loss)
-                p.status = "diverged"
+                p.status, p.last_train_loss = "diverged", loss
                 self._report(on_eval, p.last_eval.get("eval_loss"), p.last_eval.get("ewa_eval_loss"), loss)
             elif p.step in self.eval_at:
                 self.evaluate(on_eval)
@@ -188,7 +187,7 @@ class Trainer:
             for n, w in self.eval_windows.items()
         }
         train_loss = p.loss_sum / max(1, p.loss_count)
-        p.loss_sum, p.loss_count = 0.0, 0
+        p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
         wall = self.wall_time()
         for name in self.eval_windows:
             p.curve.append(
@@ -343,7 +342,7 @@ def runs_row(
         "steps_to_target": p.steps_to_target,
         "wall_time_s": wall_time_s,
         "tokens_per_s": tokens_per_s,
-        "mfu": spec.flops_per_token * tokens_per_s / peak if peak and tokens_per_s else None,
+        "mfu": spec.model_flops_per_token * tokens_per_s / peak if peak and tokens_per_s else None,
         "device": dev,
         "dtype": run.dtype,
         "error": error,
