@@ -138,6 +138,35 @@ def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, 
     assert len(ResultsStore(tmp_path / "results").runs()) == 1
 
 
+def test_cli_joins_a_running_cluster_with_address(ray_cluster, dataset, tmp_path):
+    """`cbs sweep --address` drives an existing Ray cluster (here the module's) instead of starting one."""
+    import ray
+
+    spec = spec_dict(dataset)
+    spec["grid"] = {"batch_size": [2, 4], "optim.lr": [1e-2]}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    address = ray.get_runtime_context().gcs_address
+    cmd = [
+        sys.executable,
+        "-m",
+        "cbs",
+        "sweep",
+        str(path),
+        "--results",
+        str(tmp_path / "r"),
+        "--address",
+        address,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Connected to Ray cluster" in done.stderr and "Started a local Ray" not in done.stderr
+    assert sorted(ResultsStore(tmp_path / "r").runs().run_id) == sorted(
+        t.run_id for t in plan_sweep(parse_spec(spec), cwd=tmp_path).trials
+    )
+
+
 def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):
     with pytest.raises(
         ConfigError, match=r"resources\.gpus: 1 GPU per trial, but the Ray cluster has no GPU"
