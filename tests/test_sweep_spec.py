@@ -151,13 +151,17 @@ def test_impossible_values_name_the_key(dataset, change, message):
 
 
 def test_missing_dataset_points_to_cbs_data_prepare(tmp_path):
-    spec = parse_spec(spec_dict(tmp_path / "nowhere"))
+    spec = parse_spec(spec_dict(tmp_path / "nowhere", target={"reference_batch_size": 4}))
     with pytest.raises(
         ConfigError, match=r"base\.data\.path: dataset .*nowhere does not exist.*cbs data prepare"
     ):
         plan_sweep(spec)
-    plan = plan_sweep(spec, require_data=False)  # dry run: a warning, sizes estimated from the preset
+    plan = plan_sweep(
+        spec, require_data=False
+    )  # dry run / status: a warning, sizes estimated from the preset
     assert "does not exist" in plan.warnings[0] and plan.trials[0].n_params == 14040
+    phase2 = plan.target_trials({plan.budget[0].cell: 3.0})  # `cbs status --spec` away from the data
+    assert len(phase2) == 4 and {t.config.target_loss for t in phase2} == {3.0}
 
 
 def test_budget_beyond_the_dataset_is_refused_up_front(dataset):

@@ -7,6 +7,7 @@ cell's target R_opt (best EWA eval loss of its reference runs) is in the results
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +84,8 @@ class SweepPlan:
         """Phase-2 trials of the cells whose target is known, with their real target loss."""
         mult = self.spec.target.budget_multiple if self.spec.target else 1.0
         return [
-            _trial(
-                t.point,
-                target_config(t.point.config, self.data_tokens[t.cell], targets[t.cell], mult),
-                "target",
+            dataclasses.replace(
+                t, config=target_config(t.point.config, self.data_tokens[t.cell], targets[t.cell], mult)
             )
             for t in self.pending_target
             if t.cell in targets
