@@ -28,6 +28,7 @@ from cbs.sweep.cluster import check_resources, ray_session
 from cbs.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # Ray startup and real (tiny) training runs: about a minute for the file
 
 
 @pytest.fixture(scope="module")
