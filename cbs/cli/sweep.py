@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, help="results directory (default: results/<spec name>)")
     p.add_argument(
         "--address",
-        help="join this Ray cluster (e.g. auto, or ray://head:10001); default RAY_ADDRESS, else local",
+        help="join this Ray cluster (auto, or HEAD_IP:6379; run the driver on a cluster node); "
+        "default: RAY_ADDRESS, else a local Ray",
     )
     p.add_argument("--dry-run", action="store_true", help="print the grid (runs, tokens, FLOPs) and exit")
     p.add_argument(
