@@ -1,0 +1,34 @@
+"""`cbs status DIR`: what a results directory holds, and with --spec what its grid still misses."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status",
+        help="summarise a results directory (counts, best loss per cell, tokens saved, missing runs)",
+        description="Counts by status, best loss per model × data cell, tokens trained and saved by stopping at "
+        "the target; with --spec, the grid points not done yet.",
+    )
+    p.add_argument("results", type=Path, help="results directory written by `cbs sweep`")
+    p.add_argument("--spec", type=Path, help="the sweep spec, to list the grid points still missing")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cbs.errors import ResultsError
+    from cbs.results import ResultsStore
+    from cbs.sweep import load_spec, plan_sweep, render, summarize
+
+    if not args.results.is_dir():
+        raise ResultsError(
+            f"no results directory {args.results}: run `cbs sweep SPEC --results {args.results}`"
+        )
+    plan = plan_sweep(load_spec(args.spec), require_data=False) if args.spec else None
+    render(summarize(ResultsStore(args.results).runs(), plan), Console(soft_wrap=True))
+    return 0

@@ -1,0 +1,70 @@
+"""`cbs sweep SPEC`: run a grid of training runs on Ray Tune into a Parquet results store (docs/sweep.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run the grid of a sweep spec on Ray Tune (resumable)",
+        description="Run every grid point of SPEC not yet in the results store; run it again to resume.",
+    )
+    p.add_argument("spec", type=Path, help="sweep spec, e.g. experiments/default.yaml")
+    p.add_argument("--results", type=Path, help="results directory (default: results/<spec name>)")
+    p.add_argument(
+        "--address",
+        help="join this Ray cluster (auto, or HEAD_IP:6379; run the driver on a cluster node); "
+        "default: RAY_ADDRESS, else a local Ray",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the grid (runs, tokens, FLOPs) and exit")
+    p.add_argument(
+        "--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)"
+    )
+    p.add_argument(
+        "--num-cpus", type=int, help="CPUs of the local Ray started for the sweep (default: all cores)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cbs.results import ResultsStore
+    from cbs.sweep import load_spec, plan_sweep, render, render_plan, run_sweep, summarize
+    from cbs.sweep.runner import stored_runs
+
+    console = Console(soft_wrap=True)
+    spec = load_spec(args.spec)
+    plan = plan_sweep(spec, require_data=not args.dry_run)
+    if args.dry_run:
+        render_plan(plan, console)
+        return 0
+    results = (args.results or Path("results") / spec.name).absolute()
+    console.print(f"sweep {spec.name}: {len(plan.trials)} grid points -> {results}", highlight=False)
+    try:
+        outcome = run_sweep(
+            plan,
+            results,
+            address=args.address,
+            max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus,
+            console=console,
+        )
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to resume (stored runs are kept)")
+        raise
+    summary = summarize(stored_runs(ResultsStore(results)), plan)
+    render(summary, console)
+    console.print(
+        f"this invocation trained {len(outcome.ran)} runs; {len(outcome.skipped)} were already done"
+    )
+    if summary.missing or summary.waiting:
+        console.print(
+            f"[red]{len(summary.missing) + summary.waiting} grid points are not done[/red]: run the same command "
+            "again to retry failed runs (from their last checkpoint)"
+        )
+        return 1
+    return 0

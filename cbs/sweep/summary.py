@@ -1,0 +1,140 @@
+"""What a results directory holds: counts by status, best loss per cell, tokens trained and saved by stopping
+at the target, and (given the spec) the grid points still missing. Used by `cbs status` and `cbs sweep`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from cbs.results import STATUSES
+from cbs.sweep.plan import SweepPlan
+from cbs.sweep.trial import DONE_STATUSES
+
+CELL_COLUMNS = ["preset", "n_params", "dataset", "data_tokens", "seed"]
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int]
+    cells: pd.DataFrame  # one row per model × data cell: runs, best loss, target, reached
+    tokens_trained: int
+    tokens_saved: int  # token caps not used by runs that stopped at their target
+    flops_saved: float
+    target_budget_tokens: int  # sum of the token caps of the runs that had a target
+    missing: list[str] = field(default_factory=list)  # labels of planned grid points not done
+    waiting: int = 0  # target-phase points whose cell has no target yet
+
+    @property
+    def saved_fraction(self) -> float:
+        return self.tokens_saved / self.target_budget_tokens if self.target_budget_tokens else 0.0
+
+
+def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
+    """Summarise a runs table (ResultsStore.runs()), optionally against the plan of its spec."""
+    counts = {s: int((runs.status == s).sum()) for s in STATUSES}
+    stopped = runs[runs.status == "reached_target"]
+    saved = (stopped.token_budget - stopped.tokens).clip(lower=0)
+    targeted = runs[runs.target_loss.notna()]
+    ok = runs[runs.status != "diverged"]
+    cells = (
+        ok.groupby(CELL_COLUMNS, dropna=False)
+        .agg(
+            runs=("run_id", "size"),
+            best_ewa_eval_loss=("best_ewa_eval_loss", "min"),
+            target_loss=("target_loss", "min"),
+            reached=("status", lambda s: int((s == "reached_target").sum())),
+        )
+        .reset_index()
+        if len(ok)
+        else pd.DataFrame(columns=[*CELL_COLUMNS, "runs", "best_ewa_eval_loss", "target_loss", "reached"])
+    )
+    summary = Summary(
+        counts=counts,
+        cells=cells,
+        tokens_trained=int(runs.tokens.fillna(0).sum()),
+        tokens_saved=int(saved.sum()),
+        flops_saved=float((saved * stopped.flops_per_token).sum()),
+        target_budget_tokens=int(targeted.token_budget.fillna(0).sum()),
+    )
+    if plan is not None:
+        done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
+        targets = plan.targets(runs)
+        planned = plan.budget + plan.target_trials(targets)
+        summary.missing = [t.point.label() for t in planned if t.run_id not in done]
+        summary.waiting = sum(t.cell not in targets for t in plan.pending_target)
+    return summary
+
+
+def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
+    """Print a summary as a few short tables/lines."""
+    counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items())
+    console.print(f"runs: {sum(summary.counts.values())} ({counts})")
+    if len(summary.cells):
+        table = Table("preset", "N", "D tokens", "seed", "runs", "best EWA loss", "target", "reached")
+        for row in summary.cells.itertuples():
+            table.add_row(
+                str(row.preset),
+                f"{row.n_params:,}",
+                f"{row.data_tokens:,}",
+                str(row.seed),
+                str(row.runs),
+                _num(row.best_ewa_eval_loss),
+                _num(row.target_loss),
+                str(row.reached),
+            )
+        console.print(table)
+    line = f"tokens trained: {summary.tokens_trained:,}"
+    if summary.target_budget_tokens:
+        line += (
+            f"; saved by stopping at target: {summary.tokens_saved:,} tokens ({summary.saved_fraction:.0%} of "
+            f"the target runs' caps, {summary.flops_saved:.3g} FLOPs)"
+        )
+    console.print(line)
+    if summary.waiting:
+        console.print(f"{summary.waiting} grid points wait for their cell's reference runs (the target)")
+    if summary.missing:
+        console.print(f"missing grid points: {len(summary.missing)}")
+        for label in summary.missing[:max_missing]:
+            console.print(f"  {label}", highlight=False)
+        if len(summary.missing) > max_missing:
+            console.print(f"  ... and {len(summary.missing) - max_missing} more")
+
+
+def _num(x: float | None) -> str:
+    return f"{x:.4f}" if x is not None and not (isinstance(x, float) and math.isnan(x)) else "-"
+
+
+def render_plan(plan: SweepPlan, console: Console) -> None:
+    """The dry-run view of a plan: every run with its size, token cap and FLOPs, then the totals."""
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    table = Table(
+        "phase", "preset", "N", "batch", "lr", "tokens", "FLOPs", "run_id", title=f"sweep {plan.spec.name}"
+    )
+    for t in plan.trials:
+        cap = "≤" if t.phase == "target" else ""
+        table.add_row(
+            t.phase,
+            t.config.model.preset,
+            f"{t.n_params:,}",
+            str(t.config.batch_size),
+            f"{t.config.optim.lr:g}",
+            f"{cap}{t.tokens:,}",
+            f"{cap}{t.flops:.3g}",
+            t.run_id[:8] if t.phase == "budget" else "-",
+        )
+    console.print(table)
+    tokens = sum(t.tokens for t in plan.trials)
+    flops = sum(t.flops for t in plan.trials)
+    line = f"{len(plan.trials)} runs ({len(plan.budget)} budget"
+    if plan.spec.target:
+        rule = plan.spec.target
+        line += (
+            f", {len(plan.pending_target)} stop at the target of b_opt={rule.reference_batch_size}, "
+            f"capped at {rule.budget_multiple:g}×D"
+        )
+    console.print(f"{line}); at most {tokens:,} tokens and {flops:.3g} FLOPs in total", highlight=False)

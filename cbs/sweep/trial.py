@@ -1,0 +1,110 @@
+"""One Ray Tune trial = one `cbs.train.run_training` call, reporting each evaluation and checkpointing."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from cbs.config import TrainConfig
+from cbs.results import ResultsStore
+
+DONE_STATUSES = ("completed", "reached_target", "diverged")  # a failed run is retried
+REPORTED = ("step", "tokens", "train_loss", "eval_loss", "ewa_eval_loss", "lr", "wall_time_s")
+
+
+class TrialFailed(RuntimeError):
+    """A run ended with status failed: raised so that Ray retries it from its last checkpoint."""
+
+
+def trial_config(config: TrainConfig, results: Path, checkpoint_every: int) -> dict[str, Any]:
+    """The Ray param dict of one trial (plain JSON-able values)."""
+    return {
+        "run_id": config.run_id(),
+        "train": config.to_dict(),
+        "results": str(Path(results).absolute()),
+        "checkpoint_every": checkpoint_every,
+    }
+
+
+def stored_status(store: ResultsStore, run_id: str) -> str | None:
+    """Status of ``run_id`` in the store, None if absent (one small file read)."""
+    path = store.runs_dir / f"{run_id}.parquet"
+    if not path.is_file():
+        return None
+    return pq.read_table(path, columns=["status"]).column("status")[0].as_py()
+
+
+def previous_checkpoint(results: Path, run_id: str) -> Path | None:
+    """Newest checkpoint of ``run_id`` left by an earlier, interrupted invocation (``DIR/.ray/*/<run_id>/``)."""
+    found = sorted((results / ".ray").glob(f"*/{run_id}/checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train (or resume) one run and write it to the results store.
+
+    Resumes from this trial's last checkpoint when Ray retries it, else from the newest checkpoint an earlier
+    invocation left. A run that then fails deletes that earlier checkpoint (it may have been cut off while
+    being written), so the retry starts from an older one or from scratch.
+    """
+    from ray import tune
+
+    from cbs.train import run_training
+
+    params = config["params"]
+    run_id = params["run_id"]
+    cfg = TrainConfig.from_dict(params["train"])
+    store = ResultsStore(Path(params["results"]))
+    status = stored_status(store, run_id)
+    if (
+        status in DONE_STATUSES
+    ):  # stored meanwhile (e.g. by an earlier attempt that was cut off after writing)
+        tune.report({"status": status, "skipped": True})
+        return
+    on_eval = _reporter(run_id, int(params["checkpoint_every"]))
+    checkpoint = tune.get_checkpoint()
+    earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
+        row = run_training(cfg, store=store, resume_from=resume_dir, on_eval=on_eval)
+    if row["status"] == "failed":
+        if earlier is not None:
+            shutil.rmtree(earlier, ignore_errors=True)
+        raise TrialFailed(f"run {run_id} failed: {row.get('error')}")
+    resumed = checkpoint is not None or earlier is not None
+    tune.report({"status": row["status"], "resumed": resumed, **_scalars(row, REPORTED)})
+
+
+def _reporter(run_id: str, every: int) -> Callable[[dict, Callable[[Path], None]], None]:
+    """``on_eval`` callback: report the metrics to Tune, with a checkpoint every ``every`` evaluations."""
+    from ray import tune
+
+    count = 0
+
+    def on_eval(metrics: dict, write_checkpoint: Callable[[Path], None]) -> None:
+        nonlocal count
+        count += 1
+        report = {"run_id": run_id, **_scalars(metrics, REPORTED)}
+        if every and count % every == 0 and not metrics.get("done"):
+            with tempfile.TemporaryDirectory(prefix="cbs-ckpt-") as tmp:
+                write_checkpoint(Path(tmp))
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(report)
+
+    return on_eval
+
+
+def _scalars(metrics: dict, keys: tuple[str, ...]) -> dict[str, float | int]:
+    out = {}
+    for key in keys:
+        value = metrics.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = value
+    return out

@@ -1,0 +1,256 @@
+"""Real Ray Tune sweeps of tiny grids on CPU: the Parquet store row by row, idempotent re-runs, and a driver
+killed with SIGKILL then resumed to the full grid with every run exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import torch
+import yaml
+from rich.console import Console
+from test_sweep_spec import make_dataset, spec_dict
+
+from cbs.cli import main
+from cbs.errors import ConfigError
+from cbs.results import ResultsStore
+from cbs.sweep import Resources, parse_spec, plan_sweep, run_sweep
+from cbs.sweep.cluster import check_resources, ray_session
+from cbs.train import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # Ray startup and real (tiny) training runs: about a minute for the file
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One small local Ray for the module (startup costs seconds)."""
+    with ray_session(num_cpus=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def target_sweep(ray_cluster, dataset, tmp_path_factory):
+    """A 3 batch × 2 lr grid under the CBS protocol (b_opt = 4), run once."""
+    spec = parse_spec(spec_dict(dataset, target={"reference_batch_size": 4, "budget_multiple": 2}))
+    plan = plan_sweep(spec)
+    results = tmp_path_factory.mktemp("results")
+    outcome = run_sweep(plan, results, console=Console(quiet=True))
+    return plan, results, outcome
+
+
+def test_store_holds_one_row_per_grid_point(target_sweep):
+    plan, results, outcome = target_sweep
+    runs = ResultsStore(results).runs()
+    assert not outcome.missing
+    phase1 = {t.run_id for t in plan.budget}
+    targets = plan.targets(runs)
+    planned = {t.run_id: t for t in plan.budget + plan.target_trials(targets)}
+    assert sorted(runs.run_id) == sorted(planned) and len(planned) == 6
+    assert sorted(outcome.ran) == sorted(planned)
+    for row in runs.itertuples():
+        t = planned[row.run_id]
+        assert row.run_id == t.config.run_id()  # the hash of the config the spec gives this grid point
+        assert (row.batch_size, row.lr, row.experiment) == (t.config.batch_size, t.config.optim.lr, "t")
+        if row.run_id in phase1:  # reference runs train to their budget D
+            assert row.status in ("completed", "diverged") and pd.isna(row.target_loss)
+            assert row.tokens == row.token_budget == 16384
+        else:  # stop at the best reference loss, allowed 2 × D
+            assert row.target_loss == pytest.approx(min(runs[runs.run_id.isin(phase1)].best_ewa_eval_loss))
+            assert (row.data_tokens, row.token_budget) == (16384, 32768)
+            assert row.status in ("reached_target", "completed", "diverged")
+            if row.status == "reached_target":
+                assert row.best_ewa_eval_loss <= row.target_loss and row.tokens <= row.token_budget
+    curves = ResultsStore(results).curves()
+    assert set(curves.run_id) == set(planned)
+    assert (curves.groupby("run_id").step.count() >= 2).all()
+
+
+def test_results_readable_with_plain_pandas_and_duckdb(target_sweep):
+    _, results, _ = target_sweep
+    runs = pd.read_parquet(results / "runs")
+    assert len(runs) == 6 and runs.run_id.is_unique
+    n, best = duckdb.sql(
+        f"SELECT count(*), min(best_ewa_eval_loss) FROM read_parquet('{results}/runs/*.parquet')"
+    ).fetchall()[0]
+    assert n == 6 and best == pytest.approx(runs.best_ewa_eval_loss.min())
+    points = duckdb.sql(f"SELECT count(*) FROM read_parquet('{results}/curves/*.parquet')").fetchall()[0][0]
+    assert points == len(pd.read_parquet(results / "curves"))
+
+
+def test_rerun_is_a_no_op(target_sweep):
+    plan, results, _ = target_sweep
+    before = {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
+    again = run_sweep(plan, results, console=Console(quiet=True))
+    assert again.ran == [] and len(again.skipped) == 6 and not again.missing
+    assert {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")} == before
+    assert not (results / ".ray").exists()  # a complete grid leaves no Ray state behind
+
+
+def test_status_reports_counts_and_saved_tokens(target_sweep, tmp_path, capsys):
+    plan, results, _ = target_sweep
+    spec_path = tmp_path / "t.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            spec_dict(
+                Path(plan.budget[0].config.data.path),
+                target={"reference_batch_size": 4, "budget_multiple": 2},
+            )
+        )
+    )
+    assert main(["status", str(results), "--spec", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    runs = ResultsStore(results).runs()
+    stopped = runs[runs.status == "reached_target"]
+    assert f"runs: 6 ({(runs.status == 'completed').sum()} completed, {len(stopped)} reached_target" in out
+    saved = int((stopped.token_budget - stopped.tokens).sum())
+    assert f"saved by stopping at target: {saved:,} tokens" in out
+    assert "missing grid points" not in out
+
+
+def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    spec = spec_dict(data, max_failures=1)
+    spec["grid"] = {"batch_size": [4], "optim.lr": [1e-2]}
+    plan = plan_sweep(parse_spec(spec))
+    shutil.rmtree(data)  # vanishes after validation: every attempt of the trial fails
+    first = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
+    assert first.missing == [plan.trials[0].run_id] and first.ran == []
+    assert first.retries == 1  # max_failures=1: one retry, then the trial is given up
+    assert (tmp_path / "results" / ".ray").is_dir()  # an incomplete grid keeps Ray's state and error files
+    shutil.copytree(dataset, data)
+    second = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
+    assert second.ran == [plan.trials[0].run_id] and not second.missing
+    assert len(ResultsStore(tmp_path / "results").runs()) == 1
+
+
+def test_cli_joins_a_running_cluster_with_address(ray_cluster, dataset, tmp_path):
+    """`cbs sweep --address` drives an existing Ray cluster (here the module's) instead of starting one."""
+    import ray
+
+    spec = spec_dict(dataset)
+    spec["grid"] = {"batch_size": [2, 4], "optim.lr": [1e-2]}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    address = ray.get_runtime_context().gcs_address
+    cmd = [
+        sys.executable,
+        "-m",
+        "cbs",
+        "sweep",
+        str(path),
+        "--results",
+        str(tmp_path / "r"),
+        "--address",
+        address,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Connected to Ray cluster" in done.stderr and "Started a local Ray" not in done.stderr
+    assert sorted(ResultsStore(tmp_path / "r").runs().run_id) == sorted(
+        t.run_id for t in plan_sweep(parse_spec(spec), cwd=tmp_path).trials
+    )
+
+
+def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):
+    with pytest.raises(
+        ConfigError, match=r"resources\.gpus: 1 GPU per trial, but the Ray cluster has no GPU"
+    ):
+        check_resources(Resources(cpus=1, gpus=1))
+
+
+def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
+    """SIGKILL the `cbs sweep` driver once a run is stored and another has a checkpoint; the same command then
+    completes the grid: stored runs are not trained again, the cut-off run resumes from its checkpoint and
+    ends on the same curve as an uninterrupted run, and every run is stored exactly once."""
+    spec = spec_dict(dataset, checkpoint_every=2)
+    spec["base"].update(token_budget=32768, eval={"n_log": 10, "n_dense": 2, "eval_tokens": 1024})
+    spec["grid"] = {"batch_size": [2, 4], "optim.lr": [3e-3, 1e-2]}
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cbs",
+        "sweep",
+        str(path),
+        "--results",
+        str(results),
+        "--max-concurrent",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def in_flight() -> set[str]:  # runs not stored yet that have a checkpoint
+        stored = {p.stem for p in (results / "runs").glob("*.parquet")}
+        checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
+        return checkpointed - stored if stored else set()
+
+    first = subprocess.Popen(  # one trial at a time: a run is stored while the next one is under way
+        [*cmd, "--max-concurrent", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not in_flight():
+            assert first.poll() is None, "the sweep ended before it was killed"
+            assert time.monotonic() < deadline, "no stored run and checkpointed run within 120 s"
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        _kill_group(first.pid)  # the driver's local Ray (raylet, workers) dies with its process group
+    written = {p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
+    cut_off = in_flight()
+    assert 1 <= len(written) < 4 and len(cut_off) == 1
+    second = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{len(written)} already done, {4 - len(written)} to run" in second.stdout
+    assert f"({next(iter(cut_off))}): completed (resumed from a checkpoint)" in second.stdout
+    runs = ResultsStore(results).runs()
+    trials = {t.run_id: t for t in plan_sweep(parse_spec(spec)).trials}
+    assert len(pd.read_parquet(results / "runs")) == 4 and sorted(runs.run_id) == sorted(trials)
+    assert set(runs.status) <= {"completed", "diverged"}
+    for run_id, mtime in written.items():  # runs stored before the kill were not trained again
+        assert (results / "runs" / f"{run_id}.parquet").stat().st_mtime_ns == mtime
+    curves = ResultsStore(results).curves()
+    assert not curves.duplicated(["run_id", "step", "eval_set"]).any()
+    (run_id,) = cut_off  # the resumed run ends on the curve of the same run trained in one go
+    reference = ResultsStore(tmp_path / "reference")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the 1-CPU Ray worker
+    try:
+        run_training(trials[run_id].config, store=reference)
+    finally:
+        torch.set_num_threads(threads)
+    resumed, whole = curves[curves.run_id == run_id], reference.curves()
+    assert list(resumed.step) == list(whole.step)
+    assert resumed.ewa_eval_loss.to_numpy() == pytest.approx(whole.ewa_eval_loss.to_numpy(), rel=1e-6)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
