@@ -289,7 +289,7 @@ def test_cli_train(corpus, tmp_path, capsys):
 
 
 def test_example_config_loads():
-    cfg = TrainConfig.from_yaml("experiments/train-tiny.yaml")
+    cfg = TrainConfig.from_yaml("configs/train-tiny.yaml")
     assert dataclasses.asdict(cfg)["model"]["preset"] == "tiny-64k" and cfg.data.eval_sets == [EvalSet("val")]
 
 
