@@ -42,7 +42,7 @@ reproduce: setup data
 	done; \
 	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --b-opt 1 --out $(REPRO)/fits && \
 	$(BIN)/cbs fit cbs $(REPRO) --b-opt 1 --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
-	$(BIN)/cbs figures $(REPRO) --b-opt 1 --format png && \
+	$(BIN)/cbs figures $(REPRO) --b-opt 1 --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
 	$(BIN)/cbs report $(REPRO) --b-opt 1 --format png && \
 	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 

@@ -83,6 +83,34 @@ def summary_markdown(fits: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def compute_markdown(store: str, cells: dict[str, set[tuple[str, int]]]) -> str:
+    """Compute used per experiment and in all (shared cells once), and saved by stopping at the target."""
+    runs = pd.read_parquet(Path(store) / "runs")
+    runs["D"] = runs["data_tokens"].fillna(runs["token_budget"]).astype(int)
+    runs["flops"] = runs["tokens"] * runs["flops_per_token"]
+    hit = runs["status"] == "reached_target"
+    runs["saved"] = (runs["token_budget"] - runs["tokens"]).where(hit, 0)
+    runs["saved_flops"] = runs["saved"] * runs["flops_per_token"]
+    lines = [
+        "| experiment | runs | tokens trained | FLOPs | CPU time (1 thread) | saved by stop-at-target |",
+        "|---|---|---|---|---|---|",
+    ]
+    subsets = {
+        name: [(p, d) in c for p, d in zip(runs["preset"], runs["D"], strict=True)]
+        for name, c in cells.items()
+    }
+    subsets["all (shared cells once)"] = [True] * len(runs)
+    for name, keep in subsets.items():
+        r = runs[keep]
+        share = r["saved"].sum() / r.loc[r["target_loss"].notna(), "token_budget"].sum()
+        lines.append(
+            f"| {name} | {len(r)} | {r['tokens'].sum():,.0f} | {r['flops'].sum():.3g} | "
+            f"{r['wall_time_s'].sum() / 60:.1f} min | {r['saved'].sum():,.0f} tokens "
+            f"({share:.0%} of the stop-at-target runs' caps; {r['saved_flops'].sum():.3g} FLOPs) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("store", help="results store holding the runs of every spec")
@@ -98,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     steps.to_csv(out / "steps.csv.tmp", index=False)
     (out / "steps.csv.tmp").replace(out / "steps.csv")
-    fits = {}
+    fits, all_cells = {}, {}
     for path in args.specs:
         name, cells = spec_cells(path)
+        all_cells[name] = cells
         keep = [(m, int(d)) in cells for m, d in zip(steps["model"], steps["data_tokens"], strict=True)]
         analysis = fit_cbs_table(steps[keep], b_opt=args.b_opt, overhead=args.overhead, n_boot=args.n_boot)
         fits[name] = analysis.to_json_dict()
@@ -109,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(out / f"{name}.json")
         print(f"{name}: {len(analysis.groups)} groups -> {out / (name + '.json')}")
     tmp = out / "summary.md.tmp"
-    tmp.write_text(summary_markdown(fits))
+    tmp.write_text(summary_markdown(fits) + "\n### compute\n\n" + compute_markdown(args.store, all_cells))
     tmp.replace(out / "summary.md")
     print(pd.read_csv(out / "steps.csv").groupby(["model", "data_tokens"]).size().to_string())
     return 0
