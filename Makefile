@@ -28,7 +28,7 @@ data: $(DATA)/manifest.json
 
 sweep: setup data
 	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
-	$(BIN)/cbs fit cbs $(RESULTS) --b-opt 16 --json $(RESULTS)/cbs_fit.json
+	$(BIN)/cbs fit cbs $(RESULTS) --json $(RESULTS)/cbs_fit.json
 
 test: setup
 	$(BIN)/python -m pytest
