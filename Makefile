@@ -26,12 +26,15 @@ $(DATA)/manifest.json: | setup
 
 data: $(DATA)/manifest.json
 
+# The default job: the sweep (resumable), the CBS fit, and a report page with every figure the data supports.
 sweep: setup data
 	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
 	$(BIN)/cbs fit cbs $(RESULTS) --json $(RESULTS)/cbs_fit.json
+	$(BIN)/cbs report $(RESULTS)
 
+# One BLAS/OpenMP thread: the tiny models and small fits of the suite run fastest that way on 2 cores.
 test: setup
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
