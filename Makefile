@@ -26,9 +26,11 @@ $(DATA)/manifest.json: | setup
 
 data: $(DATA)/manifest.json
 
+# The default job: the sweep (resumable), the CBS fit, and a report page with every figure the data supports.
 sweep: setup data
 	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
-	$(BIN)/cbs fit cbs $(RESULTS) --b-opt 16 --json $(RESULTS)/cbs_fit.json
+	$(BIN)/cbs fit cbs $(RESULTS) --json $(RESULTS)/cbs_fit.json
+	$(BIN)/cbs report $(RESULTS)
 
 # The CPU reproduction of "CBS scales with data size, not model size" (results/README.md): three sweeps into
 # one store (shared cells trained once; resumes from the committed store), per-experiment fits, figures, report.
@@ -38,7 +40,7 @@ REPRO_SPECS := experiments/cpu-chinchilla.yaml experiments/cpu-fixed-data.yaml e
 reproduce: setup data
 	@start=$$(date +%s); \
 	for spec in $(REPRO_SPECS); do \
-	  OMP_NUM_THREADS=1 $(BIN)/cbs sweep $$spec --results $(REPRO) || exit $$?; \
+	  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/cbs sweep $$spec --results $(REPRO) || exit $$?; \
 	done; \
 	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --b-opt 1 --out $(REPRO)/fits && \
 	$(BIN)/cbs fit cbs $(REPRO) --b-opt 1 --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
@@ -46,8 +48,9 @@ reproduce: setup data
 	$(BIN)/cbs report $(REPRO) --b-opt 1 --format png && \
 	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 
+# One BLAS/OpenMP thread: the tiny models and small fits of the suite run fastest that way on 2 cores.
 test: setup
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .

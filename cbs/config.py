@@ -93,6 +93,9 @@ class TrainConfig:
     # the experiment cell's nominal data size D (None: the token budget); a stop-at-target run may be given
     # a larger token_budget than D so that batches past the CBS can still reach the target
     data_tokens: int | None = None
+    # the CBS protocol's reference batch B_opt of this run's cell, whose best loss sets the target; recorded in
+    # the runs table so the fits know it (set by `cbs sweep`); does not change the run
+    reference_batch_size: int | None = None
     ewa_tau: float | None = None  # None: the paper's value for the batch size
     target_loss: float | None = None  # stop once the EWA eval loss reaches it (stop_at_target)
     stop_at_target: bool = True
@@ -117,9 +120,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def run_id(self) -> str:
-        """Stable id of everything that changes the run's result (not the experiment name, device or compile)."""
+        """Stable id of everything that changes the run's result (not the experiment name, device, compile or
+        the recorded reference batch)."""
         payload = self.to_dict()
-        for key in ("experiment", "device", "compile"):
+        for key in ("experiment", "device", "compile", "reference_batch_size"):
             payload.pop(key)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -15,12 +15,14 @@ from cbs.results import ResultsStore
 
 
 def _run(
-    store, run_id, batch, lr, steps, ewa, *, preset="tiny", data_tokens=10**8, target=None, budget=10**8
-):
+    store, run_id, batch, lr, steps, ewa, *, preset="tiny", data_tokens=10**8, target=None, budget=10**8,
+    reference=None,
+):  # fmt: skip
     row = {
         "run_id": run_id, "preset": preset, "n_params": 10**6, "batch_size": batch, "lr": lr,
         "beta2": 0.99, "ewa_tau": 0.999, "token_budget": budget, "data_tokens": data_tokens,
         "eval_sets": ["val", "other"], "target_loss": target, "status": "completed",
+        "reference_batch_size": reference,
     }  # fmt: skip
     curve = []
     for s, loss in zip(steps, ewa, strict=True):
@@ -91,3 +93,14 @@ def test_empty_store_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FitError, match="no runs"):
         steps_to_target_table(ResultsStore(tmp_path / "empty"))
+
+
+def test_reference_batch_comes_from_the_runs_unless_given(tmp_path):
+    """A sweep records each cell's B_opt; the table (and so `cbs fit cbs`) uses it, --b-opt overrides it."""
+    st = ResultsStore(tmp_path / "results")
+    for batch, loss_at_end in ((64, 2.0), (128, 1.8), (256, 1.9)):
+        _run(st, f"r{batch}", batch, 1e-3, [0, 100, 200], [4.0, 3.0, loss_at_end], reference=128)
+    recorded = steps_to_target_table(st)
+    assert (recorded["b_opt"] == 128).all() and (recorded["target_loss"] == 1.8).all()
+    given = steps_to_target_table(st, b_opt=256)
+    assert (given["b_opt"] == 256).all() and (given["target_loss"] == 1.9).all()

@@ -154,13 +154,13 @@ def test_theory_figure_from_cbs_theory_json(theory_outputs):
     np.testing.assert_allclose(slope, payload["exponent_theory"])
 
 
-def test_theory_store_figure_uses_the_smallest_batch_as_reference(theory_outputs, tmp_path):
+def test_theory_store_figure_uses_the_recorded_reference_batch(theory_outputs, tmp_path):
     from cbs.plots.registry import make_store_figures
     from cbs.plots.sources import StoreSource
 
     store, path = theory_outputs
     src = StoreSource(store, n_boot=20)
-    assert src.is_theory() and src.reference_batch == 1
+    assert src.is_theory() and src.analysis.b_opt == 1  # B_ref = 1, as `cbs theory` records it
     made, _ = make_store_figures(src, tmp_path, ["theory"], ("png",), strict=True)
     assert made[0].paths[0].stat().st_size > 5_000
     # its loss curves are excess risks, on a log axis

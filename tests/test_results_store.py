@@ -76,3 +76,14 @@ def test_schema_version_is_checked(tmp_path):
 def test_missing_store_says_how_to_make_one(tmp_path):
     with pytest.raises(ResultsError, match="cbs sweep"):
         ResultsStore(tmp_path / "nope").runs()
+
+
+def test_a_file_without_a_later_nullable_column_reads_as_null(tmp_path):
+    """Columns added to the schema after a file was written (e.g. reference_batch_size) read back as null."""
+    store = ResultsStore(tmp_path)
+    store.write_run({**_run("a", 1.0), "reference_batch_size": 16}, _curve(1))
+    path = tmp_path / "runs" / "a.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["reference_batch_size"]), path)
+    runs = store.runs()
+    assert runs.reference_batch_size.isna().all() and runs.final_ewa_eval_loss.iloc[0] == 1.0

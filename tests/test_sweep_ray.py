@@ -66,6 +66,7 @@ def test_store_holds_one_row_per_grid_point(target_sweep):
         t = planned[row.run_id]
         assert row.run_id == t.config.run_id()  # the hash of the config the spec gives this grid point
         assert (row.batch_size, row.lr, row.experiment) == (t.config.batch_size, t.config.optim.lr, "t")
+        assert row.reference_batch_size == 4  # the spec's b_opt, recorded for `cbs fit cbs`
         if row.run_id in phase1:  # reference runs train to their budget D
             assert row.status in ("completed", "diverged") and pd.isna(row.target_loss)
             assert row.tokens == row.token_budget == 16384

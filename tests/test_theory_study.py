@@ -97,7 +97,8 @@ def test_report_and_store_agree(study: tuple[dict, ResultsStore], tmp_path: Path
             curve = curves[curves.run_id == run.run_id]  # steps_to_target: first stored step at the target
             assert curve.step[curve.ewa_eval_loss <= run.target_loss].min() == run.steps_to_target
             assert (curve.tokens == curve.step * run.batch_size).all()
-    table = steps_to_target_table(store, b_opt=report["b_ref"])
+    assert (runs.reference_batch_size == report["b_ref"]).all()
+    table = steps_to_target_table(store)  # B_ref read from the runs, as `cbs fit cbs` does
     for row in rows:
         cell = table[(table.n_params == row["dim"]) & (table.data_tokens == row["data_size"])].dropna(
             subset=["steps_to_target"]
@@ -112,8 +113,6 @@ def test_report_and_store_agree(study: tuple[dict, ResultsStore], tmp_path: Path
         "fit",
         "cbs",
         str(store.root),
-        "--b-opt",
-        str(report["b_ref"]),
         "--n-boot",
         "200",
         "--json",

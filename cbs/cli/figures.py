@@ -11,8 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.fit import _target  # the same --target parsing as `cbs fit cbs`
-from cbs.protocol import B_OPT, CBS_OVERHEAD
+from cbs.cli.options import (
+    add_bootstrap_options,
+    add_cbs_options,
+    add_n_starts,
+    add_nd_columns,
+    add_scaling_law_options,
+)
 
 TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
 
@@ -31,32 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/figures, or ./figures)")
     p.add_argument("--format", default="pdf,png", help="comma list of pdf, png, svg (default pdf,png)")
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps and start grids (default 0)")
-    p.add_argument(
-        "--n-starts", type=int, default=4500, help="multi-start grid of L(N, D) fits (default 4500)"
-    )
+    add_bootstrap_options(p)
+    add_n_starts(p)
 
     g = p.add_argument_group("store figures (SOURCE = RESULTS_DIR)")
     g.add_argument(
         "--only", help="comma list of figures to make (default: all the data supports); see docs/figures.md"
     )
-    g.add_argument(
-        "--b-opt",
-        type=float,
-        help=f"reference batch size in sequences (default {B_OPT}; a `cbs theory` store: its smallest batch)",
-    )
-    g.add_argument(
-        "--overhead",
-        type=float,
-        default=CBS_OVERHEAD,
-        help=f"step overhead o defining the CBS (default {CBS_OVERHEAD})",
-    )
-    g.add_argument(
-        "--target", type=_target, default="auto", help="target loss: auto (default), b-opt, or a loss value"
-    )
+    add_cbs_options(g)
 
     g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | theory)")
     g.add_argument(
@@ -65,20 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="table (.csv/.parquet), or the JSON of `cbs fit cbs` (cbs-scaling) / `cbs theory` (theory)",
     )
-    g.add_argument(
-        "--form", choices=("chinchilla", "kaplan"), default="chinchilla", help="scaling-law: law form"
-    )
-    g.add_argument("--n-col", help="column of N, parameters (default n_params)")
-    g.add_argument("--d-col", default="data_tokens", help="column of D in tokens (default data_tokens)")
-    g.add_argument("--flops-col", help="scaling-law: column of training FLOP C; D = C/(6N) replaces --d-col")
-    g.add_argument("--loss-col", default="loss", help="scaling-law: column of the loss (default loss)")
-    g.add_argument(
-        "--drop-highest",
-        type=int,
-        default=0,
-        metavar="K",
-        help="scaling-law: leave the K highest losses out of the fit",
-    )
+    add_nd_columns(g)
+    add_scaling_law_options(g)
     g.add_argument("--group-col", default="dataset", help="loss-to-loss: column naming the training set")
     g.add_argument("--x-group", help="loss-to-loss: training set of the x models (default: the first)")
     g.add_argument(
@@ -142,11 +117,10 @@ def _run_table(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     if args.input is None:
         raise ConfigError(f"`cbs figures {args.source}` needs --input FILE (see `cbs figures --help`)")
     notes: list[str] = []
-    n_col = args.n_col or "n_params"
     if args.source == "scaling-law":
         fig = tables.scaling_law_from_table(
             read_table(args.input),
-            n_col=n_col,
+            n_col=args.n_col,
             d_col=args.d_col,
             flops_col=args.flops_col,
             loss_col=args.loss_col,
@@ -160,7 +134,7 @@ def _run_table(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
         fig, notes = tables.loss_to_loss_from_table(
             read_table(args.input),
             group_col=args.group_col,
-            n_col=n_col,
+            n_col=args.n_col,
             d_col=args.d_col,
             x_group=args.x_group,
             x_col=args.x_col,

@@ -6,30 +6,22 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cbs.cli.options import (
+    add_bootstrap_options,
+    add_cbs_options,
+    add_n_starts,
+    add_nd_columns,
+    add_scaling_law_options,
+)
 from cbs.errors import FitError
-from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
     from cbs.fit import CbsAnalysis
 
 
 def _common(p: argparse.ArgumentParser, json_help: str) -> None:
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and start grid (default 0)")
+    add_bootstrap_options(p)
     p.add_argument("--json", type=Path, metavar="OUT", help=json_help)
-
-
-def _target(value: str) -> str | float:
-    if value in ("auto", "b-opt"):
-        return value
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--target must be auto, b-opt or a loss value, got {value!r}"
-        ) from exc
 
 
 def _pair(value: str) -> tuple[float, float]:
@@ -52,21 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="TABLE",
         help="steps-to-target table (.csv/.parquet): model, n_params, batch_size, steps_to_target[, data_tokens]",
     )
-    p.add_argument(
-        "--b-opt", type=float, default=B_OPT, help=f"reference batch size in sequences (default {B_OPT})"
-    )
-    p.add_argument(
-        "--overhead",
-        type=float,
-        default=CBS_OVERHEAD,
-        help=f"allowed step overhead o over linear scaling (default {CBS_OVERHEAD})",
-    )
-    p.add_argument(
-        "--target",
-        type=_target,
-        default="auto",
-        help="store only: auto (runs' target_loss, else best loss at B_opt), b-opt, or a loss value",
-    )
+    add_cbs_options(p)
     p.add_argument("--eval-set", help="store only: eval set for the target (default: each run's primary)")
     p.add_argument(
         "--steps-csv", type=Path, metavar="OUT", help="store only: write the steps-to-target table"
@@ -78,19 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("scaling-law", help="L(N, D) in the Chinchilla or Kaplan form (Approach 3)")
     p.add_argument("--input", type=Path, required=True, metavar="TABLE", help="table (.csv/.parquet) of runs")
-    p.add_argument("--form", choices=("chinchilla", "kaplan"), default="chinchilla", help="law form")
-    p.add_argument("--n-col", default="n_params", help="column of N, parameters (default n_params)")
-    p.add_argument("--d-col", default="data_tokens", help="column of D, tokens (default data_tokens)")
-    p.add_argument("--flops-col", help="column of training FLOP C; D = C/(6N) replaces --d-col")
-    p.add_argument("--loss-col", default="loss", help="column of the loss (default loss)")
-    p.add_argument(
-        "--drop-highest",
-        type=int,
-        default=0,
-        metavar="K",
-        help="drop the K highest-loss rows first (Besiroglu et al. drop 5 of Chinchilla's)",
-    )
-    p.add_argument("--n-starts", type=int, default=4500, help="multi-start grid size (default 4500)")
+    add_nd_columns(p)
+    add_scaling_law_options(p)
+    add_n_starts(p)
     p.add_argument(
         "--predict",
         type=_pair,
@@ -116,8 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--input", type=Path, metavar="TABLE", help="wide table (.csv/.parquet), one row per run")
     p.add_argument("--group-col", default="dataset", help="column naming the training set (default dataset)")
-    p.add_argument("--n-col", default="n_params", help="column of N (default n_params)")
-    p.add_argument("--d-col", default="data_tokens", help="column of D (default data_tokens)")
+    add_nd_columns(p)
     p.add_argument("--x-group", required=True, help="training set of the x models")
     p.add_argument("--x-col", required=True, help="loss column for x")
     p.add_argument(
@@ -133,9 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fit-E-y", dest="fit_E_y", action="store_true", help="fit E_y within 0 ≤ E_y < min y")
     p.add_argument("--holdout", type=Path, metavar="TABLE", help="held-out runs to score extrapolation on")
     p.add_argument("--raw-loss", action="store_true", help="store only: raw-weight losses instead of EWA")
-    p.add_argument(
-        "--n-starts", type=int, default=4500, help="start grid of the L(N, D) fits for E (default 4500)"
-    )
+    add_n_starts(p)
     _common(p, "write κ, K, E_x, E_y, R², intervals and the translated law as JSON")
     p.set_defaults(func=run_loss_to_loss)
 
@@ -146,6 +111,11 @@ def _one_source(args: argparse.Namespace) -> None:
     path = args.store or args.input
     if not path.exists():
         raise FitError(f"{path} does not exist")
+
+
+def _b_opt_label(analysis: CbsAnalysis) -> str:
+    b_opt = analysis.b_opt
+    return f"{b_opt:g}" if b_opt is not None else "per group"
 
 
 def _fmt(v: float, ci: tuple[float, float] | None = None) -> str:
@@ -175,7 +145,7 @@ def run_cbs(args: argparse.Namespace) -> int:
     frame = analysis.to_frame()
 
     out = Table(
-        title=f"Critical batch size (B_opt = {args.b_opt:g} seqs, overhead {args.overhead:g}, 95% CI)"
+        title=f"Critical batch size (B_opt = {_b_opt_label(analysis)} seqs, overhead {args.overhead:g}, 95% CI)"
     )
     for col in (
         "model",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.fit import _target
-from cbs.protocol import B_OPT, CBS_OVERHEAD
+from cbs.cli.options import add_bootstrap_options, add_cbs_options, add_n_starts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,27 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format", default="pdf,png", help="figure formats besides the embedded PNG (default pdf,png)"
     )
-    p.add_argument(
-        "--b-opt",
-        type=float,
-        help=f"reference batch size in sequences (default {B_OPT}; a `cbs theory` store: its smallest batch)",
-    )
-    p.add_argument(
-        "--overhead",
-        type=float,
-        default=CBS_OVERHEAD,
-        help=f"step overhead o defining the CBS (default {CBS_OVERHEAD})",
-    )
-    p.add_argument(
-        "--target", type=_target, default="auto", help="target loss: auto (default), b-opt, or a value"
-    )
-    p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)"
-    )
-    p.add_argument(
-        "--n-starts", type=int, default=4500, help="multi-start grid of the L(N, D) fit (default 4500)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps and start grids (default 0)")
+    add_cbs_options(p)
+    add_bootstrap_options(p)
+    add_n_starts(p)
     p.set_defaults(func=run)
 
 

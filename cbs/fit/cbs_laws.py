@@ -64,9 +64,14 @@ class CbsAnalysis:
     groups: list[CbsGroup]
     laws: dict[str, PowerLawFit | JointPowerLawFit]
     laws_absent: dict[str, str]
-    b_opt: float
     overhead: float
     n_boot: int
+
+    @property
+    def b_opt(self) -> float | None:
+        """The reference batch size shared by the fitted groups (None when they differ)."""
+        values = {g.fit.b_opt for g in self.groups if g.fit}
+        return values.pop() if len(values) == 1 else None
 
     def fixed_value(self, name: str) -> float | None:
         """The single value ``name`` (n_params in millions, or data_tokens) takes across fitted groups, if any."""
@@ -123,8 +128,18 @@ class CbsAnalysis:
         return pd.DataFrame(rows)
 
 
+def _group_b_opt(grp: pd.DataFrame, b_opt: float | None) -> float:
+    """``b_opt`` if given, else the group's ``b_opt`` column (from `steps_to_target_table`), else 256."""
+    if b_opt is not None:
+        return float(b_opt)
+    given = grp["b_opt"].dropna().unique() if "b_opt" in grp else []
+    if len(given) > 1:
+        raise FitError(f"one group lists several b_opt values {sorted(given)}; pass b_opt")
+    return float(given[0]) if len(given) else float(B_OPT)
+
+
 def _fit_group(
-    key: tuple, grp: pd.DataFrame, b_opt: float, overhead: float, n_boot: int, seed: int
+    key: tuple, grp: pd.DataFrame, b_opt: float | None, overhead: float, n_boot: int, seed: int
 ) -> CbsGroup:
     model, n_params, data_tokens = key
     reached = grp[np.isfinite(grp["steps_to_target"].to_numpy(float))]
@@ -146,7 +161,7 @@ def _fit_group(
         fit = fit_cbs(
             per_batch.index.to_numpy(float),
             per_batch.to_numpy(float),
-            b_opt=b_opt,
+            b_opt=_group_b_opt(grp, b_opt),
             overhead=overhead,
             n_boot=n_boot,
             seed=seed,
@@ -194,15 +209,15 @@ def _laws(
 def fit_cbs_table(
     table: pd.DataFrame,
     *,
-    b_opt: float = B_OPT,
+    b_opt: float | None = None,
     overhead: float = CBS_OVERHEAD,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> CbsAnalysis:
     """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
 
-    Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens and
-    target_loss. Several rows of one batch size in a group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
+    Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens,
+    target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256). Several rows of one batch size in a group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
     """
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = table.copy()
@@ -227,7 +242,6 @@ def fit_cbs_table(
         groups=groups,
         laws=laws,
         laws_absent=absent,
-        b_opt=float(b_opt),
         overhead=float(overhead),
         n_boot=n_boot,
     )

@@ -16,6 +16,7 @@ TABLE_COLUMNS = [
     "model",
     "n_params",
     "data_tokens",
+    "b_opt",
     "batch_size",
     "steps_to_target",
     "target_loss",
@@ -72,9 +73,25 @@ def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | No
     return cur.dropna(subset=["loss"]).sort_values(["run_id", "step"])
 
 
-def _group_targets(runs: pd.DataFrame, best: pd.Series, target: object, b_opt: float) -> dict[tuple, float]:
+def reference_batch(grp: pd.DataFrame, b_opt: float | None) -> float:
+    """B_opt of one group: ``b_opt`` if given, else the reference batch its runs record (`cbs sweep` and
+    `cbs theory` write it), else the paper's 256."""
+    if b_opt is not None:
+        return float(b_opt)
+    recorded = grp["reference_batch_size"].dropna().unique() if "reference_batch_size" in grp else []
+    if len(recorded) > 1:
+        raise FitError(
+            f"the runs of one group record several reference batch sizes {sorted(recorded)}; pass --b-opt"
+        )
+    return float(recorded[0]) if len(recorded) else float(B_OPT)
+
+
+def _group_targets(
+    runs: pd.DataFrame, best: pd.Series, target: object, b_opts: dict[tuple, float]
+) -> dict[tuple, float]:
     out = {}
     for key, grp in runs.groupby(GROUP_KEYS, dropna=False, sort=True):
+        b_opt = b_opts[key]
         given = grp["target_loss"].dropna().unique()
         if isinstance(target, (int, float)) and not isinstance(target, bool):
             out[key] = float(target)
@@ -96,12 +113,14 @@ def _group_targets(runs: pd.DataFrame, best: pd.Series, target: object, b_opt: f
 def steps_to_target_table(
     source: object,
     *,
-    b_opt: float = B_OPT,
+    b_opt: float | None = None,
     target: str | float = "auto",
     eval_set: str | None = None,
 ) -> pd.DataFrame:
     """Steps-to-target per (model, data_tokens, batch_size) from a results store (or a (runs, curves) pair).
 
+    b_opt: the reference batch size; None takes each group's recorded ``reference_batch_size`` (else 256).
+    It is returned per row (column ``b_opt``) so that `fit_cbs_table` uses the same one.
     target: "auto" (the group's shared ``target_loss`` if its runs carry one, else the paper's rule), "b-opt"
     (the best EWA eval loss of the group's B_opt runs, minimised over lr/β2/τ), or a loss value. A batch size
     that never reached the target has ``steps_to_target`` NaN and no run_id.
@@ -113,10 +132,12 @@ def steps_to_target_table(
     runs["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"])
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
-    targets = _group_targets(runs, best, target, b_opt)
+    groups = dict(tuple(runs.groupby(GROUP_KEYS, dropna=False, sort=True)))
+    b_opts = {key: reference_batch(grp, b_opt) for key, grp in groups.items()}
+    targets = _group_targets(runs, best, target, b_opts)
     rows = []
     curve_by_run = dict(tuple(cur.groupby("run_id")))
-    for key, grp in runs.groupby(GROUP_KEYS, dropna=False, sort=True):
+    for key, grp in groups.items():
         tgt = targets[key]
         for batch, bgrp in grp.groupby("batch_size", sort=True):
             best_row, best_steps = None, np.inf
@@ -133,6 +154,7 @@ def steps_to_target_table(
                     "model": key[0],
                     "n_params": key[1],
                     "data_tokens": key[2],
+                    "b_opt": b_opts[key],
                     "batch_size": batch,
                     "steps_to_target": best_steps if reached else np.nan,
                     "target_loss": tgt,

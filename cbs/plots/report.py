@@ -153,13 +153,18 @@ def scaling_law_table(src: StoreSource) -> pd.DataFrame:
     )
 
 
+def _b_opt(src: StoreSource) -> str:
+    b_opt = src.analysis.b_opt
+    return f"{b_opt:g}" if b_opt is not None else "per group (see the table)"
+
+
 def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], page_dir: Path) -> list[Block]:
     """The page's blocks, in order."""
     runs = src.runs
     blocks = [
         Block(
             "p",
-            f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {src.reference_batch:g} and "
+            f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {_b_opt(src)} and "
             f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({src.n_boot} resamples, seed {src.seed}). "
             f"cbs {__version__}.",
         ),

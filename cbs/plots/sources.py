@@ -22,7 +22,7 @@ from cbs.fit import (
 )
 from cbs.plots.cbs_scaling import CbsPoint
 from cbs.plots.curves import primary_eval_set
-from cbs.protocol import B_OPT, CBS_OVERHEAD
+from cbs.protocol import CBS_OVERHEAD
 from cbs.results import ResultsStore
 
 
@@ -31,7 +31,7 @@ class StoreSource:
     """A results store and the analysis settings; the tables and fits are computed once, on first use."""
 
     root: Path
-    b_opt: float | None = None  # None: 256 (the paper's B_opt), or the smallest batch of a `cbs theory` store
+    b_opt: float | None = None  # None: the reference batch the runs record, else the paper's 256
     overhead: float = CBS_OVERHEAD
     target: str | float = "auto"
     n_boot: int = 1000
@@ -56,22 +56,15 @@ class StoreSource:
         return self.store.curves(self.runs["run_id"])
 
     @cached_property
-    def reference_batch(self) -> float:
-        """B_opt: as given, else the smallest batch size for a `cbs theory` store (its B_ref), else 256."""
-        if self.b_opt is not None:
-            return float(self.b_opt)
-        return float(self.runs["batch_size"].min()) if self.is_theory() else float(B_OPT)
-
-    @cached_property
     def table(self) -> pd.DataFrame:
         """Steps to target per (model, data_tokens, batch_size), as `cbs fit cbs` computes it."""
-        return steps_to_target_table((self.runs, self.curves), b_opt=self.reference_batch, target=self.target)
+        return steps_to_target_table((self.runs, self.curves), b_opt=self.b_opt, target=self.target)
 
     @cached_property
     def analysis(self) -> CbsAnalysis:
         """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them."""
         return fit_cbs_table(
-            self.table, b_opt=self.reference_batch, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
+            self.table, b_opt=self.b_opt, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
         )
 
     @cached_property
@@ -80,13 +73,14 @@ class StoreSource:
         for g in self.analysis.groups:
             if g.fit is None:
                 self.notes.append(f"{g.model}, D = {g.data_tokens:g}: no S(B) fit ({g.error})")
-        measured = self.table["batch_size"]
-        if not measured.min() <= self.reference_batch <= measured.max():
-            self.notes.append(
-                f"B_opt = {self.reference_batch:g} lies outside the measured batch sizes "
-                f"{measured.min():g}–{measured.max():g}: the target and the CBS are anchored there; "
-                "pass --b-opt with a measured batch size"
-            )
+        for g in self.analysis.groups:
+            measured = self.table.loc[self.table["model"] == g.model, "batch_size"]
+            if g.fit is not None and not measured.min() <= g.fit.b_opt <= measured.max():
+                self.notes.append(
+                    f"{g.model}: B_opt = {g.fit.b_opt:g} lies outside the measured batch sizes "
+                    f"{measured.min():g}–{measured.max():g}: the target and the CBS are anchored there; "
+                    "pass --b-opt with a measured batch size"
+                )
         return [g for g in self.analysis.groups if g.fit is not None]
 
     @cached_property

@@ -52,6 +52,10 @@ RUNS_SCHEMA = pa.schema(
         ("eval_sets", pa.list_(pa.string())),  # the first is the primary eval set
         ("seed", pa.int64()),
         ("target_loss", pa.float64()),  # null when the run stops on its budget only
+        (
+            "reference_batch_size",
+            pa.int64(),
+        ),  # the cell's B_opt whose best loss sets the target (CBS protocol)
         # outcome
         ("status", pa.string()),  # one of STATUSES
         ("steps", pa.int64()),

@@ -52,6 +52,7 @@ def expand_grid(spec: SweepSpec, cwd: Path | None = None) -> list[GridPoint]:
         overrides = [f"{k}={json.dumps(v)}" for k, v in values.items()]
         config = absolute_paths(TrainConfig.from_dict(apply_overrides(base, overrides)), cwd)
         config.experiment = spec.name
+        config.reference_batch_size = spec.target.reference_batch_size if spec.target else None
         if config.run_id() not in seen:
             seen.add(config.run_id())
             points.append(GridPoint(values, config))

@@ -63,9 +63,8 @@ def run_trial(config: dict[str, Any]) -> None:
     cfg = TrainConfig.from_dict(params["train"])
     store = ResultsStore(Path(params["results"]))
     status = stored_status(store, run_id)
-    if (
-        status in DONE_STATUSES
-    ):  # stored meanwhile (e.g. by an earlier attempt that was cut off after writing)
+    # stored meanwhile, e.g. by an earlier attempt that was cut off right after writing its row
+    if status in DONE_STATUSES:
         tune.report({"status": status, "skipped": True})
         return
     on_eval = _reporter(run_id, int(params["checkpoint_every"]))

@@ -67,6 +67,7 @@ def _run_row(cell: CellResult, run: BatchResult, wall_s: float, now: datetime) -
         "eval_sets": [EVAL_SET],
         "seed": 0,
         "target_loss": cell.target,
+        "reference_batch_size": cell.reference_batch,
         "status": "reached_target" if reached else "completed",
         "steps": steps,
         "tokens": steps * run.batch_size,

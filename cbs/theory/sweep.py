@@ -79,6 +79,7 @@ class CellResult:
     target: float  # excess risk
     max_steps: int
     batches: tuple[BatchResult, ...]
+    reference_batch: int  # B_ref, whose one pass over the data sets the target
 
 
 def _coarse(
@@ -224,4 +225,4 @@ def steps_to_target(problem: PowerLawProblem, data_size: int, grid: Grid) -> Cel
         BatchResult(int(bb.batch), float(bb.lr), float(bb.tau), bb.steps if bb.reached else None, *curve)
         for bb, curve in zip(best, curves, strict=True)
     )
-    return CellResult(problem, int(data_size), target, max_steps, results)
+    return CellResult(problem, int(data_size), target, max_steps, results, grid.b_ref)

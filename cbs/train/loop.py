@@ -332,6 +332,7 @@ def runs_row(
         "eval_sets": list(run.eval_datasets),
         "seed": r.seed,
         "target_loss": r.target_loss,
+        "reference_batch_size": r.reference_batch_size,
         "status": p.status,
         "steps": p.step,
         "tokens": tokens,
