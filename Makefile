@@ -9,7 +9,7 @@ SPEC ?= experiments/default.yaml
 RESULTS ?= results/default
 DATA ?= data/stdlib
 
-.PHONY: setup data sweep test lint bench clean-venv
+.PHONY: setup data sweep reproduce test lint bench clean-venv
 
 setup: $(BIN)/.installed
 
@@ -31,6 +31,22 @@ sweep: setup data
 	$(BIN)/cbs sweep $(SPEC) --results $(RESULTS)
 	$(BIN)/cbs fit cbs $(RESULTS) --json $(RESULTS)/cbs_fit.json
 	$(BIN)/cbs report $(RESULTS)
+
+# The CPU reproduction of "CBS scales with data size, not model size" (results/README.md): three sweeps into
+# one store (shared cells trained once; resumes from the committed store), per-experiment fits, figures, report.
+REPRO := results/cpu-cbs
+REPRO_SPECS := experiments/cpu-chinchilla.yaml experiments/cpu-fixed-data.yaml experiments/cpu-fixed-model.yaml
+
+reproduce: setup data
+	@start=$$(date +%s); \
+	for spec in $(REPRO_SPECS); do \
+	  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/cbs sweep $$spec --results $(REPRO) || exit $$?; \
+	done; \
+	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --b-opt 1 --out $(REPRO)/fits && \
+	$(BIN)/cbs fit cbs $(REPRO) --b-opt 1 --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
+	$(BIN)/cbs figures $(REPRO) --b-opt 1 --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
+	$(BIN)/cbs report $(REPRO) --b-opt 1 --format png && \
+	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 
 # One BLAS/OpenMP thread: the tiny models and small fits of the suite run fastest that way on 2 cores.
 test: setup

@@ -29,6 +29,11 @@ PRESETS: dict[str, dict] = {
     "tiny-64k": {"d_model": 48, "n_layers": 2, "n_heads": 3, "seq_len": 128},  # N = 55,728
     "tiny-250k": {"d_model": 80, "n_layers": 3, "n_heads": 5, "seq_len": 128},  # N = 231,440
     "tiny-1m": {"d_model": 128, "n_layers": 5, "n_heads": 8, "seq_len": 128},  # N = 985,728
+    # seq len 64: the CPU reproduction family (results/README.md), small enough for many optimizer steps
+    "micro-4k": {"d_model": 12, "n_layers": 2, "n_heads": 1, "seq_len": 64},  # N = 3,564
+    "micro-6k": {"d_model": 16, "n_layers": 2, "n_heads": 2, "seq_len": 64},  # N = 6,288
+    "micro-14k": {"d_model": 24, "n_layers": 2, "n_heads": 2, "seq_len": 64},  # N = 14,040
+    "micro-37k": {"d_model": 32, "n_layers": 3, "n_heads": 2, "seq_len": 64},  # N = 37,280
     "85M": {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 512},
     "151M": {"d_model": 1024, "n_layers": 12, "n_heads": 16, "seq_len": 512},
     "302M": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "seq_len": 512},

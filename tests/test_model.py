@@ -28,7 +28,7 @@ def test_hand_counts_tiny_64k():
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_counts_match_the_module(preset):
-    vocab = 256 if preset.startswith("tiny") else 50_304
+    vocab = 256 if preset.startswith(("tiny", "micro")) else 50_304
     s = spec(preset, vocab)
     with torch.device("meta"):  # no memory or init cost for the paper sizes
         model = build_model(s)
@@ -80,3 +80,11 @@ def test_forward_shapes_initial_loss_and_causality():
     changed[:, 10:] = (changed[:, 10:] + 1) % 256
     torch.testing.assert_close(model(changed)[:, :10], logits[:, :10])
     assert not torch.allclose(model(changed)[:, 10:], logits[:, 10:])
+
+
+def test_micro_family_spans_8x_at_seq_len_64_and_matches_its_names():
+    micro = {name: spec(name) for name in PRESETS if name.startswith("micro")}
+    n = {name: s.n_params for name, s in micro.items()}
+    assert n == {"micro-4k": 3_564, "micro-6k": 6_288, "micro-14k": 14_040, "micro-37k": 37_280}
+    assert max(n.values()) / min(n.values()) >= 8
+    assert {s.seq_len for s in micro.values()} == {64}

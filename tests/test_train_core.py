@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -72,3 +73,15 @@ def test_peak_flops_table():
     assert peak_flops("NVIDIA H200") == 989e12
     assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
     assert peak_flops("cpu") is None
+
+
+def test_eval_schedule_of_a_capped_run_is_dense_from_its_data_budget_on():
+    # a stop-at-target run allowed 4 x D: the dense evaluations start near D (step 250), not near the cap
+    cfg = EvalConfig(n_log=10, dense_tail_fraction=0.2, n_dense=12)
+    steps = eval_steps(1000, cfg, data_steps=250)
+    dense = [s for s in steps if s >= 200]
+    assert steps[-1] == 1000 and dense[0] == 200
+    assert len(dense) >= 12 and len([s for s in dense if s <= 400]) >= 4  # several evaluations around D
+    ratios = np.diff(np.log(dense[1:-1]))  # geometric spacing from D to the cap
+    assert ratios.max() < 2 * np.log(1000 / 200) / 11
+    assert eval_steps(1000, cfg, data_steps=1000) == eval_steps(1000, cfg)

@@ -12,12 +12,22 @@ from torch import nn
 from cbs.config import EvalConfig
 
 
-def eval_steps(steps: int, cfg: EvalConfig) -> list[int]:
-    """Sorted unique steps in 1..steps: ``n_log`` log-spaced ones, ``n_dense`` evenly spaced over the final
-    ``dense_tail_fraction`` of the run, and always the last step."""
+def eval_steps(steps: int, cfg: EvalConfig, data_steps: int | None = None) -> list[int]:
+    """Sorted unique steps in 1..steps: ``n_log`` log-spaced ones, ``n_dense`` dense ones, and always the last.
+
+    The dense ones cover the last ``dense_tail_fraction`` of the data budget ``data_steps`` (the steps of the
+    cell's D; default ``steps``) and, for a stop-at-target run allowed past D (``steps > data_steps``), go on
+    geometrically from there to ``steps``: the target is hit from about D on, so that is where
+    steps-to-target needs the evaluations, not at the end of the token cap."""
     log_points = np.logspace(0.0, math.log10(steps), max(cfg.n_log, 1)) if cfg.n_log > 0 else []
-    tail_start = steps * (1.0 - cfg.dense_tail_fraction)
-    dense = np.linspace(tail_start, steps, cfg.n_dense) if cfg.n_dense > 0 else []
+    anchor = min(steps, data_steps or steps)
+    tail_start = max(anchor * (1.0 - cfg.dense_tail_fraction), 1.0)
+    if cfg.n_dense <= 0:
+        dense: list[float] | np.ndarray = []
+    elif anchor == steps:
+        dense = np.linspace(tail_start, steps, cfg.n_dense)
+    else:
+        dense = np.geomspace(tail_start, steps, cfg.n_dense)
     points = {int(round(p)) for p in [*log_points, *dense]} | {steps}
     return sorted(p for p in points if 1 <= p <= steps)
 

@@ -92,7 +92,7 @@ class Trainer:
             self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
                 self.device
             )
-        self.eval_at = set(eval_steps(run.steps, cfg.eval))
+        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
         self.progress = Progress()
         self.session_start = time.perf_counter()
 
