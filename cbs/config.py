@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import types
@@ -121,15 +122,41 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile or
-        the recorded reference batch)."""
+        the recorded reference batch). A prepared dataset counts by its fingerprint, not by where it lies, so
+        a results store resumes from any checkout or mount point of the same data."""
         payload = self.to_dict()
         for key in ("experiment", "device", "compile", "reference_batch_size"):
             payload.pop(key)
+        payload["data"]["path"] = dataset_identity(self.data.path)
+        for eval_set in payload["data"]["eval_sets"]:
+            eval_set["path"] = dataset_identity(eval_set["path"])
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
 T = TypeVar("T")
+
+
+def dataset_identity(path: str | None) -> str | None:
+    """``fingerprint:<hash>`` of a prepared dataset folder (its manifest), else the path as given."""
+    if path is None:
+        return None
+    manifest = Path(path).expanduser().absolute() / "manifest.json"
+    try:
+        stat = manifest.stat()
+    except OSError:
+        return path
+    fingerprint = _manifest_fingerprint(str(manifest), stat.st_mtime_ns, stat.st_size)
+    return f"fingerprint:{fingerprint}" if fingerprint else path
+
+
+@functools.lru_cache(maxsize=256)
+def _manifest_fingerprint(manifest: str, mtime_ns: int, size: int) -> str | None:
+    """The ``fingerprint`` of a manifest file (cached per file version: sweeps ask for it per trial)."""
+    try:
+        return str(json.loads(Path(manifest).read_text())["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

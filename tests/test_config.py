@@ -1,0 +1,54 @@
+"""TrainConfig: strict keys, overrides, and a run id that names the data by content, not by location."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cbs.config import TrainConfig, apply_overrides
+from cbs.data import ByteTokenizer, prepare_dataset
+from cbs.errors import ConfigError
+
+
+def _prepare(path, text: str) -> str:
+    docs = [f"{text} document {i}\n" * 20 for i in range(40)]
+    prepare_dataset(docs, ByteTokenizer(), path, source="test", val_fraction=0.1, progress=False)
+    return str(path)
+
+
+def test_unknown_keys_and_wrong_types_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        TrainConfig.from_dict({"optim": {"lrr": 1e-3}})
+    with pytest.raises(ConfigError, match="batch_size must be int"):
+        TrainConfig.from_dict({"batch_size": "big"})
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["optim.lr"])
+    cfg = TrainConfig.from_dict(
+        apply_overrides({}, ["optim.lr=1e-3", "data.eval_sets=[{name: a}, {name: b}]"])
+    )
+    assert cfg.optim.lr == 1e-3 and [e.name for e in cfg.data.eval_sets] == ["a", "b"]
+
+
+def test_run_id_names_the_dataset_by_fingerprint_not_location(tmp_path):
+    here = _prepare(tmp_path / "a" / "stdlib", "same text")
+    moved = tmp_path / "b" / "elsewhere"
+    shutil.copytree(here, moved)
+    other = _prepare(tmp_path / "c" / "stdlib", "other text")
+
+    def run_id(path: str, **extra) -> str:
+        return TrainConfig.from_dict({"data": {"path": path}, **extra}).run_id()
+
+    assert run_id(here) == run_id(str(moved))  # same tokens, another folder: the same run
+    assert run_id(here) != run_id(other)  # other tokens: another run
+    assert run_id(here) != run_id(here, batch_size=64)
+    assert run_id(here) == run_id(here, experiment="x", reference_batch_size=8)  # labels only
+    # an eval set on another dataset counts by its fingerprint too
+    with_eval = {"data": {"path": here, "eval_sets": [{"name": "val"}, {"name": "o", "path": other}]}}
+    moved_other = shutil.copytree(other, tmp_path / "d" / "o")
+    moved_eval = {
+        "data": {"path": here, "eval_sets": [{"name": "val"}, {"name": "o", "path": str(moved_other)}]}
+    }
+    assert TrainConfig.from_dict(with_eval).run_id() == TrainConfig.from_dict(moved_eval).run_id()
+    # without a prepared dataset there is nothing to fingerprint: the path itself counts
+    assert run_id(str(tmp_path / "missing")) != run_id(str(tmp_path / "missing2"))
