@@ -42,10 +42,10 @@ reproduce: setup data
 	for spec in $(REPRO_SPECS); do \
 	  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/cbs sweep $$spec --results $(REPRO) || exit $$?; \
 	done; \
-	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --b-opt 1 --out $(REPRO)/fits && \
-	$(BIN)/cbs fit cbs $(REPRO) --b-opt 1 --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
-	$(BIN)/cbs figures $(REPRO) --b-opt 1 --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
-	$(BIN)/cbs report $(REPRO) --b-opt 1 --format png && \
+	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --out $(REPRO)/fits && \
+	$(BIN)/cbs fit cbs $(REPRO) --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
+	$(BIN)/cbs figures $(REPRO) --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
+	$(BIN)/cbs report $(REPRO) --format png && \
 	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 
 # One BLAS/OpenMP thread: the tiny models and small fits of the suite run fastest that way on 2 cores.

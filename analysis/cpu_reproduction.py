@@ -3,7 +3,7 @@ store into the paper's three experiments by the cells each spec covers, fit the 
 experiment, and write one JSON per experiment plus a Markdown summary.
 
     python analysis/cpu_reproduction.py results/cpu-cbs experiments/cpu-chinchilla.yaml \
-        experiments/cpu-fixed-data.yaml experiments/cpu-fixed-model.yaml --b-opt 1 --out results/cpu-cbs/fits
+        experiments/cpu-fixed-data.yaml experiments/cpu-fixed-model.yaml --out results/cpu-cbs/fits
 
 Each experiment's groups are the (model, D) cells of its spec's grid; the fits are those of `cbs fit cbs`
 (`steps_to_target_table` + `fit_cbs_table`), so a spec's laws are fitted over its own groups only (the store
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("store", help="results store holding the runs of every spec")
     ap.add_argument("specs", nargs="+", help="sweep specs; each one's cells form one experiment")
-    ap.add_argument("--b-opt", type=float, required=True, help="reference batch size (sequences)")
+    ap.add_argument(
+        "--b-opt", type=float, help="reference batch size in sequences (default: the one the runs record)"
+    )
     ap.add_argument("--overhead", type=float, default=0.2, help="allowed step overhead o (paper: 0.2)")
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--out", required=True, help="folder for <experiment>.json, steps.csv and summary.md")
