@@ -17,6 +17,7 @@ from cbs.cli.options import (
     add_n_starts,
     add_nd_columns,
     add_scaling_law_options,
+    store_source,
 )
 
 TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
@@ -84,18 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_store(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     from cbs.plots.registry import make_store_figures, parse_only
-    from cbs.plots.sources import StoreSource
 
     names = parse_only(args.only)
-    src = StoreSource(
-        Path(args.source),
-        b_opt=args.b_opt,
-        overhead=args.overhead,
-        target=args.target,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        n_starts=args.n_starts,
-    )
+    src = store_source(args.source, args)
     out = args.out or src.store.root / "figures"
     made, skipped = make_store_figures(src, out, names, formats, strict=bool(args.only))
     print(f"figures in {out} ({', '.join(formats)})")

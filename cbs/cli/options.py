@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cbs.protocol import B_OPT, CBS_OVERHEAD
+
+if TYPE_CHECKING:
+    from cbs.plots.sources import StoreSource
 
 
 def target_value(value: str) -> str | float:
@@ -73,4 +78,19 @@ def add_scaling_law_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
         default=0,
         metavar="K",
         help="drop the K highest-loss rows first (Besiroglu et al. drop 5 of Chinchilla's)",
+    )
+
+
+def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
+    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`."""
+    from cbs.plots.sources import StoreSource
+
+    return StoreSource(
+        Path(root),
+        b_opt=args.b_opt,
+        overhead=args.overhead,
+        target=args.target,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        n_starts=args.n_starts,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.options import add_bootstrap_options, add_cbs_options, add_n_starts
+from cbs.cli.options import add_bootstrap_options, add_cbs_options, add_n_starts, store_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,19 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cbs.plots.report import write_report
-    from cbs.plots.sources import StoreSource
     from cbs.plots.style import parse_formats
 
     formats = parse_formats(args.format)
-    src = StoreSource(
-        args.results_dir,
-        b_opt=args.b_opt,
-        overhead=args.overhead,
-        target=args.target,
-        n_boot=args.n_boot,
-        seed=args.seed,
-        n_starts=args.n_starts,
-    )
+    src = store_source(args.results_dir, args)
     pages = write_report(src, args.out or src.store.root / "report", formats=formats, html_page=args.html)
     print("wrote " + ", ".join(str(p) for p in pages))
     return 0
