@@ -31,6 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # Ray startup and real (tiny) training runs: about a minute for the file
 
 
+def subprocess_env() -> dict[str, str]:
+    """This process's environment as it is now (a running Ray adds its auth token to it), with cbs importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def sweep_command(spec: Path, results: Path, *extra: str) -> list[str]:
+    """`python -m cbs sweep SPEC --results RESULTS ...` as a user runs it, in its own process."""
+    return [sys.executable, "-m", "cbs", "sweep", str(spec), "--results", str(results), *extra]
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One small local Ray for the module (startup costs seconds)."""
@@ -149,19 +159,10 @@ def test_cli_joins_a_running_cluster_with_address(ray_cluster, dataset, tmp_path
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(spec))
     address = ray.get_runtime_context().gcs_address
-    cmd = [
-        sys.executable,
-        "-m",
-        "cbs",
-        "sweep",
-        str(path),
-        "--results",
-        str(tmp_path / "r"),
-        "--address",
-        address,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    cmd = sweep_command(path, tmp_path / "r", "--address", address)
+    done = subprocess.run(
+        cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Connected to Ray cluster" in done.stderr and "Started a local Ray" not in done.stderr
     assert sorted(ResultsStore(tmp_path / "r").runs().run_id) == sorted(
@@ -186,18 +187,8 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "cbs",
-        "sweep",
-        str(path),
-        "--results",
-        str(results),
-        "--max-concurrent",
-        "1",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = sweep_command(path, results, "--max-concurrent", "1")
+    env = subprocess_env()
 
     def in_flight() -> set[str]:  # runs not stored yet that have a checkpoint
         stored = {p.stem for p in (results / "runs").glob("*.parquet")}
