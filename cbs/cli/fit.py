@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--input",
         type=Path,
         metavar="TABLE",
-        help="steps-to-target table (.csv/.parquet): model, n_params, batch_size, steps_to_target[, data_tokens]",
+        help="steps-to-target table (.csv/.parquet): model, n_params, batch_size, steps_to_target"
+        "[, data_tokens, target_loss, b_opt]",
     )
     add_cbs_options(p)
     p.add_argument("--eval-set", help="store only: eval set for the target (default: each run's primary)")
