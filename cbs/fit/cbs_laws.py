@@ -15,8 +15,9 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.critical_batch import CbsFit, fit_cbs
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
+from cbs.fit.steps_to_target import reference_batch
 from cbs.fit.tables import require_columns
-from cbs.protocol import B_OPT, CBS_OVERHEAD
+from cbs.protocol import CBS_OVERHEAD
 
 UNITS = {
     "n_params": "millions of non-embedding parameters",
@@ -128,16 +129,6 @@ class CbsAnalysis:
         return pd.DataFrame(rows)
 
 
-def _group_b_opt(grp: pd.DataFrame, b_opt: float | None) -> float:
-    """``b_opt`` if given, else the group's ``b_opt`` column (from `steps_to_target_table`), else 256."""
-    if b_opt is not None:
-        return float(b_opt)
-    given = grp["b_opt"].dropna().unique() if "b_opt" in grp else []
-    if len(given) > 1:
-        raise FitError(f"one group lists several b_opt values {sorted(given)}; pass b_opt")
-    return float(given[0]) if len(given) else float(B_OPT)
-
-
 def _fit_group(
     key: tuple, grp: pd.DataFrame, b_opt: float | None, overhead: float, n_boot: int, seed: int
 ) -> CbsGroup:
@@ -161,7 +152,7 @@ def _fit_group(
         fit = fit_cbs(
             per_batch.index.to_numpy(float),
             per_batch.to_numpy(float),
-            b_opt=_group_b_opt(grp, b_opt),
+            b_opt=reference_batch(grp, b_opt, column="b_opt"),
             overhead=overhead,
             n_boot=n_boot,
             seed=seed,

@@ -73,16 +73,15 @@ def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | No
     return cur.dropna(subset=["loss"]).sort_values(["run_id", "step"])
 
 
-def reference_batch(grp: pd.DataFrame, b_opt: float | None) -> float:
-    """B_opt of one group: ``b_opt`` if given, else the reference batch its runs record (`cbs sweep` and
-    `cbs theory` write it), else the paper's 256."""
+def reference_batch(grp: pd.DataFrame, b_opt: float | None, column: str = "reference_batch_size") -> float:
+    """B_opt of one group: ``b_opt`` if given, else the one value its ``column`` holds (the runs'
+    ``reference_batch_size``, which `cbs sweep` and `cbs theory` write, or a steps table's ``b_opt``),
+    else the paper's 256."""
     if b_opt is not None:
         return float(b_opt)
-    recorded = grp["reference_batch_size"].dropna().unique() if "reference_batch_size" in grp else []
+    recorded = grp[column].dropna().unique() if column in grp else []
     if len(recorded) > 1:
-        raise FitError(
-            f"the runs of one group record several reference batch sizes {sorted(recorded)}; pass --b-opt"
-        )
+        raise FitError(f"one group holds several {column} values {sorted(recorded)}; pass --b-opt")
     return float(recorded[0]) if len(recorded) else float(B_OPT)
 
 
