@@ -1,4 +1,4 @@
-"""`cbs fit cbs | scaling-law | loss-to-loss`: the fits of cbs.fit from a results store or a CSV/Parquet table."""
+"""`cbs fit cbs | scaling-law | loss-to-loss | hparams`: the fits of cbs.fit from a results store or a CSV/Parquet table."""
 
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_n_starts(p)
     _common(p, "write κ, K, E_x, E_y, R², intervals and the translated law as JSON")
     p.set_defaults(func=run_loss_to_loss)
+
+    from cbs.cli.fit_hparams import register_hparams
+
+    register_hparams(sub)
 
 
 def _one_source(args: argparse.Namespace) -> None:
