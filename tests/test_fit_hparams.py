@@ -10,7 +10,14 @@ import pytest
 
 from cbs.cli import main
 from cbs.errors import FitError
-from cbs.fit.hparams import NOT_CONVEX, OUTSIDE_GRID, RUNS_WITHOUT_LOSS, HparamColumns, fit_hparam_laws
+from cbs.fit.hparams import (
+    NOT_CONVEX,
+    ON_EDGE,
+    OUTSIDE_GRID,
+    RUNS_WITHOUT_LOSS,
+    HparamColumns,
+    fit_hparam_laws,
+)
 from cbs.fit.hparams_store import store_hparam_table
 from cbs.results import ResultsStore
 
@@ -82,19 +89,21 @@ def test_optimum_off_grid_and_non_convex_bowls_fall_back_and_warn():
     flat = _grid(compute=[1e20], saddle=True, seed=3)
     analysis = fit_hparam_laws(pd.concat([_grid(compute=[1e17, 1e18, 1e21]), off, flat]), COLS, n_boot=20)
     by_c = {b.budget["compute"]: b for b in analysis.budgets}
-    assert by_c[1e19].warnings == (OUTSIDE_GRID,) and by_c[1e19].optimum.method == "grid_argmin"
+    assert by_c[1e19].warnings == (OUTSIDE_GRID, ON_EDGE) and by_c[1e19].optimum.method == "grid_argmin"
     assert by_c[1e19].b_opt == off["batch_tokens"].min()  # the best run sits on the grid's edge
-    assert by_c[1e20].warnings == (NOT_CONVEX,) and by_c[1e20].optimum.method == "grid_argmin"
+    assert by_c[1e20].warnings[0] == NOT_CONVEX and by_c[1e20].optimum.method == "grid_argmin"
     assert by_c[1e17].warnings == ()
     codes = {w["code"]: w["budgets"] for w in analysis.to_dict()["warnings"]}
-    assert codes == {OUTSIDE_GRID: [{"compute": 1e19}], NOT_CONVEX: [{"compute": 1e20}]}
+    assert codes[OUTSIDE_GRID] == [{"compute": 1e19}] and codes[NOT_CONVEX] == [{"compute": 1e20}]
+    assert "2 of the 5 optima in the laws are grid argmins, not bowl minima" in analysis.report()
 
 
 def test_non_finite_losses_are_counted_and_flagged():
     tab = _grid()
-    tab.loc[[0, 1], "loss"] = [np.nan, np.inf]  # e.g. diverged runs
+    tab["loss"] = tab["loss"].astype(object)
+    tab.loc[[0, 1, 2], "loss"] = [np.nan, np.inf, "diverged"]  # runs without a usable loss
     first = fit_hparam_laws(tab, COLS, n_boot=0).budgets[0]
-    assert first.n_without_loss == 2 and first.n_runs == 49 and RUNS_WITHOUT_LOSS in first.warnings
+    assert first.n_without_loss == 3 and first.n_runs == 49 and RUNS_WITHOUT_LOSS in first.warnings
 
 
 def test_bad_input_refused_before_fitting():
@@ -126,6 +135,8 @@ def test_cli_json_markdown_and_exit_2_on_bad_input(tmp_path, capsys):
     _grid(compute=[1e17, 1e18]).to_csv(few, index=False)
     assert main(["fit", "hparams", "--input", str(few), "--c-col", "compute", "--b-col", "batch_tokens"]) == 2
     assert "2 budget(s)" in capsys.readouterr().err
+    assert main([*args, "--runs-csv", str(tmp_path / "r.csv")]) == 2  # a store-only option with --input
+    assert "--runs-csv" in capsys.readouterr().err
 
 
 def _store_run(store, run_id, batch, status, tokens_end, schedule="constant", budget=1000):

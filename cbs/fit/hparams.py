@@ -28,12 +28,15 @@ MIN_BUDGETS = 3
 NOT_CONVEX = "bowl_not_convex"
 OUTSIDE_GRID = "bowl_optimum_outside_grid"
 TOO_FEW_RUNS = "too_few_runs_for_bowl"
+ON_EDGE = "optimum_on_grid_edge"
 RUNS_WITHOUT_LOSS = "runs_without_loss"
 WARNING_TEXT = {
     NOT_CONVEX: "the fitted bowl is not convex; the optimum is the best run (grid argmin)",
     OUTSIDE_GRID: "the bowl's minimum lies outside the grid; the optimum is the best run (grid argmin), "
     "a bound rather than an estimate — extend the grid",
     TOO_FEW_RUNS: "too few distinct runs for a bowl; the optimum is the best run (grid argmin)",
+    ON_EDGE: "the optimum is a run at the smallest or largest batch size or lr of the grid: a bound, not an "
+    "estimate",
     RUNS_WITHOUT_LOSS: "some runs have no finite loss (diverged, or censored before the budget) and were "
     "left out of the bowl",
 }
@@ -235,6 +238,10 @@ class HparamAnalysis:
         lines += [law.describe() for law in self.joint_laws.values()]
         if self.joint_laws_absent:
             lines.append(f"no joint law in N and D: {self.joint_laws_absent}")
+        fallback = sum(b.optimum.method == "grid_argmin" for b in self.budgets if b.optimum)
+        if fallback:
+            n_laws = self.batch_law.fit.n_points
+            lines.append(f"{fallback} of the {n_laws} optima in the laws are grid argmins, not bowl minima")
         for code, budgets in self.warnings.items():
             lines.append(
                 f"warning {code} ({len(budgets)} of {len(self.budgets)} budgets): {WARNING_TEXT[code]}"
@@ -320,7 +327,7 @@ def _budget_optimum(
 ) -> tuple[BudgetOptimum, np.ndarray]:
     """The budget's optimum and its (n_boot, 2) bootstrap samples of (log B_opt, log lr_opt)."""
     label = _budget_label(key, cols)
-    loss = runs[cols.loss].to_numpy(float)
+    loss = pd.to_numeric(runs[cols.loss], errors="coerce").to_numpy(float)  # text (e.g. "diverged") → NaN
     ok = np.isfinite(loss)
     log_b = np.log(runs[cols.batch].to_numpy(float)[ok])
     log_lr = np.log(runs[cols.lr].to_numpy(float)[ok])
@@ -342,7 +349,10 @@ def _budget_optimum(
     for i, w in enumerate(resample_counts(loss.size, n_boot, seed)):
         o = bowl_optimum(log_b, log_lr, loss, w, band)
         samples[i] = o.log_b, o.log_lr
-    warnings = warn + ((point.warning,) if point.warning else ())
+    on_edge = point.method == "grid_argmin" and (
+        point.log_b in (log_b.min(), log_b.max()) or point.log_lr in (log_lr.min(), log_lr.max())
+    )
+    warnings = warn + ((point.warning,) if point.warning else ()) + ((ON_EDGE,) if on_edge else ())
     result = BudgetOptimum(
         label,
         len(runs),
