@@ -41,7 +41,7 @@ def percentile_ci(samples: np.ndarray, level: float = CI_LEVEL) -> np.ndarray:
     big = np.finfo(np.float64).max
     tail = 100.0 * (1.0 - level) / 2.0
     out = np.nanpercentile(np.clip(samples, -big, big), [tail, 100.0 - tail], axis=0)
-    return np.where(np.abs(out) >= big / 2, np.sign(out) * np.inf, out)
+    return np.where(np.abs(out) >= big / 2, np.copysign(np.inf, out), out)
 
 
 def ci_tuple(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:

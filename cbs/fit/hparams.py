@@ -252,10 +252,9 @@ class HparamAnalysis:
         """One row per budget."""
         rows = []
         for b in self.budgets:
-            d = b.to_dict()
-            d["b_opt_lo"], d["b_opt_hi"] = d.pop("b_opt_ci")
-            d["lr_opt_lo"], d["lr_opt_hi"] = d.pop("lr_opt_ci")
-            d["warnings"] = ",".join(d["warnings"])
+            d = {k: v for k, v in b.to_dict().items() if k not in ("b_opt_ci", "lr_opt_ci")}
+            (d["b_opt_lo"], d["b_opt_hi"]), (d["lr_opt_lo"], d["lr_opt_hi"]) = b.b_opt_ci, b.lr_opt_ci
+            d["warnings"] = ",".join(b.warnings)
             rows.append(d)
         return pd.DataFrame(rows)
 
