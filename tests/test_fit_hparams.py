@@ -139,13 +139,16 @@ def test_cli_json_markdown_and_exit_2_on_bad_input(tmp_path, capsys):
     assert "--runs-csv" in capsys.readouterr().err
 
 
-def _store_run(store, run_id, batch, status, tokens_end, schedule="constant", budget=1000):
+def _store_run(
+    store, run_id, batch, status, tokens_end, schedule="constant", budget=1000, lr=1e-3, d=1000, at_d=None
+):
+    """One run of D = ``d`` tokens whose EWA loss falls linearly in tokens (or is ``at_d`` throughout)."""
     row = {"run_id": run_id, "preset": "m", "n_params": 10, "flops_per_token": 60.0, "batch_size": batch,
-           "batch_tokens": 10 * batch, "lr": 1e-3, "schedule": schedule, "token_budget": budget,
-           "data_tokens": 1000, "status": status, "tokens": tokens_end, "eval_sets": ["val"]}  # fmt: skip
-    tokens = np.array([250, 500, 800, 1250, 2000])
-    curve = [{"step": int(t), "tokens": int(t), "eval_set": "val", "eval_loss": 9.0, "ewa_eval_loss": 10.0 - t / 1000}
-             for t in tokens[tokens <= tokens_end]]  # fmt: skip
+           "batch_tokens": 10 * batch, "lr": lr, "schedule": schedule, "token_budget": budget,
+           "data_tokens": d, "status": status, "tokens": tokens_end, "eval_sets": ["val"]}  # fmt: skip
+    tokens = np.array([0.25, 0.5, 0.8, 1.25, 2.0]) * d
+    curve = [{"step": int(t), "tokens": int(t), "eval_set": "val", "eval_loss": 9.0,
+              "ewa_eval_loss": 10.0 - t / 1000 if at_d is None else at_d} for t in tokens[tokens <= tokens_end]]  # fmt: skip
     store.write_run(row, curve)
 
 
@@ -162,3 +165,28 @@ def test_store_runs_count_when_their_loss_at_d_is_a_d_token_runs(tmp_path):
     assert np.isnan(t.loc["cosine", "loss"]) and "cosine" in t.loc["cosine", "loss_note"]
     assert t.loc["exact", "loss"] == pytest.approx(9.2)
     assert (t["compute"] == 60.0 * 1000).all() and len(t) == 4
+
+
+def test_cli_on_a_store_fits_the_laws_in_d_and_writes_the_runs_table(tmp_path):
+    store = ResultsStore(tmp_path / "store")
+    for d in (1e3, 4e3, 16e3):  # B_opt = D^0.5 / 2, lr_opt = 1e-3 at every D
+        for i, b in enumerate((4, 16, 64)):
+            for j, lr in enumerate((3e-4, 1e-3, 3e-3)):
+                loss = 3.0 + _bowl(np.log(b / (d**0.5 / 2)), np.log(lr / 1e-3))
+                _store_run(store, f"{d:g}-{i}{j}", b, "completed", 2 * d, lr=lr, d=d, budget=2 * d, at_d=loss)
+    runs_csv, out = tmp_path / "runs.csv", tmp_path / "hp.json"
+    args = [
+        "fit",
+        "hparams",
+        str(store.root),
+        "--n-boot",
+        "0",
+        "--runs-csv",
+        str(runs_csv),
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    law = json.loads(out.read_text())["batch_law"]
+    assert law["variables"] == ["data_tokens"] and law["exponent"] == pytest.approx(0.5, abs=1e-6)
+    assert len(pd.read_csv(runs_csv)) == 27
