@@ -158,6 +158,14 @@ def test_e_fixed_interval_and_refusals():
         fit_loss_to_loss_table(t, KAPLAN_COLS, form="power")
 
 
+def test_law_cache_shares_the_shift_fits_between_pairs():
+    t, cache = _kaplan_table(), {}
+    ab = fit_loss_to_loss_table(t, KAPLAN_COLS, n_starts=300, n_boot=20, law_cache=cache)
+    ba = fit_loss_to_loss_table(t, Columns("g", "n", "d", "b", "loss", "a", "loss"), n_starts=300, n_boot=20,
+                                law_cache=cache)  # fmt: skip
+    assert len(cache) == 2 and (ba.fit.E_x, ba.fit.E_y) == (ab.fit.E_y, ab.fit.E_x)
+
+
 def test_cli_json_carries_both_intervals(tmp_path):
     table, out = tmp_path / "runs.csv", tmp_path / "l2l.json"
     _kaplan_table().to_csv(table, index=False)

@@ -115,13 +115,23 @@ def pair_losses(table: pd.DataFrame, cols: Columns) -> pd.DataFrame:
     return pairs.sort_values(["n", "d"]).reset_index(drop=True)
 
 
+LawCache = dict[tuple[object, ...], LawData]
+
+
 def _law_data(
-    table: pd.DataFrame, cols: Columns, group: str, col: str, form: str, n_starts: int, n_boot: int, seed: int
-) -> LawData:
+    table: pd.DataFrame, cols: Columns, group: str, col: str, form: str, n_starts: int, n_boot: int, seed: int,
+    cache: LawCache | None,
+) -> LawData:  # fmt: skip
+    key = (group, col, form, n_starts, n_boot, seed)
+    if cache is not None and key in cache:
+        return cache[key]
     rows = table[table[cols.group].astype(str) == group]
     n, d, loss = (rows[c].to_numpy(float) for c in (cols.n, cols.d, col))
     law = fit_scaling_law(n, d, loss, form=form, n_starts=n_starts, n_boot=n_boot, seed=seed)
-    return LawData(law, n, d, loss)
+    out = LawData(law, n, d, loss)
+    if cache is not None:
+        cache[key] = out
+    return out
 
 
 def fit_loss_to_loss_table(
@@ -137,13 +147,15 @@ def fit_loss_to_loss_table(
     n_starts: int = 4500,
     n_boot: int = 1000,
     seed: int = 0,
+    law_cache: LawCache | None = None,
 ) -> LossToLossAnalysis:
     """Pair, fit E_x/E_y by per-(group, column) L(N, D) fits of ``form`` unless given, fit the loss-to-loss
     law, translate the x law to y, and score relative errors of ŷ on ``holdout`` runs (paired the same way).
 
     ``form`` defaults to the paper's (Kaplan). The E-fixed pairs bootstrap is always computed; with
     ``interval="joint"`` and an E from an L(N, D) fit, the joint cell bootstrap (``joint_bootstrap``) is too,
-    and the laws' intervals come from its refits."""
+    and the laws' intervals come from its refits. ``law_cache`` (a dict, filled here) shares the L(N, D) fits
+    between calls on the same ``table``, e.g. over every pair of training sets."""
     if form not in FORMS:
         raise FitError(f"unknown scaling-law form {form!r}; choose one of {FORMS}")
     if interval not in INTERVALS:
@@ -153,12 +165,12 @@ def fit_loss_to_loss_table(
     joint = interval == "joint" and n_boot > 0 and (E_x is None or fit_y_law)
     law_boot = 0 if joint else n_boot  # joint: the laws' samples are the joint refits
     side_x = (
-        _law_data(table, cols, cols.x_group, cols.x_col, form, n_starts, law_boot, seed)
+        _law_data(table, cols, cols.x_group, cols.x_col, form, n_starts, law_boot, seed, law_cache)
         if E_x is None
         else None
     )
     side_y = (
-        _law_data(table, cols, cols.y_group, cols.y_col, form, n_starts, law_boot, seed)
+        _law_data(table, cols, cols.y_group, cols.y_col, form, n_starts, law_boot, seed, law_cache)
         if fit_y_law
         else None
     )
