@@ -295,7 +295,9 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"{args.x_group}:{args.x_col} → {args.y_group}:{args.y_col} on {f.n_points} (N, D) pairs")
     j = analysis.joint
-    console.print(f"  E from {analysis.form}-form L(N, D) fits; intervals: {analysis.interval}")
+    fitted = [name for name, law in (("E_x", analysis.law_x), ("E_y", analysis.law_y)) if law is not None]
+    source = f"{', '.join(fitted)} from {analysis.form}-form L(N, D) fits; " if fitted else ""
+    console.print(f"  {source}intervals: {analysis.interval}")
     console.print(
         f"  κ = {_fmt(f.kappa, j.kappa_ci if j else f.kappa_ci)}   K = {_fmt(f.K, j.K_ci if j else f.K_ci)}"
     )
