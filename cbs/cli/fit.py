@@ -99,6 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--E-y", dest="E_y", type=float, help="give E_y instead of fitting L(N, D) to the y losses"
     )
     p.add_argument("--fit-E-y", dest="fit_E_y", action="store_true", help="fit E_y within 0 ≤ E_y < min y")
+    p.add_argument(
+        "--form",
+        choices=("kaplan", "chinchilla"),
+        default="kaplan",
+        help="form of the L(N, D) fits giving E_x, E_y (default kaplan, the loss-to-loss paper's)",
+    )
+    p.add_argument(
+        "--interval",
+        choices=("joint", "e-fixed"),
+        default="joint",
+        help="joint: a bootstrap that refits E_x, E_y on each resample (default); e-fixed: E held fixed",
+    )
     p.add_argument("--holdout", type=Path, metavar="TABLE", help="held-out runs to score extrapolation on")
     p.add_argument("--raw-loss", action="store_true", help="store only: raw-weight losses instead of EWA")
     add_n_starts(p)
@@ -277,6 +289,8 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
         E_y=args.E_y,
         fit_E_y=args.fit_E_y,
         holdout=read_table(args.holdout) if args.holdout else None,
+        form=args.form,
+        interval=args.interval,
         n_starts=args.n_starts,
         n_boot=args.n_boot,
         seed=args.seed,
@@ -284,10 +298,22 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
     f = analysis.fit
     console = Console()
     console.print(f"{args.x_group}:{args.x_col} → {args.y_group}:{args.y_col} on {f.n_points} (N, D) pairs")
-    console.print(f"  κ = {_fmt(f.kappa, f.kappa_ci)}   K = {_fmt(f.K, f.K_ci)}")
+    j = analysis.joint
+    fitted = [name for name, law in (("E_x", analysis.law_x), ("E_y", analysis.law_y)) if law is not None]
+    source = f"{', '.join(fitted)} from {analysis.form}-form L(N, D) fits; " if fitted else ""
+    console.print(f"  {source}intervals: {analysis.interval}")
     console.print(
-        f"  E_x = {f.E_x:.4g}   E_y = {_fmt(f.E_y, f.E_y_ci)}   R² = {f.r2:.4f} (log-log {f.r2_log:.4f})"
+        f"  κ = {_fmt(f.kappa, j.kappa_ci if j else f.kappa_ci)}   K = {_fmt(f.K, j.K_ci if j else f.K_ci)}"
     )
+    console.print(
+        f"  E_x = {_fmt(f.E_x, j.E_x_ci if j else None)}   E_y = {_fmt(f.E_y, j.E_y_ci if j else f.E_y_ci)}   "
+        f"R² = {f.r2:.4f} (log-log {f.r2_log:.4f})"
+    )
+    if j:
+        console.print(
+            f"  E-fixed κ interval {_fmt(f.kappa, f.kappa_ci)}; joint bootstrap: {j.n_ok}/{j.n_boot} resamples "
+            f"in {j.seconds:.1f} s"
+        )
     if analysis.holdout is not None:
         for row in analysis.holdout.itertuples():
             console.print(

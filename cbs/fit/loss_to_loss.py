@@ -36,8 +36,9 @@ def _linear(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float, float]:
     return float(kappa), float(log_k), ssr
 
 
-def _fit(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> tuple[float, float, float]:
-    """(κ, log K, E_y); E_y profiled over [0, min y) when ``e_y`` is None."""
+def fit_kappa(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> tuple[float, float, float]:
+    """(κ, log K, E_y) by least squares of log(y − E_y) on log(x − E_x); E_y profiled over [0, min y) when
+    ``e_y`` is None. Shifts must lie below every loss (unchecked here; see ``fit_loss_to_loss``)."""
     lx = np.log(x - e_x)
     if e_y is not None:
         kappa, log_k, _ = _linear(lx, np.log(y - e_y))
@@ -86,21 +87,21 @@ class LossToLossFit:
         return self.K * (xa - self.E_x) ** self.kappa + self.E_y
 
     def translate(self, law: ScalingLawFit) -> ScalingLawFit:
-        """The L(N, D) law of dataset x carried to dataset y: α′ = κα, β′ = κβ, E′ = E_y and, in this
-        package's L = E + A/N^α + B/D^β form, A′ = K·A^κ, B′ = K·B^κ (the paper's A′ = A·K^{1/(κα)} in its
-        (A/N)^α form). Exact where one power term dominates; needs the law's E equal to E_x."""
-        if law.form != "chinchilla":
-            raise FitError(f"translation needs a chinchilla-form law, got {law.form!r}")
+        """The L(N, D) law of dataset x carried to dataset y: α′ = κα, β′ = κβ, E′ = E_y and
+        Kaplan form ((A/N)^{α/β} + B/D)^β + E: A′ = A·K^{1/(κα)}, B′ = B·K^{1/(κβ)} — the paper's map, exact;
+        Chinchilla form E + A/N^α + B/D^β: A′ = K·A^κ, B′ = K·B^κ, exact where one power term dominates.
+        Needs the law's E equal to E_x; interval samples pair the law's and this fit's samples row by row."""
         if abs(law.E - self.E_x) > 0.01 * self.E_x:
             raise FitError(
                 f"the law's E = {law.E:.4g} is not this fit's E_x = {self.E_x:.4g}; fit loss-to-loss with "
                 "E_x equal to the law's E before translating it"
             )
-        params = self._map(law.params[None, :], np.array([[self.kappa, np.log(self.K), self.E_y]]))[0]
+        ltl = np.array([[self.kappa, np.log(self.K), self.E_y]])
+        params = self._map(law.params[None, :], ltl, law.form)[0]
         n = min(len(law.samples), len(self.samples))
-        samples = self._map(law.samples[:n], self.samples[:n]) if n else np.empty((0, 5))
+        samples = self._map(law.samples[:n], self.samples[:n], law.form) if n else np.empty((0, 5))
         return ScalingLawFit(
-            form="chinchilla",
+            form=law.form,
             params=params,
             objective=float("nan"),
             n_points=law.n_points,
@@ -109,11 +110,14 @@ class LossToLossFit:
         )
 
     @staticmethod
-    def _map(p: np.ndarray, ltl: np.ndarray) -> np.ndarray:
+    def _map(p: np.ndarray, ltl: np.ndarray, form: str) -> np.ndarray:
         kappa, log_k, e_y = ltl[:, 0], ltl[:, 1], ltl[:, 2]
-        return np.column_stack(
-            [log_k + kappa * p[:, 0], log_k + kappa * p[:, 1], np.log(e_y), kappa * p[:, 3], kappa * p[:, 4]]
-        )
+        alpha, beta = kappa * p[:, 3], kappa * p[:, 4]
+        if form == "kaplan":
+            a, b = p[:, 0] + log_k / alpha, p[:, 1] + log_k / beta
+        else:
+            a, b = log_k + kappa * p[:, 0], log_k + kappa * p[:, 1]
+        return np.column_stack([a, b, np.log(e_y), alpha, beta])
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -157,7 +161,7 @@ def fit_loss_to_loss(
             )
         _check_shift(ya, E_y, "E_y")
     e_y = None if fit_E_y else float(E_y)
-    kappa, log_k, e_y_hat = _fit(xa, ya, E_x, e_y)
+    kappa, log_k, e_y_hat = fit_kappa(xa, ya, E_x, e_y)
     pred = np.exp(log_k) * (xa - E_x) ** kappa + e_y_hat
     r2 = 1.0 - float(((ya - pred) ** 2).sum() / ((ya - ya.mean()) ** 2).sum())
     ly = np.log(ya - e_y_hat)
@@ -167,7 +171,7 @@ def fit_loss_to_loss(
     for _ in range(n_boot):
         idx = rng.integers(0, xa.size, xa.size)
         try:
-            samples.append(_fit(xa[idx], ya[idx], E_x, e_y))
+            samples.append(fit_kappa(xa[idx], ya[idx], E_x, e_y))
         except FitError:
             continue
     s = np.asarray(samples, dtype=np.float64).reshape(-1, 3)

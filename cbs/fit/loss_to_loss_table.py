@@ -6,16 +6,19 @@ Rows of ``x_group`` give x = ``x_col``, rows of ``y_group`` give y = ``y_col``; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from cbs.errors import FitError
 from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
-from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
+from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
+from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
 from cbs.fit.tables import require_columns
 from cbs.results import ResultsStore
+
+INTERVALS = ("joint", "e-fixed")
 
 
 @dataclass(frozen=True)
@@ -33,15 +36,30 @@ class Columns:
 
 @dataclass(frozen=True)
 class LossToLossAnalysis:
-    fit: LossToLossFit
+    fit: LossToLossFit  # its kappa_ci, K_ci, E_y_ci hold E_x (and a given or L(N, D) E_y) fixed
     law_x: ScalingLawFit | None  # the L(N, D) fit that gave E_x (None when E_x was given)
     law_y: ScalingLawFit | None
     translated: ScalingLawFit | None  # law_x carried to the y losses
     pairs: pd.DataFrame  # n, d, x, y, y_pred
     holdout: pd.DataFrame | None  # n, d, x, y, y_pred, rel_error
+    form: str = "kaplan"  # of the L(N, D) fits that gave E_x, E_y
+    joint: JointInterval | None = None  # intervals that refit E_x, E_y on every resample
+
+    @property
+    def interval(self) -> str:
+        """Which interval the headline ``kappa_ci``/``K_ci`` are: "joint" when computed, else "e-fixed"."""
+        return "joint" if self.joint is not None else "e-fixed"
 
     def to_json_dict(self, cols: Columns) -> dict[str, object]:
         out: dict[str, object] = dict(self.fit.to_dict())
+        e_fixed = {k: out[k] for k in ("kappa_ci", "K_ci", "E_y_ci", "n_boot")}
+        out["form"] = self.form
+        out["interval"] = self.interval
+        out["intervals"] = {"e_fixed": e_fixed, "joint": self.joint.to_dict() if self.joint else None}
+        if self.joint is not None:
+            out.update(
+                {k: self.joint.to_dict()[k] for k in ("kappa_ci", "K_ci", "E_x_ci", "E_y_ci", "n_boot")}
+            )
         out["columns"] = vars(cols)
         out["E_x_source"] = "L(N, D) fit" if self.law_x is not None else "given"
         out["E_y_source"] = "fitted" if self.fit.E_y_fitted else ("L(N, D) fit" if self.law_y else "given")
@@ -97,11 +115,23 @@ def pair_losses(table: pd.DataFrame, cols: Columns) -> pd.DataFrame:
     return pairs.sort_values(["n", "d"]).reset_index(drop=True)
 
 
-def _law(table: pd.DataFrame, cols: Columns, group: str, col: str, n_starts: int, n_boot: int, seed: int):
+LawCache = dict[tuple[object, ...], LawData]
+
+
+def _law_data(
+    table: pd.DataFrame, cols: Columns, group: str, col: str, form: str, n_starts: int, n_boot: int, seed: int,
+    cache: LawCache | None,
+) -> LawData:  # fmt: skip
+    key = (group, col, form, n_starts, n_boot, seed)
+    if cache is not None and key in cache:
+        return cache[key]
     rows = table[table[cols.group].astype(str) == group]
-    return fit_scaling_law(
-        rows[cols.n], rows[cols.d], rows[col], form="chinchilla", n_starts=n_starts, n_boot=n_boot, seed=seed
-    )
+    n, d, loss = (rows[c].to_numpy(float) for c in (cols.n, cols.d, col))
+    law = fit_scaling_law(n, d, loss, form=form, n_starts=n_starts, n_boot=n_boot, seed=seed)
+    out = LawData(law, n, d, loss)
+    if cache is not None:
+        cache[key] = out
+    return out
 
 
 def fit_loss_to_loss_table(
@@ -112,26 +142,52 @@ def fit_loss_to_loss_table(
     E_y: float | None = None,  # noqa: N803
     fit_E_y: bool = False,  # noqa: N803
     holdout: pd.DataFrame | None = None,
+    form: str = "kaplan",
+    interval: str = "joint",
     n_starts: int = 4500,
     n_boot: int = 1000,
     seed: int = 0,
+    law_cache: LawCache | None = None,
 ) -> LossToLossAnalysis:
-    """Pair, fit E_x/E_y by per-(group, column) L(N, D) fits unless given, fit the loss-to-loss law, translate
-    the x law to y, and score relative errors of ŷ on ``holdout`` runs (paired the same way)."""
+    """Pair, fit E_x/E_y by per-(group, column) L(N, D) fits of ``form`` unless given, fit the loss-to-loss
+    law, translate the x law to y, and score relative errors of ŷ on ``holdout`` runs (paired the same way).
+
+    ``form`` defaults to the paper's (Kaplan). The E-fixed pairs bootstrap is always computed; with
+    ``interval="joint"`` and an E from an L(N, D) fit, the joint cell bootstrap (``joint_bootstrap``) is too,
+    and the laws' intervals come from its refits. ``law_cache`` (a dict, filled here) shares the L(N, D) fits
+    between calls on the same ``table``, e.g. over every pair of training sets."""
+    if form not in FORMS:
+        raise FitError(f"unknown scaling-law form {form!r}; choose one of {FORMS}")
+    if interval not in INTERVALS:
+        raise FitError(f"unknown interval {interval!r}; choose one of {INTERVALS}")
     pairs = pair_losses(table, cols)
-    law_x = _law(table, cols, cols.x_group, cols.x_col, n_starts, n_boot, seed) if E_x is None else None
-    law_y = None
-    if E_y is None and not fit_E_y:
-        law_y = _law(table, cols, cols.y_group, cols.y_col, n_starts, n_boot, seed)
-    fit = fit_loss_to_loss(
-        pairs["x"],
-        pairs["y"],
-        E_x=law_x.E if law_x else float(E_x),
-        E_y=law_y.E if law_y else E_y,
-        fit_E_y=fit_E_y,
-        n_boot=n_boot,
-        seed=seed,
+    fit_y_law = E_y is None and not fit_E_y
+    joint = interval == "joint" and n_boot > 0 and (E_x is None or fit_y_law)
+    law_boot = 0 if joint else n_boot  # joint: the laws' samples are the joint refits
+    side_x = (
+        _law_data(table, cols, cols.x_group, cols.x_col, form, n_starts, law_boot, seed, law_cache)
+        if E_x is None
+        else None
     )
+    side_y = (
+        _law_data(table, cols, cols.y_group, cols.y_col, form, n_starts, law_boot, seed, law_cache)
+        if fit_y_law
+        else None
+    )
+    e_x = side_x.law.E if side_x else float(E_x)
+    e_y = side_y.law.E if side_y else E_y
+    fit = fit_loss_to_loss(
+        pairs["x"], pairs["y"], E_x=e_x, E_y=e_y, fit_E_y=fit_E_y, n_boot=n_boot, seed=seed
+    )
+    law_x = side_x.law if side_x else None
+    law_y = side_y.law if side_y else None
+    boot = None
+    if joint:
+        boot = joint_bootstrap(
+            pairs, law_x=side_x, law_y=side_y, E_x=e_x, E_y=None if fit_E_y else e_y, n_boot=n_boot, seed=seed
+        )
+        law_x = replace(law_x, samples=boot.law_x_samples) if law_x else None
+        law_y = replace(law_y, samples=boot.law_y_samples) if law_y else None
     pairs = pairs.assign(y_pred=fit.predict(pairs["x"]))
     held = None
     if holdout is not None:
@@ -140,7 +196,17 @@ def fit_loss_to_loss_table(
             raise FitError(f"a held-out x loss is at or below E_x = {fit.E_x:.4g}; the law cannot predict it")
         held = held.assign(y_pred=fit.predict(held["x"]))
         held["rel_error"] = (held["y_pred"] - held["y"]) / held["y"]
-    translated = fit.translate(law_x) if law_x is not None else None
+    translated = None
+    if law_x is not None:  # with the joint bootstrap, law and loss-to-loss samples are the same resamples
+        paired = replace(fit, samples=boot.samples[:, [0, 1, 3]]) if boot is not None else fit
+        translated = paired.translate(law_x)
     return LossToLossAnalysis(
-        fit=fit, law_x=law_x, law_y=law_y, translated=translated, pairs=pairs, holdout=held
+        fit=fit,
+        law_x=law_x,
+        law_y=law_y,
+        translated=translated,
+        pairs=pairs,
+        holdout=held,
+        form=form,
+        joint=boot,
     )

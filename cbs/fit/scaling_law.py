@@ -296,15 +296,34 @@ def _bootstrap(warm: np.ndarray, data: tuple, form: str, n_boot: int, seed: int)
     """Pairs bootstrap as point multiplicities; every resample starts from each of the ``warm`` optima."""
     if n_boot <= 0:
         return np.empty((0, 5))
+    return _refit(warm, data, form, resample_counts(data[0].size, n_boot, seed))
+
+
+def _refit(warm: np.ndarray, data: tuple, form: str, weights: np.ndarray) -> np.ndarray:
+    """One fit per row of ``weights`` (point multiplicities), each from every ``warm`` optimum, best kept."""
     log_n, log_d, log_l = data
-    counts = resample_counts(log_n.size, n_boot, seed)
-    k = len(warm)
-    weights = np.repeat(counts, k, axis=0)
+    n_boot, k = len(weights), len(warm)
+    rep = np.repeat(weights, k, axis=0)
 
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return huber_objective(x, log_n, log_d, log_l, weights[rows], form)
+        return huber_objective(x, log_n, log_d, log_l, rep[rows], form)
 
     res = batched_lbfgs(fun, np.tile(warm, (n_boot, 1)), max_iter=400, ftol=1e-10)
     f = res.fun.reshape(n_boot, k)
     best = np.argmin(f, axis=1)
-    return res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
+    out = res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
+    out[~np.isfinite(f[np.arange(n_boot), best])] = np.nan
+    return out
+
+
+def refit_weighted(law: ScalingLawFit, n: object, d: object, loss: object, weights: np.ndarray) -> np.ndarray:
+    """Refit ``law`` (its form, on the points it was fitted to) once per row of ``weights`` — point
+    multiplicities, e.g. a bootstrap plan — warm-started from the law's optimum. Returns (rows, 5) parameters
+    (a, b, e, α, β); a row whose objective is not finite is NaN."""
+    data = tuple(
+        np.log(as_finite_array(v, name, positive=True)) for v, name in ((n, "n"), (d, "d"), (loss, "loss"))
+    )
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if w.shape[1] != data[0].size:
+        raise FitError(f"weights have {w.shape[1]} columns for {data[0].size} points")
+    return _refit(law.params[None, :], data, law.form, w)
