@@ -156,6 +156,7 @@ def run_cbs(args: argparse.Namespace) -> int:
         "S_min (steps)",
         "B_noise (seqs)",
         "α (free)",
+        "warnings",
         "note",
     ):
         out.add_column(col)
@@ -169,10 +170,14 @@ def run_cbs(args: argparse.Namespace) -> int:
             _fmt(f.s_min) if f else "-",
             _fmt(f.b_noise) if f else "-",
             _fmt(f.alpha_variant.alpha) if f and f.alpha_variant else "-",
+            " ".join(w.code for w in g.warnings) or "-",
             g.error or "",
         )
     console = Console()
     console.print(out)
+    notes = _warning_lines(analysis)
+    for line in notes:
+        console.print(f"warning: {line}", markup=False)
     lines = _law_lines(analysis)
     for line in lines:
         console.print(line)
@@ -182,9 +187,25 @@ def run_cbs(args: argparse.Namespace) -> int:
         write_csv(args.csv, frame)
     if args.markdown:
         write_text_atomic(
-            args.markdown, to_markdown(frame) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+            args.markdown,
+            to_markdown(frame)
+            + "\n"
+            + "\n".join(f"- {x}" for x in [*lines, *(f"warning: {n}" for n in notes)])
+            + "\n",
         )
     return 0
+
+
+def _warning_lines(analysis: CbsAnalysis) -> list[str]:
+    """'micro-4k, D=71280: lr_edge — <message>', one per warning of each group (cbs.fit.diagnostics)."""
+    return [f"{g.label}: {w.code} — {w.message}" for g in analysis.groups for w in g.warnings]
+
+
+def law_warning_note(analysis: CbsAnalysis, name: str) -> str:
+    """'warnings of its groups: lr_edge ×9, b_opt_not_linear ×1' for law ``name`` ('' when none)."""
+    codes = [w["code"] for w in analysis.law_warnings(name)]
+    counts = {c: codes.count(c) for c in dict.fromkeys(codes)}
+    return ", ".join(f"{c} ×{k}" for c, k in counts.items())
 
 
 def _law_lines(analysis: CbsAnalysis) -> list[str]:
@@ -207,6 +228,10 @@ def _law_lines(analysis: CbsAnalysis) -> list[str]:
                 f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}{at}; exponent CI "
                 f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
             )
+    lines = [
+        line + (f"; warnings of its groups: {note}" if (note := law_warning_note(analysis, name)) else "")
+        for line, name in zip(lines, analysis.laws, strict=True)
+    ]
     lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]
     return lines
 
