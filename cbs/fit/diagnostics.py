@@ -76,7 +76,7 @@ def _per_batch(rows: pd.DataFrame) -> pd.DataFrame:
     )
     out = []
     for batch, grp in rows.groupby("batch_size", sort=True):
-        best = grp.loc[grp["diag_steps"].idxmin()].copy()
+        best = grp.iloc[int(np.argmin(grp["diag_steps"].to_numpy()))].copy()
         for hp in ("lr", "beta2", "ewa_tau"):
             cols = [c for c in (hp, f"{hp}_grid_min", f"{hp}_grid_max") if c in grp]
             vals = (
@@ -109,7 +109,7 @@ def _target_warnings(per: pd.DataFrame, target: float | None) -> list[FitWarning
                 "target_unreachable",
                 f"target {_num(target) if target is not None else '(given)'}{below}: no batch size reached it; "
                 "raise the target (--target) or train longer",
-                {"target_loss": target, "lowest_best_loss": best},
+                {"target_loss": target, "lowest_best_loss": float(best)},
             )
         )
     trivial = per["diag_reached"] & (per["diag_steps"] <= 0)
