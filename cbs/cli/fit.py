@@ -201,13 +201,6 @@ def _warning_lines(analysis: CbsAnalysis) -> list[str]:
     return [f"{g.label}: {w.code} — {w.message}" for g in analysis.groups for w in g.warnings]
 
 
-def law_warning_note(analysis: CbsAnalysis, name: str) -> str:
-    """'warnings of its groups: lr_edge ×9, b_opt_not_linear ×1' for law ``name`` ('' when none)."""
-    codes = [w["code"] for w in analysis.law_warnings(name)]
-    counts = {c: codes.count(c) for c in dict.fromkeys(codes)}
-    return ", ".join(f"{c} ×{k}" for c, k in counts.items())
-
-
 def _law_lines(analysis: CbsAnalysis) -> list[str]:
     """One line per fitted law (with units) and per absent law (with the reason)."""
     lines = []
@@ -229,7 +222,7 @@ def _law_lines(analysis: CbsAnalysis) -> list[str]:
                 f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
             )
     lines = [
-        line + (f"; warnings of its groups: {note}" if (note := law_warning_note(analysis, name)) else "")
+        line + (f"; warnings of its groups: {note}" if (note := analysis.law_warning_note(name)) else "")
         for line, name in zip(lines, analysis.laws, strict=True)
     ]
     lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]

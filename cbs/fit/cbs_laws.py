@@ -105,6 +105,11 @@ class CbsAnalysis:
             for w in g.warnings
         ]
 
+    def law_warning_note(self, name: str) -> str:
+        """'lr_edge ×9, b_opt_not_linear ×1': the warning codes of law ``name``'s groups, counted ('' if none)."""
+        codes = [w["code"] for w in self.law_warnings(name)]
+        return ", ".join(f"{c} ×{codes.count(c)}" for c in dict.fromkeys(codes))
+
     def to_json_dict(self) -> dict[str, object]:
         laws = {}
         for name, law in self.laws.items():

@@ -155,7 +155,7 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
     )
     if panel.warned is not None and panel.warned.any():
         ax.plot(panel.x[panel.warned], panel.cbs[panel.warned], "o", mfc="white", mec="0.15", ms=4, mew=0.9,
-                label="group with warnings (see report)", gid="warned")  # fmt: skip
+                label="group with warnings (see report)", gid="warned", zorder=5)  # fmt: skip
     ax.text(
         0.03,
         0.97,
