@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,20 @@ def test_committed_cpu_reproduction_fires_only_what_applies():
     edges = [e for g in analysis.groups for w in g.warnings if w.code == "lr_edge" for e in w.values["edges"]]
     assert len(edges) == 22
     assert sum(len(g.fit.batch_sizes) for g in analysis.groups) == 62
+
+
+def test_cli_writes_warnings_to_json_csv_and_markdown(tmp_path, capsys):
+    from cbs.cli import main
+
+    path = tmp_path / "steps.csv"
+    _table(lr_at={64: LRS[2]}).to_csv(path, index=False)
+    out = {ext: tmp_path / f"cbs.{ext}" for ext in ("json", "csv", "md")}
+    args = ["fit", "cbs", "--input", str(path), "--n-boot", "20"]
+    assert (
+        main([*args, "--json", str(out["json"]), "--csv", str(out["csv"]), "--markdown", str(out["md"])]) == 0
+    )
+    (group,) = json.loads(out["json"].read_text())["groups"]
+    assert [w["code"] for w in group["warnings"]] == ["lr_edge"] and group["warnings"][0]["message"]
+    assert pd.read_csv(out["csv"])["warnings"].tolist() == ["lr_edge"]
+    assert "- warning: m, D=1e+08: lr_edge — lr of the fastest run" in out["md"].read_text()
+    assert "warning: m, D=1e+08: lr_edge" in capsys.readouterr().out
