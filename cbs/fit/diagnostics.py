@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cbs.fit.critical_batch import ALPHA_BOUNDS, CbsFit
+from cbs.fit.steps_to_target import HYPERPARAMETERS
 from cbs.protocol import CBS_OVERHEAD
 
 CODES = (
@@ -77,7 +78,7 @@ def _per_batch(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for batch, grp in rows.groupby("batch_size", sort=True):
         best = grp.iloc[int(np.argmin(grp["diag_steps"].to_numpy()))].copy()
-        for hp in ("lr", "beta2", "ewa_tau"):
+        for hp in HYPERPARAMETERS:
             cols = [c for c in (hp, f"{hp}_grid_min", f"{hp}_grid_max") if c in grp]
             vals = (
                 pd.to_numeric(grp[cols].stack(), errors="coerce").dropna() if cols else pd.Series(dtype=float)
@@ -132,33 +133,24 @@ def _target_warnings(per: pd.DataFrame, target: float | None) -> list[FitWarning
 def _edge_warnings(per: pd.DataFrame, b_opt: float | None, target: float | None) -> list[FitWarning]:
     out = []
     reached = per[per["diag_reached"]]
-    for hp in ("lr", "beta2", "ewa_tau"):
+    for hp in HYPERPARAMETERS:
         if hp not in reached:
             continue
         edges = []
-        for row in reached.itertuples(index=False):
-            value, lo, hi = (float(getattr(row, k)) for k in (hp, f"diag_{hp}_lo", f"diag_{hp}_hi"))
+        values = pd.to_numeric(reached[hp], errors="coerce").to_numpy(float)
+        for row, value in zip(reached.itertuples(index=False), values, strict=True):
+            lo, hi = float(getattr(row, f"diag_{hp}_lo")), float(getattr(row, f"diag_{hp}_hi"))
             if not (np.isfinite(value) and np.isfinite(lo) and hi > lo):
                 continue  # a grid of one value has no edge
-            side = (
-                "bottom"
-                if np.isclose(value, lo, rtol=REL_TOL)
-                else "top"
-                if np.isclose(value, hi, rtol=REL_TOL)
-                else None
-            )
-            if side is None:
+            at_lo, at_hi = np.isclose(value, lo, rtol=REL_TOL), np.isclose(value, hi, rtol=REL_TOL)
+            if not (at_lo or at_hi):
                 continue
-            sets_target = (
-                row.batch_size == b_opt
-                and target is not None
-                and np.isclose(row.best_loss, target, rtol=REL_TOL)
-            )
+            sets_target = row.batch_size == b_opt and target is not None and np.isclose(row.best_loss, target)
             edges.append(
                 {
                     "batch_size": row.batch_size,
-                    "value": value,
-                    "edge": side,
+                    "value": float(value),
+                    "edge": "bottom" if at_lo else "top",
                     "grid": [lo, hi],
                     "sets_target": bool(sets_target),
                 }
