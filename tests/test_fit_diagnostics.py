@@ -109,6 +109,17 @@ def test_degenerate_fit_on_an_exact_hyperbola_and_on_flat_steps():
     assert "zero width" in w.message  # no residuals to resample
     flat = _table(a=1000.0, b_noise=0.0, noise=NOISE)
     assert {"degenerate_fit", "b_opt_floor"} <= set(_codes(flat))
+    steep = pd.DataFrame({"model": "m", "n_params": 1e6, "batch_size": BATCHES, "b_opt": B_OPT,
+                          "steps_to_target": (100 + 1e9 * np.array(BATCHES, float) ** -6) * NOISE})  # fmt: skip
+    (group,) = fit_cbs_table(steep, n_boot=0).groups
+    assert group.fit.alpha_variant.alpha == pytest.approx(4.0)  # α pinned at its upper bound
+    assert any("free exponent α" in r for w in group.warnings for r in w.values.get("reasons", []))
+    (group,) = fit_cbs_table(
+        _table(a=3.0, b_noise=32000 / 3), n_boot=0
+    ).groups  # S_min ≈ 2 against ≥ 65 steps
+    (w,) = [w for w in group.warnings if w.code == "degenerate_fit"]
+    assert "S_min" in w.message and "cbs_outside_grid" in [w.code for w in group.warnings]
+    assert "degenerate_fit" not in _codes(_table())
 
 
 def test_unmeasured_b_opt():
@@ -128,6 +139,24 @@ def test_target_unreachable_and_trivial():
     (group,) = fit_cbs_table(easy, n_boot=0).groups
     (w,) = group.warnings
     assert w.code == "target_trivial" and w.values["batch_sizes"] == [512.0]
+
+
+def test_target_given_on_a_store_is_checked_before_the_fit(tmp_path, capsys):
+    """Through `cbs fit cbs STORE --target`: above the initial loss (4.0), then below every best loss."""
+    from cbs.cli import main
+    from cbs.results import ResultsStore
+
+    store = ResultsStore(tmp_path / "store")
+    for batch, scale in ((64, 8.0), (128, 4.0), (256, 2.0), (512, 1.0)):
+        curve = [{"step": s * scale, "eval_set": "val", "ewa_eval_loss": loss, "eval_loss": loss}
+                 for s, loss in ((0, 4.0), (50, 3.0), (100, 2.5), (150, 2.2))]  # fmt: skip
+        store.write_run({"run_id": f"r{batch}", "preset": "tiny", "n_params": 10**6, "batch_size": batch,
+                         "lr": 1e-3, "beta2": 0.99, "ewa_tau": 0.999, "token_budget": 10**8,
+                         "data_tokens": 10**8, "eval_sets": ["val"], "status": "completed"}, curve)  # fmt: skip
+    assert main(["fit", "cbs", str(store.root), "--target", "5.0", "--n-boot", "0"]) == 2
+    assert "is at or above the initial loss at B = 64, 128, 256, 512" in capsys.readouterr().err
+    assert main(["fit", "cbs", str(store.root), "--target", "2.0", "--n-boot", "0"]) == 2
+    assert "below every run's best loss (lowest 2.2)" in capsys.readouterr().err
 
 
 def test_every_code_is_triggered_by_a_test_above():

@@ -184,7 +184,7 @@ def _linear_warning(per: pd.DataFrame, b_opt: float) -> list[FitWarning]:
     lo, hi = LINEAR_RATIO_RANGE
     ratios = {}
     for small in (b_opt / 2, b_opt):
-        if small in steps and 2 * small in steps:
+        if steps.get(small, 0) > 0 and steps.get(2 * small, 0) > 0:  # 0 steps: target_trivial
             ratios[f"S({_num(small)})/S({_num(2 * small)})"] = steps[small] / steps[2 * small]
     bad = {k: r for k, r in ratios.items() if not lo <= r <= hi}
     if not bad:
