@@ -156,7 +156,6 @@ def run_cbs(args: argparse.Namespace) -> int:
         "S_min (steps)",
         "B_noise (seqs)",
         "α (free)",
-        "warnings",
         "note",
     ):
         out.add_column(col)
@@ -170,8 +169,7 @@ def run_cbs(args: argparse.Namespace) -> int:
             _fmt(f.s_min) if f else "-",
             _fmt(f.b_noise) if f else "-",
             _fmt(f.alpha_variant.alpha) if f and f.alpha_variant else "-",
-            " ".join(w.code for w in g.warnings) or "-",
-            g.error or "",
+            g.error or " ".join(f"⚠ {w.code}" for w in g.warnings),
         )
     console = Console()
     console.print(out)
