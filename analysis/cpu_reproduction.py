@@ -54,8 +54,8 @@ def summary_markdown(fits: dict[str, dict]) -> str:
         lines += [
             f"### {name}",
             "",
-            "| model | N | D | tokens/param | target | B* (95% CI) | B_noise | S_min | α-variant B* | unreached B |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| model | N | D | tokens/param | target | B* (95% CI) | B_noise | S_min | α-variant B* | unreached B | warnings |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for g in fit["groups"]:
             tpp = g["data_tokens"] / g["n_params"]
@@ -64,7 +64,7 @@ def summary_markdown(fits: dict[str, dict]) -> str:
                 f"{_fmt_ci(g.get('cbs'), g.get('cbs_ci'))} | {_fmt_ci(g.get('b_noise'), g.get('b_noise_ci'))} | "
                 f"{_fmt_ci(g.get('s_min'), g.get('s_min_ci'))} | "
                 f"{_fmt_ci((g.get('alpha_variant') or {}).get('cbs'), (g.get('alpha_variant') or {}).get('cbs_ci'))} | "
-                f"{g.get('unreached_batch_sizes') or ''} |"
+                f"{g.get('unreached_batch_sizes') or ''} | {', '.join(w['code'] for w in g.get('warnings', []))} |"
             )
         lines += ["", "| law | coefficient | exponent (95% CI) | R² | points |", "|---|---|---|---|---|"]
         for law_name, law in fit["laws"].items():

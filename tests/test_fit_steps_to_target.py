@@ -104,3 +104,20 @@ def test_reference_batch_comes_from_the_runs_unless_given(tmp_path):
     assert (recorded["b_opt"] == 128).all() and (recorded["target_loss"] == 1.8).all()
     given = steps_to_target_table(st, b_opt=256)
     assert (given["b_opt"] == 256).all() and (given["target_loss"] == 1.9).all()
+
+
+def test_table_keeps_what_the_diagnostics_need(store):
+    """Per batch size: the ends of the lr grid its runs tried, their lowest best and first losses; and so the
+    diagnostics flag the lr on the edge (B = 512: 2e-3 of {1e-3, 2e-3}; B = 256: 1e-3 sets the target)."""
+    from cbs.fit import diagnose_group
+
+    table = steps_to_target_table(store, b_opt=256).query("model == 'tiny'")
+    tiny = table.set_index("batch_size")
+    assert tiny.loc[512, ["lr_grid_min", "lr_grid_max"]].tolist() == [1e-3, 2e-3]
+    assert tiny.loc[128, "lr_grid_min"] == tiny.loc[128, "lr_grid_max"] == 1e-3
+    assert tiny.loc[256, "best_loss"] == 2.0 and tiny.loc[1024, "best_loss"] == 2.5
+    assert (tiny["initial_loss"] == 4.0).all() and (tiny["beta2_grid_min"] == 0.99).all()
+    warnings = diagnose_group(table, None, 256.0)  # the fit itself is refused here (S_min = 0)
+    edges = {e["batch_size"]: e for w in warnings if w.code == "lr_edge" for e in w.values["edges"]}
+    assert set(edges) == {256.0, 512.0} and edges[512.0]["edge"] == "top"
+    assert edges[256.0]["edge"] == "bottom" and edges[256.0]["sets_target"]

@@ -32,6 +32,9 @@ def test_figures_makes_what_the_store_supports(store, tmp_path, capsys):
     assert "panel left out: CBS vs model size: at most 1 model size(s) share a data size; needs ≥ 3" in out
     assert "skipped  theory: not a `cbs theory` store" in out
     assert "skipped  scaling-law: L(N, D) needs ≥ 6 (model, data size) groups" in out
+    # B_noise = 200 < 5·B_opt and the best lr 1e-3 is the bottom of {1e-3, 3e-3}: the fits' warnings are printed
+    assert "warning  tiny-100k, D=2e+06: b_opt_floor — B_noise = 200" in out
+    assert "warning  tiny-100k, D=2e+06: lr_edge — lr of the fastest run" in out
 
 
 def test_figures_only_refuses_an_impossible_figure(store, tmp_path, capsys):

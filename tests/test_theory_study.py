@@ -161,3 +161,20 @@ def test_store_of_another_problem_is_refused(
     assert main(["theory", "--a", "1.5", "--results", str(store.root)]) == 2
     assert "already holds theory runs" in capsys.readouterr().err
     assert len(store.run_ids()) == before
+
+
+def test_a_grid_too_small_for_the_cbs_warns() -> None:
+    """Batch sizes up to 32 while B* ≈ 40–500: the fitted k (≈ 1.8 against 0.5) must say it is extrapolated."""
+    from cbs.theory.study import StudySpec, run_study
+
+    grid = default_grid()
+    spec = StudySpec(dim=32, data_sizes=(256, 512, 1024), dims=(4, 8), dim_data_size=256, n_boot=20,
+                     grid=Grid((1, 2, 4, 8, 16, 32), grid.lrs, grid.taus))  # fmt: skip
+    report = run_study(spec)
+    codes = {w["code"]: w for w in report["warnings"]}
+    assert set(codes) == {"b_noise_beyond_grid", "exponent_outside_grid"}
+    assert codes["b_noise_beyond_grid"]["largest_batch_size"] == 32
+    assert codes["exponent_outside_grid"]["data_sizes_outside"] == [256, 512, 1024]
+    assert abs(report["exponent_data"] - report["exponent_theory"]) > 0.3  # the number it warns about
+    for row in report["cbs_by_data"]:
+        assert "cbs_outside_grid" in [w["code"] for w in row["warnings"]] and row["cbs"] > 32

@@ -97,6 +97,10 @@ def _run_store(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
         print(f"  skipped  {s.name}: {s.reason}")
     for note in src.notes:
         print(f"  note     {note}")
+    fitted = vars(src).get("analysis")  # the CBS fits, where a figure needed them (cbs.fit.diagnostics)
+    for g in fitted.groups if fitted else []:
+        for w in g.warnings:
+            print(f"  warning  {g.label}: {w.code} — {w.message}")
     return 0
 
 

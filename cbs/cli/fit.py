@@ -185,10 +185,13 @@ def run_cbs(args: argparse.Namespace) -> int:
             _fmt(f.s_min) if f else "-",
             _fmt(f.b_noise) if f else "-",
             _fmt(f.alpha_variant.alpha) if f and f.alpha_variant else "-",
-            g.error or "",
+            g.error or " ".join(f"⚠ {w.code}" for w in g.warnings),
         )
     console = Console()
     console.print(out)
+    notes = _warning_lines(analysis)
+    for line in notes:
+        console.print(f"warning: {line}", markup=False)
     lines = _law_lines(analysis)
     for line in lines:
         console.print(line)
@@ -198,9 +201,18 @@ def run_cbs(args: argparse.Namespace) -> int:
         write_csv(args.csv, frame)
     if args.markdown:
         write_text_atomic(
-            args.markdown, to_markdown(frame) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+            args.markdown,
+            to_markdown(frame)
+            + "\n"
+            + "\n".join(f"- {x}" for x in [*lines, *(f"warning: {n}" for n in notes)])
+            + "\n",
         )
     return 0
+
+
+def _warning_lines(analysis: CbsAnalysis) -> list[str]:
+    """'micro-4k, D=71280: lr_edge — <message>', one per warning of each group (cbs.fit.diagnostics)."""
+    return [f"{g.label}: {w.code} — {w.message}" for g in analysis.groups for w in g.warnings]
 
 
 def _law_lines(analysis: CbsAnalysis) -> list[str]:
@@ -223,6 +235,10 @@ def _law_lines(analysis: CbsAnalysis) -> list[str]:
                 f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}{at}; exponent CI "
                 f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
             )
+    lines = [
+        line + (f"; warnings of its groups: {note}" if (note := analysis.law_warning_note(name)) else "")
+        for line, name in zip(lines, analysis.laws, strict=True)
+    ]
     lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]
     return lines
 

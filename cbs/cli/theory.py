@@ -93,8 +93,11 @@ def _print_report(report: dict) -> None:
             f"B* across dims {flat['dims']} (>= {flat['min_dim_factor']:g} k*, k* = {report['effective_dim']:.1f}) "
             f"at D = {report['dim_data_size']}: relative change {flat['relative_change']:.1%}"
         )
-    for line in report["warnings"]:
-        print(f"warning: {line}")
+    for row in (*report["cbs_by_data"], *report["cbs_by_dim"]):
+        for w in row["warnings"]:
+            print(f"warning: dim {row['dim']}, D {row['data_size']}: {w['code']} — {w['message']}")
+    for w in report["warnings"]:
+        print(f"warning: {w['code']} — {w['message']}")
     secs = report["seconds"]
     print(f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s")
 

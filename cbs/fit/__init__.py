@@ -6,6 +6,7 @@ cannot give a trustworthy number. See docs/fit.md.
 
 from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
 from cbs.fit.critical_batch import AlphaVariant, CbsFit, fit_cbs
+from cbs.fit.diagnostics import FitWarning, diagnose_group
 from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
 from cbs.fit.loss_to_loss_table import Columns, LossToLossAnalysis, fit_loss_to_loss_table, store_loss_table
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
@@ -18,11 +19,13 @@ __all__ = [
     "CbsFit",
     "CbsGroup",
     "Columns",
+    "FitWarning",
     "JointPowerLawFit",
     "LossToLossAnalysis",
     "LossToLossFit",
     "PowerLawFit",
     "ScalingLawFit",
+    "diagnose_group",
     "first_crossing",
     "fit_cbs",
     "fit_cbs_table",

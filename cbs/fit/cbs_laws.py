@@ -14,6 +14,7 @@ import pandas as pd
 
 from cbs.errors import FitError
 from cbs.fit.critical_batch import CbsFit, fit_cbs
+from cbs.fit.diagnostics import FitWarning, diagnose_group
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
 from cbs.fit.steps_to_target import reference_batch
 from cbs.fit.tables import require_columns
@@ -42,6 +43,12 @@ class CbsGroup:
     error: str | None = None
     unreached_batch_sizes: list[float] = field(default_factory=list)
     target_loss: float | None = None
+    warnings: list[FitWarning] = field(default_factory=list)  # cbs.fit.diagnostics, fitted or not
+
+    @property
+    def label(self) -> str:
+        """'micro-4k, D=71280': the group in one short phrase."""
+        return f"{self.model}, D={self.data_tokens:g}"
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -52,6 +59,7 @@ class CbsGroup:
             "target_loss": self.target_loss,
             "unreached_batch_sizes": self.unreached_batch_sizes,
             "error": self.error,
+            "warnings": [w.to_dict() for w in self.warnings],
         }
         if self.fit is not None:
             out.update(self.fit.to_dict())
@@ -79,6 +87,29 @@ class CbsAnalysis:
         values = {g.n_params / 1e6 if name == "n_params" else g.data_tokens for g in self.groups if g.fit}
         return values.pop() if len(values) == 1 else None
 
+    def law_groups(self, name: str) -> list[CbsGroup]:
+        """The groups a law was fitted over: every fitted group (those with a data size for the D laws)."""
+        return [g for g in self.groups if g.fit and (name == "n_params" or np.isfinite(g.data_tokens))]
+
+    def law_warnings(self, name: str) -> list[dict[str, object]]:
+        """The warnings of the groups under law ``name``: one {group, model, n_params, data_tokens, code} each."""
+        return [
+            {
+                "group": g.label,
+                "model": g.model,
+                "n_params": g.n_params,
+                "data_tokens": g.data_tokens,
+                "code": w.code,
+            }
+            for g in self.law_groups(name)
+            for w in g.warnings
+        ]
+
+    def law_warning_note(self, name: str) -> str:
+        """'lr_edge ×9, b_opt_not_linear ×1': the warning codes of law ``name``'s groups, counted ('' if none)."""
+        codes = [w["code"] for w in self.law_warnings(name)]
+        return ", ".join(f"{c} ×{codes.count(c)}" for c in dict.fromkeys(codes))
+
     def to_json_dict(self) -> dict[str, object]:
         laws = {}
         for name, law in self.laws.items():
@@ -92,6 +123,7 @@ class CbsAnalysis:
                 "data_tokens": "cbs = coefficient * data_tokens ** exponent",
                 "joint": "cbs = coefficient * n_params_millions ** exponents.n_params * data_tokens ** exponents.data_tokens",
             }[name]
+            law_d["warnings"] = self.law_warnings(name)
             laws[name] = law_d
         return {
             "units": UNITS,
@@ -105,7 +137,8 @@ class CbsAnalysis:
         }
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per group: model, N (millions), D, B*, its interval, S_min, B_noise, α-variant, error."""
+        """One row per group: model, N (millions), D, B*, its interval, S_min, B_noise, α-variant, the batch
+        sizes that never reached the target, the warning codes, error."""
         rows = []
         for g in self.groups:
             f = g.fit
@@ -123,6 +156,8 @@ class CbsAnalysis:
                     "alpha": v.alpha if v else np.nan,
                     "cbs_alpha_variant": v.cbs if v else np.nan,
                     "n_batch_sizes": f.n_points if f else 0,
+                    "unreached_batch_sizes": " ".join(f"{b:g}" for b in g.unreached_batch_sizes),
+                    "warnings": " ".join(w.code for w in g.warnings),
                     "error": g.error or "",
                 }
             )
@@ -143,7 +178,9 @@ def _fit_group(
         unreached_batch_sizes=unreached,
         target_loss=float(target[0]) if len(target) == 1 else None,
     )
+    ref = None
     try:
+        ref = reference_batch(grp, b_opt, column="b_opt")
         if reached.empty:
             raise FitError(
                 f"target never reached at any batch size ({unreached}); train longer or raise the target"
@@ -152,15 +189,15 @@ def _fit_group(
         fit = fit_cbs(
             per_batch.index.to_numpy(float),
             per_batch.to_numpy(float),
-            b_opt=reference_batch(grp, b_opt, column="b_opt"),
+            b_opt=ref,
             overhead=overhead,
             n_boot=n_boot,
             seed=seed,
         )
     except FitError as exc:
         suffix = f" (target never reached at B = {unreached})" if unreached and not reached.empty else ""
-        return CbsGroup(fit=None, error=f"{exc}{suffix}", **common)
-    return CbsGroup(fit=fit, **common)
+        return CbsGroup(fit=None, error=f"{exc}{suffix}", warnings=diagnose_group(grp, None, ref), **common)
+    return CbsGroup(fit=fit, warnings=diagnose_group(grp, fit, ref), **common)
 
 
 def _laws(
@@ -208,7 +245,11 @@ def fit_cbs_table(
     """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
 
     Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens,
-    target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256). Several rows of one batch size in a group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``; if none can be, FitError lists why.
+    target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
+    best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
+    group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
+    if none can be, FitError lists why. Every group carries its ``warnings``
+    (`cbs.fit.diagnostics.diagnose_group`), and each law in the JSON the warnings of its groups.
     """
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = table.copy()
@@ -226,7 +267,10 @@ def fit_cbs_table(
     ]
     groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model))
     if all(g.fit is None for g in groups):
-        reasons = "; ".join(f"{g.model}/D={g.data_tokens:g}: {g.error}" for g in groups)
+        reasons = "; ".join(
+            f"{g.model}/D={g.data_tokens:g}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings)
+            for g in groups
+        )
         raise FitError(f"no group could be fitted: {reasons}")
     laws, absent = _laws(groups, n_boot, seed)
     return CbsAnalysis(

@@ -12,6 +12,7 @@ from cbs.errors import FitError
 from cbs.protocol import B_OPT
 from cbs.results import ResultsStore
 
+HYPERPARAMETERS = ("lr", "beta2", "ewa_tau")  # minimised over per batch size; their grid ends are kept
 TABLE_COLUMNS = [
     "model",
     "n_params",
@@ -24,6 +25,9 @@ TABLE_COLUMNS = [
     "beta2",
     "ewa_tau",
     "run_id",
+    "best_loss",
+    "initial_loss",
+    *(f"{hp}_grid_{end}" for hp in HYPERPARAMETERS for end in ("min", "max")),
 ]
 GROUP_KEYS = ["model", "n_params", "data_tokens"]
 
@@ -122,7 +126,10 @@ def steps_to_target_table(
     It is returned per row (column ``b_opt``) so that `fit_cbs_table` uses the same one.
     target: "auto" (the group's shared ``target_loss`` if its runs carry one, else the paper's rule), "b-opt"
     (the best EWA eval loss of the group's B_opt runs, minimised over lr/β2/τ), or a loss value. A batch size
-    that never reached the target has ``steps_to_target`` NaN and no run_id.
+    that never reached the target has ``steps_to_target`` NaN and no run_id. Per batch size the table also
+    keeps what `cbs.fit.diagnostics` needs: ``best_loss`` and ``initial_loss`` (the lowest best and lowest
+    first-evaluated loss of its runs) and the ends of the lr/β2/τ grid its runs tried (``lr_grid_min`` …
+    ``ewa_tau_grid_max``).
     """
     runs, curves = _load(source)
     if runs.empty:
@@ -131,6 +138,7 @@ def steps_to_target_table(
     runs["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"])
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
+    initial = cur.groupby("run_id")["loss"].first()  # cur is sorted by (run_id, step)
     groups = dict(tuple(runs.groupby(GROUP_KEYS, dropna=False, sort=True)))
     b_opts = {key: reference_batch(grp, b_opt) for key, grp in groups.items()}
     targets = _group_targets(runs, best, target, b_opts)
@@ -148,6 +156,11 @@ def steps_to_target_table(
                 if np.isfinite(s) and s < best_steps:
                     best_row, best_steps = run, s
             reached = best_row is not None
+            grid = {
+                f"{hp}_grid_{end}": getattr(bgrp[hp], end)()
+                for hp in HYPERPARAMETERS
+                for end in ("min", "max")
+            }
             rows.append(
                 {
                     "model": key[0],
@@ -161,6 +174,9 @@ def steps_to_target_table(
                     "beta2": best_row["beta2"] if reached else np.nan,
                     "ewa_tau": best_row["ewa_tau"] if reached else np.nan,
                     "run_id": best_row["run_id"] if reached else None,
+                    "best_loss": best.reindex(bgrp["run_id"]).min(),
+                    "initial_loss": initial.reindex(bgrp["run_id"]).min(),
+                    **grid,
                 }
             )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

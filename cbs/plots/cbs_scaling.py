@@ -32,6 +32,7 @@ class CbsPoint:
     cbs: float
     cbs_lo: float
     cbs_hi: float
+    warnings: tuple[str, ...] = ()  # the group's warning codes (cbs.fit.diagnostics): drawn hollow
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ScalingPanel:
     cbs_hi: np.ndarray
     law: PowerLawFit
     unit: float = 0.0  # x unit of the printed law; 0: millions of parameters (N) or billions of tokens (D)
+    warned: np.ndarray | None = None  # per point: the group carries warnings (drawn hollow)
 
     def __post_init__(self) -> None:
         if not self.unit:
@@ -61,7 +63,8 @@ def law_panel(
     cbs = np.array([p.cbs for p in points])
     law = fit_power_law(x, cbs, n_boot=n_boot, seed=seed)
     lo, hi = (np.array([getattr(p, k) for p in points]) for k in ("cbs_lo", "cbs_hi"))
-    return ScalingPanel(title, variable, x, cbs, lo, hi, law, unit)
+    warned = np.array([bool(p.warnings) for p in points])
+    return ScalingPanel(title, variable, x, cbs, lo, hi, law, unit, warned)
 
 
 def _widest(points: list[CbsPoint], fixed: str, varying: str) -> tuple[float, list[CbsPoint]]:
@@ -150,6 +153,9 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
         label="measured CBS (95% CI)",
         gid="points",
     )
+    if panel.warned is not None and panel.warned.any():
+        ax.plot(panel.x[panel.warned], panel.cbs[panel.warned], "o", mfc="white", mec="0.15", ms=4, mew=0.9,
+                label="group with warnings (see report)", gid="warned", zorder=5)  # fmt: skip
     ax.text(
         0.03,
         0.97,

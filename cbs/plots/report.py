@@ -80,7 +80,8 @@ def summary_table(runs: pd.DataFrame, theory: bool = False) -> pd.DataFrame:
 
 
 def cbs_table(src: StoreSource) -> pd.DataFrame:
-    """One row per (model, data size) group: target, S_min, B_noise and B* with 95% intervals."""
+    """One row per (model, data size) group: target, S_min, B_noise and B* with 95% intervals, the batch sizes
+    that never reached the target, and the warning codes (`warning_items` has their messages)."""
     theory = src.is_theory()
     unit_b, unit_d = ("samples", "samples") if theory else ("seqs", "tokens")
     rows = []
@@ -100,10 +101,17 @@ def cbs_table(src: StoreSource) -> pd.DataFrame:
                 f"B_noise ({unit_b})": ci(f.b_noise, f.b_noise_ci) if f else "",
                 f"CBS B* ({unit_b})": ci(f.cbs, f.cbs_ci) if f else "",
                 "B* free-α": ci(f.alpha_variant.cbs, f.alpha_variant.cbs_ci) if f and f.alpha_variant else "",
+                f"target not reached at B ({unit_b})": ", ".join(f"{b:g}" for b in g.unreached_batch_sizes),
+                "warnings": ", ".join(w.code for w in g.warnings),
                 "note": g.error or "",
             }
         )
     return pd.DataFrame(rows)
+
+
+def warning_items(src: StoreSource) -> list[str]:
+    """'micro-4k, D=71280 — lr_edge: <message>' for every warning of every group (cbs.fit.diagnostics)."""
+    return [f"{g.label} — {w.code}: {w.message}" for g in src.analysis.groups for w in g.warnings]
 
 
 def held_fixed(src: StoreSource, law: str) -> str:
@@ -136,6 +144,7 @@ def laws_table(src: StoreSource) -> tuple[pd.DataFrame, list[str]]:
                 "other variable": held_fixed(src, name),
                 "R²": f"{law.r2:.3f}",
                 "groups": law.n_points,
+                "warnings of its groups": src.analysis.law_warning_note(name),
             }
         )
     absent = [f"no {name} law: {why}" for name, why in src.analysis.laws_absent.items()]
@@ -173,6 +182,8 @@ def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], pa
     ]
     try:
         blocks += [Block("h2", "Critical batch size per group"), Block("table", frame=cbs_table(src))]
+        if warnings := warning_items(src):
+            blocks += [Block("p", "Warnings (docs/fit.md, Diagnostics):"), Block("list", items=warnings)]
         laws, absent = laws_table(src)
         blocks.append(Block("h2", "Scaling laws of the CBS"))
         units = (

@@ -73,19 +73,21 @@ class StoreSource:
         for g in self.analysis.groups:
             if g.fit is None:
                 self.notes.append(f"{g.model}, D = {g.data_tokens:g}: no S(B) fit ({g.error})")
-        for g in self.analysis.groups:
-            measured = self.table.loc[self.table["model"] == g.model, "batch_size"]
-            if g.fit is not None and not measured.min() <= g.fit.b_opt <= measured.max():
-                self.notes.append(
-                    f"{g.model}: B_opt = {g.fit.b_opt:g} lies outside the measured batch sizes "
-                    f"{measured.min():g}–{measured.max():g}: the target and the CBS are anchored there; "
-                    "pass --b-opt with a measured batch size"
-                )
         return [g for g in self.analysis.groups if g.fit is not None]
 
     @cached_property
     def points(self) -> list[CbsPoint]:
-        return [CbsPoint(g.model, g.n_params, g.data_tokens, g.fit.cbs, *g.fit.cbs_ci) for g in self.groups]
+        return [
+            CbsPoint(
+                g.model,
+                g.n_params,
+                g.data_tokens,
+                g.fit.cbs,
+                *g.fit.cbs_ci,
+                tuple(w.code for w in g.warnings),
+            )
+            for g in self.groups
+        ]
 
     @cached_property
     def scaling_law(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, ScalingLawFit]:
@@ -164,6 +166,7 @@ def points_from_json(path: Path) -> list[CbsPoint]:
                 float(g["cbs"]),
                 float(lo),
                 float(hi),
+                tuple(str(w.get("code")) for w in g.get("warnings") or []),
             )
         )
     return out

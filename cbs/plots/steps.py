@@ -33,15 +33,27 @@ def linear_scaling(fit: CbsFit, batch: np.ndarray) -> np.ndarray:
     return fit.predict(fit.b_opt) * fit.b_opt / batch
 
 
+def warning_label(group: CbsGroup) -> str:
+    """' ⚠ lr_edge, b_opt_floor' (the group's warning codes), '' for a group without warnings."""
+    return (" ⚠ " + ", ".join(w.code for w in group.warnings)) if group.warnings else ""
+
+
 def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | None = None) -> None:
     """Measured steps, fitted hyperbola (``gid="hyperbola:<i>"``), linear scaling from B_opt
-    (``gid="linear:<i>"``) and the CBS with its interval (``gid="cbs:<i>"``), one colour per group."""
+    (``gid="linear:<i>"``), the CBS with its interval (``gid="cbs:<i>"``) and the batch sizes that never
+    reached the target as open triangles at the top of the axis (``gid="unreached:<i>"``), one colour per
+    group; a group's legend entry ends with its warning codes (`warning_label`)."""
     colors = ordered_colors(range(len(groups)))
-    labels = labels or [group_label(g) for g in groups]
+    labels = [
+        label + warning_label(g) for label, g in zip(labels or map(group_label, groups), groups, strict=True)
+    ]
     for i, group in enumerate(groups):
         fit, color = group.fit, colors[i]
         grid = batch_grid(fit_span(fit))
         ax.plot(fit.batch_sizes, fit.steps, "o", color=color, label=labels[i], gid=f"points:{i}")
+        if group.unreached_batch_sizes:  # x in data, y at the top of the axes: the "cap" of the plot
+            ax.plot(group.unreached_batch_sizes, [0.96] * len(group.unreached_batch_sizes), "^", mfc="none",
+                    mec=color, ms=6, mew=1.2, transform=ax.get_xaxis_transform(), gid=f"unreached:{i}")  # fmt: skip
         ax.plot(grid, fit.predict(grid), "-", color=color, lw=1.2, gid=f"hyperbola:{i}")
         ax.plot(grid, linear_scaling(fit, grid), ":", color=color, lw=1.0, gid=f"linear:{i}")
         y_cbs = float(fit.predict(fit.cbs))
@@ -60,6 +72,8 @@ def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | Non
     ax.plot([], [], "-", color="0.3", label="fit $S = a + b/B$")
     ax.plot([], [], ":", color="0.3", label="linear scaling from $B_{opt}$")
     ax.plot([], [], "*", color="0.3", ms=9, label="CBS (±95% CI)")
+    if any(g.unreached_batch_sizes for g in groups):
+        ax.plot([], [], "^", mfc="none", mec="0.3", ms=6, mew=1.2, label="target not reached (at top)")
     log2_axis(ax, "x")
     log2_axis(ax, "y")
     ax.set_xlabel("Batch size B (sequences)")

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cbs.errors import CbsError, FitError
-from cbs.fit import CbsGroup, fit_cbs, fit_scaling_law
+from cbs.fit import CbsGroup, FitWarning, fit_cbs, fit_scaling_law
 from cbs.fit.tables import require_columns
 from cbs.plots.cbs_scaling import CbsPoint, cbs_scaling, law_panel, select_panels
 from cbs.plots.loss_to_loss import loss_to_loss_figure, loss_to_loss_panels, own_columns
@@ -120,10 +120,16 @@ def theory_from_json(path: Path, *, n_boot: int = 1000, seed: int = 0) -> Figure
                 n_boot=n_boot,
                 seed=seed,
             ),
+            unreached_batch_sizes=[float(b) for b in c.get("unreached_batch_sizes", [])],
+            warnings=[FitWarning(w["code"], w["message"]) for w in c.get("warnings", [])],
         )
         for c in sorted(cells, key=lambda c: c["data_size"])
     ]
-    points = [CbsPoint("linreg", c["dim"], c["data_size"], c["cbs"], *c["cbs_ci"]) for c in cells]
+    codes = [tuple(w["code"] for w in c.get("warnings", [])) for c in cells]
+    points = [
+        CbsPoint("linreg", c["dim"], c["data_size"], c["cbs"], *c["cbs_ci"], w)
+        for c, w in zip(cells, codes, strict=True)
+    ]
     panel = law_panel("CBS vs data size", "D", points, n_boot, seed, unit=1.0)
     return theory_figure(groups, panel, theory_exponent=payload.get("exponent_theory"))
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from cbs.errors import ConfigError, FitError
-from cbs.fit import CbsFit, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.fit import CbsFit, FitWarning, fit_cbs_table, fit_power_law, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
 from cbs.results.store import to_table
@@ -93,6 +93,7 @@ class CellFit:
     error: str | None
     seconds: float
     overhead: float
+    warnings: list[FitWarning] = field(default_factory=list)  # the group's (cbs.fit.diagnostics)
 
     def summary(self) -> dict[str, object]:
         reached = self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
@@ -105,6 +106,7 @@ class CellFit:
             "unreached_batch_sizes": self.table.batch_size[~self.table.index.isin(reached.index)].tolist(),
             "effective_dim": self.cell.problem.effective_dim(self.cell.data_size),
             "seconds": self.seconds,
+            "warnings": [w.to_dict() for w in self.warnings],
         }
         out["cbs_direct"] = direct_cbs(
             reached.batch_size.to_numpy(float), reached.steps_to_target.to_numpy(float), self.overhead
@@ -163,12 +165,53 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
     except FitError as exc:  # reported per cell; the study goes on
         return CellFit(cell, rows, table, None, str(exc), seconds, spec.overhead)
     (group,) = analysis.groups
-    return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead)
+    return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead, group.warnings)
 
 
 def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
     fit = fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
     return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
+
+
+def _grid_warnings(
+    spec: StudySpec, by_data: list[CellFit], by_dim: list[CellFit], exponent: float, theory: float
+) -> list[FitWarning]:
+    """``b_noise_beyond_grid``: a cell's B_noise above the largest batch size (S_min is extrapolated, not seen);
+    ``exponent_outside_grid``: the fitted k rests on cells whose B* lies outside the batch sizes that reached
+    the target (their ``cbs_outside_grid``), or leaves out cells refused because B* lies beyond the grid."""
+    top = max(spec.grid.batch_sizes)
+    out = []
+    beyond = [
+        (c.cell.problem.dim, c.cell.data_size) for c in (*by_data, *by_dim) if c.fit and c.fit.b_noise > top
+    ]
+    if beyond:
+        out.append(
+            FitWarning(
+                "b_noise_beyond_grid",
+                f"B_noise above the largest batch size {top} at (dim, D) = {beyond}: S_min and B* are extrapolated "
+                "from the hyperbola, not measured; add larger --batch-sizes",
+                {"largest_batch_size": top, "cells": beyond},
+            )
+        )
+    outside = [c.cell.data_size for c in by_data if any(w.code == "cbs_outside_grid" for w in c.warnings)]
+    refused = [c.cell.data_size for c in by_data if c.fit is None]
+    if outside or refused:
+        parts = [f"B* outside the reached batch sizes at D = {outside}"] if outside else []
+        parts += [f"no CBS fit at D = {refused} (left out)"] if refused else []
+        out.append(
+            FitWarning(
+                "exponent_outside_grid",
+                f"the fitted k = {exponent:.3f} (corollary {theory:.3f}) rests on {'; '.join(parts)}: "
+                "an extrapolation, not a measurement; widen --batch-sizes",
+                {
+                    "exponent": exponent,
+                    "exponent_theory": theory,
+                    "data_sizes_outside": outside,
+                    "data_sizes_refused": refused,
+                },
+            )
+        )
+    return out
 
 
 def _check_store(store: ResultsStore, spec: StudySpec) -> None:
@@ -230,12 +273,17 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
     warnings = []
     if short:
         warnings.append(
-            f"dim {spec.dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
-            "raise --dim (or leave it out to choose it automatically)"
+            FitWarning(
+                "dim_truncation",
+                f"dim {spec.dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
+                "raise --dim (or leave it out to choose it automatically)",
+                {"dim": spec.dim, "data_sizes": short},
+            )
         )
+    warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs["exponent"], problem.exponent_theory)
     return {
         "experiment": EXPERIMENT,
-        "warnings": warnings,
+        "warnings": [w.to_dict() for w in warnings],
         "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
         "conventions": {
             "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
