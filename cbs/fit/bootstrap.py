@@ -50,6 +50,18 @@ def ci_tuple(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float
     return float(lo), float(hi)
 
 
+def residual_draws(
+    fitted: np.ndarray, residuals: np.ndarray, n_params: int, *, n_boot: int, seed: int
+) -> np.ndarray:
+    """Residual-bootstrap responses for a fixed design: (n_boot, n) rows ``fitted + r*``, ``r*`` drawn with
+    replacement from the centred residuals inflated by sqrt(n / (n - p)) for the p fitted parameters. Row i
+    is the i-th draw of the seeded stream, so a batched refit sees the resamples a serial one would."""
+    n = fitted.size
+    scale = np.sqrt(n / max(n - n_params, 1))
+    centred = (residuals - residuals.mean()) * scale
+    return fitted + np.random.default_rng(seed).choice(centred, size=(max(n_boot, 0), n), replace=True)
+
+
 def residual_bootstrap(
     fitted: np.ndarray,
     residuals: np.ndarray,
@@ -59,21 +71,15 @@ def residual_bootstrap(
     n_boot: int,
     seed: int,
 ) -> np.ndarray:
-    """Residual bootstrap for a fixed design (batch sizes, model sizes chosen by the experimenter).
+    """Residual bootstrap (`residual_draws`) refitted one resample at a time.
 
-    New responses are ``fitted + r*`` with ``r*`` drawn with replacement from the residuals, inflated by
-    sqrt(n / (n - p)) for the degrees of freedom the fit used; ``refit`` maps a response vector to a
-    parameter vector (raising FitError when it cannot). Returns (n_ok, n_params_out) samples.
+    ``refit`` maps a response vector to a parameter vector (raising FitError when it cannot; that resample
+    is left out). Returns (n_ok, n_params_out) samples; FitError if every resample failed.
     """
-    n = fitted.size
     if n_boot <= 0:
         return np.empty((0, np.size(refit(fitted))))  # no resamples: shaped like one refit
-    scale = np.sqrt(n / max(n - n_params, 1))
-    centred = (residuals - residuals.mean()) * scale
-    rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n_boot):
-        draw = fitted + rng.choice(centred, size=n, replace=True)
+    for draw in residual_draws(fitted, residuals, n_params, n_boot=n_boot, seed=seed):
         try:
             out.append(refit(draw))
         except FitError:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq, least_squares
+from scipy.optimize import least_squares
 
 from cbs.errors import FitError
-from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points, residual_bootstrap
+from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points, residual_draws
+from cbs.fit.hyperbola import ALPHA_BOUNDS, cbs_of, fit_hyperbolas, start_and_scale
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
-ALPHA_BOUNDS = (0.05, 4.0)
 MAX_NOISE_RATIO = 100.0  # B_noise beyond this multiple of the largest measured B is not a measurement
 
 
@@ -27,15 +27,9 @@ def _model(params: np.ndarray, batch: np.ndarray) -> np.ndarray:
 
 
 def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarray:
-    """(a, b[, α]) minimising Σ (log S_i − log(a + b·B_i^-α))² with a, b ≥ 0."""
-    steps = np.exp(log_steps)
-    # start: a non-negative linear fit of S on 1/B weighted towards relative error
-    design = np.column_stack([np.ones_like(batch), 1.0 / batch]) / steps[:, None]
-    start, *_ = np.linalg.lstsq(design, np.ones_like(batch), rcond=None)
-    scale = np.array([steps.min(), steps.max() * batch.min()])
-    start = np.clip(start, 1e-3 * scale, None)
-    if free_alpha:
-        start, scale = np.append(start, 1.0), np.append(scale, 1.0)
+    """(a, b[, α]) minimising Σ (log S_i − log(a + b·B_i^-α))² with a, b ≥ 0, by scipy's least_squares (the
+    reference solver; the bootstrap solves the same problem batched, `cbs.fit.hyperbola`)."""
+    start, scale = (v[0] for v in start_and_scale(batch, log_steps, free_alpha))
     lower = np.zeros(start.size)
     upper = np.full(start.size, np.inf)
     if free_alpha:
@@ -53,25 +47,8 @@ def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarr
 
 
 def cbs_from_params(params: np.ndarray, b_opt: float, overhead: float) -> float:
-    """Largest B with S(B) ≤ (1 + o)·S(B_opt)·B_opt/B; closed form (1+o)·B_opt + o·b/a when α = 1."""
-    a, b = float(params[0]), float(params[1])
-    alpha = float(params[2]) if params.size > 2 else 1.0
-    if a <= 0:
-        return float("inf")  # S keeps falling like 1/B^α with no floor: linear scaling never breaks
-    if alpha == 1.0:
-        return (1 + overhead) * b_opt + overhead * b / a
-    budget = (1 + overhead) * b_opt * float(_model(params, np.array([b_opt]))[0])
-
-    def excess(log_b: float) -> float:  # B·S(B) is convex in B, so there is one root above B_opt
-        batch = np.exp(log_b)
-        return batch * float(_model(params, np.array([batch]))[0]) - budget
-
-    hi = np.log(b_opt) + 1.0
-    while excess(hi) < 0:
-        hi += 1.0
-        if hi > 200:
-            return float("inf")
-    return float(np.exp(brentq(excess, np.log(b_opt), hi, xtol=1e-12)))
+    """Largest B with S(B) ≤ (1 + o)·S(B_opt)·B_opt/B for one (a, b[, α]) (`cbs.fit.hyperbola.cbs_of`)."""
+    return float(cbs_of(np.asarray(params, dtype=np.float64)[None, :], b_opt, overhead)[0])
 
 
 @dataclass(frozen=True)
@@ -163,14 +140,15 @@ def _bootstrap(
     n_boot: int,
     seed: int,
 ) -> np.ndarray:
-    """Residual-bootstrap samples of (a, b[, α], CBS)."""
+    """Residual-bootstrap samples of (a, b[, α], CBS), all resamples refitted at once; a resample whose fit
+    does not converge is left out, as the serial bootstrap leaves out a failed refit."""
     fitted = np.log(_model(params, batch))
-
-    def refit(log_s: np.ndarray) -> np.ndarray:
-        p = _fit(batch, log_s, free_alpha)
-        return np.append(p, cbs_from_params(p, b_opt, overhead))
-
-    return residual_bootstrap(fitted, log_steps - fitted, params.size, refit, n_boot=n_boot, seed=seed)
+    draws = residual_draws(fitted, log_steps - fitted, params.size, n_boot=n_boot, seed=seed)
+    fits = fit_hyperbolas(batch, draws, free_alpha)
+    p = fits.params[fits.converged]
+    if n_boot > 0 and p.size == 0:
+        raise FitError("every bootstrap resample failed to fit; the data are too few or degenerate")
+    return np.column_stack([p, cbs_of(p, b_opt, overhead)])
 
 
 def fit_cbs(
