@@ -63,6 +63,10 @@ def test_chinchilla_replication_matches_besiroglu(shared_data):
     assert pytest.approx(1.817, abs=0.02) == fit.E
     assert pytest.approx(482.0, rel=0.10) == fit.A
     assert pytest.approx(2085.4, rel=0.10) == fit.B
+    # and cbs's own optimum on these points stays where it was (a regression guard for solver changes)
+    assert (fit.E, fit.A, fit.B, fit.alpha, fit.beta) == pytest.approx(
+        (1.8172, 477.8, 2143.4, 0.3473, 0.3672), rel=2e-4
+    )
     ci = fit.intervals()
     for name, (lo, hi) in {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}.items():
         assert ci[name][0] < hi and lo < ci[name][1], f"{name} CI {ci[name]} misses theirs ({lo}, {hi})"
