@@ -10,7 +10,7 @@ Both scipy runs use scipy's default tolerances. Serial scipy over all 4500 start
 Prints wall time, objective evaluations (point evaluations, finite-difference ones included), the best
 objective of each, the ratios, and how far apart the optima are.
 
-    PYTHONPATH=. python benchmarks/bench_scaling_fit.py [--baseline-starts 4500] [--n-boot 1000]
+    PYTHONPATH=. python benchmarks/bench_scaling_fit.py [--baseline-starts 450] [--n-boot 1000]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def cbs_fit(n: np.ndarray, d: np.ndarray, loss: np.ndarray, seed: int) -> Timed:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="Chinchilla svg_extracted_data.csv")
-    parser.add_argument("--baseline-starts", type=int, default=4500, help="starts each scipy baseline runs")
+    parser.add_argument("--baseline-starts", type=int, default=450, help="starts each scipy baseline runs")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the cbs timing")
     parser.add_argument("--seed", type=int, default=0, help="seed of the start subset and bootstrap")
     args = parser.parse_args()
