@@ -14,16 +14,10 @@ from scipy.optimize import least_squares
 
 from cbs.errors import FitError
 from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points, residual_draws
-from cbs.fit.hyperbola import ALPHA_BOUNDS, cbs_of, fit_hyperbolas, start_and_scale
+from cbs.fit.hyperbola import ALPHA_BOUNDS, cbs_of, fit_hyperbolas, model, start_and_scale
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 MAX_NOISE_RATIO = 100.0  # B_noise beyond this multiple of the largest measured B is not a measurement
-
-
-def _model(params: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    a, b = params[0], params[1]
-    alpha = params[2] if params.size > 2 else 1.0
-    return a + b * batch**-alpha
 
 
 def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarray:
@@ -36,7 +30,7 @@ def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarr
         lower[2], upper[2] = ALPHA_BOUNDS
 
     def resid(p: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(_model(p, batch), 1e-300)) - log_steps
+        return np.log(np.maximum(model(p, batch)[0], 1e-300)) - log_steps
 
     res = least_squares(
         resid, start, bounds=(lower, upper), x_scale=scale, xtol=1e-12, ftol=1e-12, gtol=1e-12
@@ -142,7 +136,7 @@ def _bootstrap(
 ) -> np.ndarray:
     """Residual-bootstrap samples of (a, b[, α], CBS), all resamples refitted at once; a resample whose fit
     does not converge is left out, as the serial bootstrap leaves out a failed refit."""
-    fitted = np.log(_model(params, batch))
+    fitted = np.log(model(params, batch)[0])
     draws = residual_draws(fitted, log_steps - fitted, params.size, n_boot=n_boot, seed=seed)
     fits = fit_hyperbolas(batch, draws, free_alpha)
     p = fits.params[fits.converged]
@@ -203,7 +197,7 @@ def fit_cbs(
             note = f"free-exponent fit failed: {exc}"
     else:
         note = "needs at least 4 distinct batch sizes"
-    resid = log_steps - np.log(_model(params, batch))
+    resid = log_steps - np.log(model(params, batch)[0])
     return CbsFit(
         a=a,
         b=b,
