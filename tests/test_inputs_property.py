@@ -153,6 +153,12 @@ def l2l_table() -> pd.DataFrame:
     return pd.concat([a, a.assign(dataset="b", loss=1.5 + 40 / n**0.3)], ignore_index=True)
 
 
+def hparams_table() -> pd.DataFrame:
+    c, b, lr = (g.ravel() for g in np.meshgrid([1e17, 1e18, 1e19], [8.0, 16, 32], [1e-3, 3e-3, 1e-2]))
+    loss = 3 + 0.1 * np.log(b / 16) ** 2 + 0.1 * np.log(lr / 3e-3) ** 2 - 0.1 * np.log10(c / 1e17)
+    return pd.DataFrame({"compute": c, "batch_size": b, "lr": lr, "loss": loss})
+
+
 COMMANDS = {
     "scaling-law": (
         scaling_law_table,
@@ -163,6 +169,11 @@ COMMANDS = {
         steps_table,
         ["n_params", "batch_size", "steps_to_target", "data_tokens"],
         ["fit", "cbs", "--b-opt", "16"],
+    ),
+    "hparams": (
+        hparams_table,
+        ["compute", "batch_size", "lr", "loss"],
+        ["fit", "hparams", "--c-col", "compute"],
     ),
     "loss-to-loss": (
         l2l_table,
