@@ -28,12 +28,17 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def chinchilla_csv(path: Path, **cells: tuple[int, object]) -> Path:
-    """Six L(N, D) points; ``cells`` puts a raw value at (data row, column), written as text into the CSV."""
+def chinchilla_table() -> pd.DataFrame:
+    """Six L(N, D) points of a Chinchilla-form law, as a table of objects (any cell may become text)."""
     n = np.array([1e7, 3e7, 1e8, 1e7, 3e7, 1e8])
     d = np.array([1e9, 1e9, 1e9, 1e10, 1e10, 1e10])
-    table = pd.DataFrame({"n_params": n, "data_tokens": d, "flops": 6 * n * d, "loss": 2 + 400 / n**0.34})
-    table = table.astype(object)
+    loss = 1.8 + 400 / n**0.34 + 2000 / d**0.37
+    return pd.DataFrame({"n_params": n, "data_tokens": d, "flops": 6 * n * d, "loss": loss}).astype(object)
+
+
+def chinchilla_csv(path: Path, **cells: tuple[int, object]) -> Path:
+    """`chinchilla_table` as CSV; ``cells`` puts a raw value at (data row, column), written as text."""
+    table = chinchilla_table()
     for column, (row, value) in cells.items():
         table.loc[row - 1, column] = value
     table.to_csv(path, index=False)

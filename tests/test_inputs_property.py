@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from cbs.cli import main
+from test_inputs import chinchilla_table, cli, l2l_table, steps_table, valid_spec
 
 SETTINGS = settings(
     max_examples=60,
@@ -50,14 +48,6 @@ TARGET_KEYS = ["reference_batch_size", "budget_multiple"]
 GRID_KEYS = ["batch_size", "optim.lr", "optim.beta2", "seed", "model.preset", "bogus"]
 
 
-def valid_spec() -> dict:
-    return {
-        "base": {"model": {"preset": "tiny-16k"}, "data": {"path": "nowhere"}, "device": "cpu"},
-        "grid": {"batch_size": [16, 32], "optim.lr": [1e-3, 3e-3]},
-        "target": {"reference_batch_size": 16, "budget_multiple": 2},
-    }
-
-
 @st.composite
 def specs(draw: st.DrawFn) -> object:
     """A random YAML document, or the valid spec with a few keys replaced, removed or garbled."""
@@ -81,14 +71,6 @@ def specs(draw: st.DrawFn) -> object:
     return spec
 
 
-def run_cli(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        rc = int(exc.code or 0)
-    return rc, capsys.readouterr().err
-
-
 def assert_clean(rc: int, err: str) -> None:
     assert rc in (0, 2), err
     assert "Traceback" not in err
@@ -103,7 +85,7 @@ def test_malformed_specs_never_crash_the_dry_run(spec, capsys, monkeypatch):
         patch.chdir(tmp)  # undone before the folder goes
         path = Path(tmp) / "spec.yaml"
         path.write_text(yaml.safe_dump(spec, allow_unicode=True))
-        rc, err = run_cli(["sweep", path, "--dry-run"], capsys)
+        rc, err = cli(["sweep", path, "--dry-run"], capsys)
         assert_clean(rc, err)
         assert sorted(p.name for p in Path(tmp).iterdir()) == ["spec.yaml"]  # a dry run writes nothing
 
@@ -128,31 +110,6 @@ def corrupt(table: pd.DataFrame, draw: st.DrawFn, columns: list[str]) -> pd.Data
     return table
 
 
-def scaling_law_table() -> pd.DataFrame:
-    n = np.repeat([1e7, 3e7, 1e8], 2)
-    d = np.tile([1e9, 1e10], 3)
-    return pd.DataFrame({"n_params": n, "data_tokens": d, "loss": 1.8 + 400 / n**0.34 + 2000 / d**0.37})
-
-
-def steps_table() -> pd.DataFrame:
-    b = np.array([4.0, 8, 16, 32, 64, 128])
-    return pd.DataFrame(
-        {
-            "model": "m",
-            "n_params": 1e6,
-            "data_tokens": 1e8,
-            "batch_size": b,
-            "steps_to_target": 100 + 1600 / b,
-        }
-    )
-
-
-def l2l_table() -> pd.DataFrame:
-    n = np.array([1e7, 3e7, 1e8, 3e8])
-    a = pd.DataFrame({"dataset": "a", "n_params": n, "data_tokens": 20 * n, "loss": 2 + 50 / n**0.3})
-    return pd.concat([a, a.assign(dataset="b", loss=1.5 + 40 / n**0.3)], ignore_index=True)
-
-
 def hparams_table() -> pd.DataFrame:
     c, b, lr = (g.ravel() for g in np.meshgrid([1e17, 1e18, 1e19], [8.0, 16, 32], [1e-3, 3e-3, 1e-2]))
     loss = 3 + 0.1 * np.log(b / 16) ** 2 + 0.1 * np.log(lr / 3e-3) ** 2 - 0.1 * np.log10(c / 1e17)
@@ -161,7 +118,7 @@ def hparams_table() -> pd.DataFrame:
 
 COMMANDS = {
     "scaling-law": (
-        scaling_law_table,
+        chinchilla_table,
         ["n_params", "data_tokens", "loss"],
         ["fit", "scaling-law", "--n-starts", "2"],
     ),
@@ -177,8 +134,8 @@ COMMANDS = {
     ),
     "loss-to-loss": (
         l2l_table,
-        ["n_params", "data_tokens", "loss"],
-        ["fit", "loss-to-loss", "--x-group", "a", "--x-col", "loss", "--y-group", "b", "--y-col", "loss"]
+        ["n_params", "data_tokens", "loss", "test"],
+        ["fit", "loss-to-loss", "--x-group", "a", "--x-col", "loss", "--y-group", "b", "--y-col", "test"]
         + ["--E-x", "1", "--E-y", "1"],
     ),
 }
@@ -202,6 +159,6 @@ def test_malformed_tables_exit_2_and_write_nothing(case, capsys):
             table.to_csv(src, index=False)
         else:
             table.astype(str).where(table.notna(), None).to_parquet(src)  # text cells: a string column
-        rc, err = run_cli([*argv, "--input", src, "--n-boot", "0", "--json", out], capsys)
+        rc, err = cli([*argv, "--input", src, "--n-boot", "0", "--json", out], capsys)
         assert_clean(rc, err)
         assert out.exists() == (rc == 0)
