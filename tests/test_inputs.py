@@ -176,6 +176,10 @@ def test_loss_to_loss_checks_only_the_rows_of_each_side():
     bad.loc[6, "test"] = "—"
     with pytest.raises(FitError, match=r"column 'test', data row 7 of the loss-to-loss table .*'—' is not"):
         pair_losses(bad, cols)
+    same = l2l_table()  # one column for both groups (test-to-test): each side's cells are named as written
+    same.loc[4:, "loss"] = [1.6, "n/a", 1.5, 1.4]
+    with pytest.raises(FitError, match=r"column 'loss', data row 6 .*'n/a' is not a number"):
+        pair_losses(same, Columns("dataset", "n_params", "data_tokens", "a", "loss", "b", "loss"))
 
 
 def test_loss_to_loss_cli_names_the_holdout_table_before_fitting(tmp_path, capsys):

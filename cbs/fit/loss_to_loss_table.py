@@ -95,15 +95,12 @@ def pair_losses(table: pd.DataFrame, cols: Columns, what: str = "the loss-to-los
     for g in (cols.x_group, cols.y_group):
         if g not in groups:
             raise FitError(f"group {g!r} is not in column {cols.group!r}; it holds {sorted(groups)}")
-    for group, col in ((cols.x_group, cols.x_col), (cols.y_group, cols.y_col)):
-        rows = (table[cols.group].astype(str) == group).to_numpy()
-        table = numeric_columns(table, [Numeric(cols.n), Numeric(cols.d), Numeric(col)], what, rows=rows)
 
     def side(group: str, col: str, name: str) -> pd.DataFrame:
-        rows = table[table[cols.group].astype(str) == group]
-        out = pd.DataFrame(
-            {"n": rows[cols.n].astype(float), "d": rows[cols.d].astype(float), name: rows[col]}
-        )
+        mask = (table[cols.group].astype(str) == group).to_numpy()
+        numbers = [Numeric(cols.n), Numeric(cols.d), Numeric(col)]
+        rows = numeric_columns(table, numbers, what, rows=mask)[mask]
+        out = pd.DataFrame({"n": rows[cols.n], "d": rows[cols.d], name: rows[col]})
         dup = out.duplicated(["n", "d"])
         if dup.any():
             raise FitError(
