@@ -248,17 +248,25 @@ def run_scaling_law(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cbs.fit import fit_scaling_law
-    from cbs.fit.tables import read_table, require_columns, write_json
+    from cbs.fit.tables import read_table, scaling_law_points, write_json
 
-    table = read_table(args.input)
-    d_col = args.flops_col or args.d_col
-    require_columns(table, [args.n_col, d_col, args.loss_col], "a scaling-law fit")
+    points = scaling_law_points(
+        read_table(args.input),
+        n_col=args.n_col,
+        d_col=args.d_col,
+        flops_col=args.flops_col,
+        loss_col=args.loss_col,
+    )
     if args.drop_highest:
-        table = table.sort_values(args.loss_col).iloc[: -args.drop_highest]
-    n = table[args.n_col].to_numpy(float)
-    d = table[d_col].to_numpy(float) / (6 * n) if args.flops_col else table[d_col].to_numpy(float)
+        points = points.sort_values("loss").iloc[: -args.drop_highest]
     fit = fit_scaling_law(
-        n, d, table[args.loss_col], form=args.form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
+        points["n"].to_numpy(),
+        points["d"].to_numpy(),
+        points["loss"],
+        form=args.form,
+        n_starts=args.n_starts,
+        n_boot=args.n_boot,
+        seed=args.seed,
     )
     payload = fit.to_dict()
     console = Console()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,22 @@ from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
     from cbs.plots.sources import StoreSource
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number ≥ ``minimum``; anything else is a one-line usage error (exit 2)
+    naming the option, before the command does any work."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {number}")
+        return number
+
+    return parse
 
 
 def target_value(value: str) -> str | float:
@@ -49,7 +66,10 @@ def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
 def add_bootstrap_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--n-boot and --seed of the bootstrap intervals and start grids."""
     p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)"
+        "--n-boot",
+        type=whole_number(0),
+        default=1000,
+        help="bootstrap resamples for the intervals (default 1000)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstraps and start grids (default 0)")
 
@@ -57,7 +77,10 @@ def add_bootstrap_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) 
 def add_n_starts(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--n-starts of the L(N, D) multi-start fits."""
     p.add_argument(
-        "--n-starts", type=int, default=4500, help="multi-start grid of the L(N, D) fits (default 4500)"
+        "--n-starts",
+        type=whole_number(1),
+        default=4500,
+        help="multi-start grid of the L(N, D) fits (default 4500)",
     )
 
 
@@ -74,7 +97,7 @@ def add_scaling_law_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
     p.add_argument("--loss-col", default="loss", help="column of the loss (default loss)")
     p.add_argument(
         "--drop-highest",
-        type=int,
+        type=whole_number(0),
         default=0,
         metavar="K",
         help="drop the K highest-loss rows first (Besiroglu et al. drop 5 of Chinchilla's)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cbs.cli.options import whole_number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -21,10 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the grid (runs, tokens, FLOPs) and exit")
     p.add_argument(
-        "--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)"
+        "--max-concurrent",
+        type=whole_number(1),
+        help="at most this many trials at once (default: as resources allow)",
     )
     p.add_argument(
-        "--num-cpus", type=int, help="CPUs of the local Ray started for the sweep (default: all cores)"
+        "--num-cpus",
+        type=whole_number(1),
+        help="CPUs of the local Ray started for the sweep (default: all cores)",
     )
     p.set_defaults(func=run)
 

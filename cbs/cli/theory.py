@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from cbs.cli.options import whole_number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -52,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="batch grid; the smallest is the reference B_ref defining the target (default 1 .. 4096, ×2)",
     )
     p.add_argument("--overhead", type=float, default=None, help="CBS overhead o (default: the paper's 0.2)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument(
+        "--n-boot", type=whole_number(0), default=1000, help="bootstrap resamples for the intervals"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--results", type=Path, default=None, help="results store to write the runs into")
     p.add_argument("--json", type=Path, default=None, help="write the report (exponents, B* per D/dim) here")

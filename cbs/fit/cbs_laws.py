@@ -16,8 +16,8 @@ from cbs.errors import FitError
 from cbs.fit.critical_batch import CbsFit, fit_cbs
 from cbs.fit.diagnostics import FitWarning, diagnose_group
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
-from cbs.fit.steps_to_target import reference_batch
-from cbs.fit.tables import require_columns
+from cbs.fit.steps_to_target import HYPERPARAMETERS, reference_batch
+from cbs.fit.tables import Numeric, numeric_columns, require_columns
 from cbs.protocol import CBS_OVERHEAD
 
 UNITS = {
@@ -234,6 +234,24 @@ def _laws(
     return laws, absent
 
 
+def _numeric(table: pd.DataFrame) -> pd.DataFrame:
+    """The steps-to-target table with its numbers checked (`numeric_columns`): N and B in every row; steps
+    (empty or inf: not reached), D, the target, b_opt and the diagnostics' columns where given."""
+    optional = [c for c in ("data_tokens", "target_loss", "b_opt", "best_loss", "initial_loss") if c in table]
+    grid = [c for hp in HYPERPARAMETERS for c in (hp, f"{hp}_grid_min", f"{hp}_grid_max") if c in table]
+    return numeric_columns(
+        table if "data_tokens" in table else table.assign(data_tokens=np.nan),
+        [
+            Numeric("n_params"),
+            Numeric("batch_size"),
+            Numeric("steps_to_target", positive=False, missing_ok=True, finite=False),
+            *(Numeric(c, missing_ok=True, finite=c not in ("best_loss", "initial_loss")) for c in optional),
+            *(Numeric(c, positive=False, missing_ok=True) for c in grid),
+        ],
+        "the steps-to-target table",
+    )
+
+
 def fit_cbs_table(
     table: pd.DataFrame,
     *,
@@ -252,14 +270,7 @@ def fit_cbs_table(
     (`cbs.fit.diagnostics.diagnose_group`), and each law in the JSON the warnings of its groups.
     """
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
-    table = table.copy()
-    if "data_tokens" not in table:
-        table["data_tokens"] = np.nan
-    for col in ("n_params", "batch_size", "steps_to_target", "data_tokens"):
-        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
-    for col in ("n_params", "batch_size"):
-        if not np.isfinite(table[col]).all():
-            raise FitError(f"column {col} has missing or non-numeric values; every row needs one")
+    table = _numeric(table)
     table["model"] = table["model"].astype(str)
     groups = [
         _fit_group(key, grp, b_opt, overhead, n_boot, seed)

@@ -18,7 +18,7 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.bootstrap import ci_tuple, resample_counts
 from cbs.fit.power_law import JointPowerLawFit, fit_joint_power_law
-from cbs.fit.tables import require_columns
+from cbs.fit.tables import Numeric, numeric_columns, require_columns
 
 DEFAULT_BAND = 0.05  # bowl fitted to runs within 5% of the budget's best loss (widened until identifiable)
 MIN_RUNS = 6  # a quadratic in two variables has 6 coefficients
@@ -426,12 +426,8 @@ def fit_hparam_laws(
     require_columns(table, [*cols.budget, cols.batch, cols.lr, cols.loss], "an optimal-hyperparameter fit")
     if not (band >= 0 and np.isfinite(band)):
         raise FitError(f"band must be a finite relative loss margin ≥ 0 (e.g. 0.05), got {band}")
-    for col in [*cols.budget, cols.batch, cols.lr]:
-        values = pd.to_numeric(table[col], errors="coerce").to_numpy(float)
-        if not (np.isfinite(values) & (values > 0)).all():
-            raise FitError(
-                f"column {col!r} must hold finite values > 0 (a fit on logarithms); fix or drop those rows"
-            )
+    numeric = [Numeric(c) for c in (*cols.budget, cols.batch, cols.lr)]
+    table = numeric_columns(table, numeric, "the hyperparameter table")
     groups = list(table.groupby(cols.budget, sort=True))
     if len(groups) < MIN_BUDGETS:
         raise FitError(

@@ -15,7 +15,7 @@ from cbs.errors import FitError
 from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
 from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
 from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
-from cbs.fit.tables import require_columns
+from cbs.fit.tables import Numeric, numeric_columns, require_columns
 from cbs.results import ResultsStore
 
 INTERVALS = ("joint", "e-fixed")
@@ -87,19 +87,20 @@ def store_loss_table(root: str | Path, *, ewa: bool = True) -> pd.DataFrame:
     return runs[["run_id", "dataset", "n_params", "data_tokens"]].merge(wide, on="run_id", how="inner")
 
 
-def pair_losses(table: pd.DataFrame, cols: Columns) -> pd.DataFrame:
-    """(n, d, x, y) for the models present in both groups with equal (N, D)."""
-    require_columns(table, [cols.group, cols.n, cols.d, cols.x_col, cols.y_col], "a loss-to-loss fit")
+def pair_losses(table: pd.DataFrame, cols: Columns, what: str = "the loss-to-loss table") -> pd.DataFrame:
+    """(n, d, x, y) for the models present in both groups with equal (N, D). N, D and the group's loss are
+    checked finite and > 0 in every row of the x and y groups (`numeric_columns`; FitError names the cell)."""
+    require_columns(table, [cols.group, cols.n, cols.d, cols.x_col, cols.y_col], what)
     groups = set(table[cols.group].astype(str))
     for g in (cols.x_group, cols.y_group):
         if g not in groups:
             raise FitError(f"group {g!r} is not in column {cols.group!r}; it holds {sorted(groups)}")
 
     def side(group: str, col: str, name: str) -> pd.DataFrame:
-        rows = table[table[cols.group].astype(str) == group]
-        out = pd.DataFrame(
-            {"n": rows[cols.n].astype(float), "d": rows[cols.d].astype(float), name: rows[col]}
-        )
+        mask = (table[cols.group].astype(str) == group).to_numpy()
+        numbers = [Numeric(cols.n), Numeric(cols.d), Numeric(col)]
+        rows = numeric_columns(table, numbers, what, rows=mask)[mask]
+        out = pd.DataFrame({"n": rows[cols.n], "d": rows[cols.d], name: rows[col]})
         dup = out.duplicated(["n", "d"])
         if dup.any():
             raise FitError(
@@ -161,6 +162,7 @@ def fit_loss_to_loss_table(
     if interval not in INTERVALS:
         raise FitError(f"unknown interval {interval!r}; choose one of {INTERVALS}")
     pairs = pair_losses(table, cols)
+    held = pair_losses(holdout, cols, "the holdout table") if holdout is not None else None
     fit_y_law = E_y is None and not fit_E_y
     joint = interval == "joint" and n_boot > 0 and (E_x is None or fit_y_law)
     law_boot = 0 if joint else n_boot  # joint: the laws' samples are the joint refits
@@ -189,9 +191,7 @@ def fit_loss_to_loss_table(
         law_x = replace(law_x, samples=boot.law_x_samples) if law_x else None
         law_y = replace(law_y, samples=boot.law_y_samples) if law_y else None
     pairs = pairs.assign(y_pred=fit.predict(pairs["x"]))
-    held = None
-    if holdout is not None:
-        held = pair_losses(holdout, cols)
+    if held is not None:
         if (held["x"] <= fit.E_x).any():
             raise FitError(f"a held-out x loss is at or below E_x = {fit.E_x:.4g}; the law cannot predict it")
         held = held.assign(y_pred=fit.predict(held["x"]))

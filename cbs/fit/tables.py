@@ -6,7 +6,8 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +15,25 @@ import pandas as pd
 
 from cbs.errors import FitError
 
+# Cells that mean "no value" where a column allows one (e.g. a target never reached); elsewhere they are named.
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet table (chosen by extension)."""
+    """A CSV or Parquet table (chosen by extension). CSV cells are kept as written except empty ones (NaN), so
+    that `numeric_columns` can name a text such as 'n/a' in a numeric column instead of guessing what it meant.
+    Raises FitError on a missing, unreadable or empty file."""
     path = Path(path)
     if not path.is_file():
         raise FitError(f"input table {path} does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise FitError(f"input table {path} is empty: it needs a header row and one row per run") from None
     except (OSError, ValueError) as exc:
         raise FitError(f"cannot read {path}: {exc}") from exc
     raise FitError(f"input table {path} must end in .csv or .parquet")
@@ -35,7 +43,82 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> N
     """Refuse a table that lacks any of ``columns``, naming the missing ones and those present."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise FitError(f"{what} needs column(s) {missing}; the table has {list(table.columns)}")
+        raise FitError(
+            f"{what} needs column(s) {missing}; the table has {list(map(str, table.columns))} "
+            "(rename the column, or name it with the command's --*-col option)"
+        )
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """How `numeric_columns` checks one column: ``positive`` (> 0: N, D, FLOPs, losses, batch sizes),
+    ``missing_ok`` (an empty or NA cell means "no value", e.g. a target never reached) and ``finite``
+    (±inf refused)."""
+
+    name: str
+    positive: bool = True
+    missing_ok: bool = False
+    finite: bool = True
+
+
+def numeric_columns(
+    table: pd.DataFrame, columns: Sequence[Numeric], what: str, rows: Sequence[bool] | None = None
+) -> pd.DataFrame:
+    """A copy of ``table`` with ``columns`` as float64, every cell checked.
+
+    Raises FitError, before any fitting, on a table without rows, a missing column (listing those present) or
+    the first bad cell: text that is not a number, a missing value where one is needed, ±inf where refused, or ≤ 0
+    in a ``positive`` column. The message names the column, the data row (1 = the first row under the header)
+    and the value as written. ``rows`` (a boolean mask) limits the checks to those rows; the others are
+    converted as far as they are numbers (NaN otherwise)."""
+    require_columns(table, [c.name for c in columns], what)
+    if table.empty:
+        raise FitError(f"{what} has no data rows: add one row per run under the header")
+    checked = np.ones(len(table), bool) if rows is None else np.asarray(rows, bool)
+    out = table.copy()
+    for col in columns:
+        raw = table[col.name]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        number = values.notna().to_numpy()
+        v = values.to_numpy()
+        missing = raw.isna().to_numpy() | (
+            ~number & raw.astype(str).str.strip().str.lower().isin(MISSING_MARKERS).to_numpy()
+        )
+        reasons = np.select(
+            [
+                ~number & ~(missing & col.missing_ok),
+                number & col.finite & ~np.isfinite(v),
+                number & col.positive & (v <= 0),
+            ],
+            ["is not a number", "is not a finite number", "must be a number > 0"],
+            "",
+        )
+        bad = np.flatnonzero((reasons != "") & checked)
+        if bad.size:
+            i = int(bad[0])
+            more = f" ({bad.size - 1} more row{'s' * (bad.size > 2)} like it)" if bad.size > 1 else ""
+            raise FitError(
+                f"column {col.name!r}, data row {i + 1} of {what} (1 = first row under the header): "
+                f"{_cell(raw.iloc[i])} {reasons[i]} — fix the table or drop the row{more}"
+            )
+        out[col.name] = values
+    return out
+
+
+def _cell(value: object) -> str:
+    """A cell as the user wrote it: 'n/a', 'abc', -3, inf; an empty cell in words."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "an empty cell"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return "an empty cell"
+        try:
+            float(text)
+        except ValueError:
+            return repr(value)
+        return text
+    return format(value, "g") if isinstance(value, (float, np.floating)) else str(value)
 
 
 def json_safe(obj: object) -> object:
@@ -87,3 +170,17 @@ def to_markdown(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body]) + "\n"
+
+
+def scaling_law_points(
+    table: pd.DataFrame, *, n_col: str, d_col: str, flops_col: str | None, loss_col: str
+) -> pd.DataFrame:
+    """Columns ``n``, ``d``, ``loss`` of an L(N, D) table (D = C/(6N) where ``flops_col`` names the training
+    FLOP C), in the table's row order; every cell is checked finite and > 0 (`numeric_columns`)."""
+    source = flops_col or d_col
+    checked = numeric_columns(
+        table, [Numeric(n_col), Numeric(source), Numeric(loss_col)], "the scaling-law table"
+    )
+    n = checked[n_col]
+    d = checked[source] / (6.0 * n) if flops_col else checked[source]
+    return pd.DataFrame({"n": n, "d": d, "loss": checked[loss_col]})

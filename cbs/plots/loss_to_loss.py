@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from cbs.errors import CbsError, FitError
 from cbs.fit import fit_scaling_law
 from cbs.fit.loss_to_loss_table import Columns, LossToLossAnalysis, fit_loss_to_loss_table
+from cbs.fit.tables import Numeric, numeric_columns
 from cbs.plots.style import categorical_colors, new_figure, styled
 
 KINDS = ("train-to-train", "train-to-test", "test-to-test")
@@ -77,7 +78,9 @@ def own_columns(
     table: pd.DataFrame, group_col: str, group: str, x_col: str, candidates: Sequence[str]
 ) -> list[str]:
     """The candidate columns that are not just ``x_col`` again on ``group``'s rows (its own validation set)."""
-    rows = table[table[group_col].astype(str) == group]
+    rows = table[table[group_col].astype(str) == group].apply(
+        pd.to_numeric, errors="coerce"
+    )  # text: checked later
     return [c for c in candidates if c != x_col and not np.allclose(rows[c], rows[x_col], equal_nan=True)]
 
 
@@ -108,7 +111,11 @@ def loss_to_loss_panels(
 
     def shift(group: str, col: str) -> float:
         if (group, col) not in shifts:
-            rows = table[table[group_col].astype(str) == group].dropna(subset=[col])
+            mask = (table[group_col].astype(str) == group).to_numpy()
+            numbers = [Numeric(n_col), Numeric(d_col), Numeric(col, missing_ok=True)]
+            rows = numeric_columns(table, numbers, "the loss-to-loss table", rows=mask)[mask].dropna(
+                subset=[col]
+            )
             law = fit_scaling_law(rows[n_col], rows[d_col], rows[col], n_starts=n_starts, n_boot=0, seed=seed)
             shifts[group, col] = law.E
         return shifts[group, col]

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from cbs.errors import CbsError, FitError
 from cbs.fit import CbsGroup, FitWarning, fit_cbs, fit_scaling_law
-from cbs.fit.tables import require_columns
+from cbs.fit.tables import require_columns, scaling_law_points
 from cbs.plots.cbs_scaling import CbsPoint, cbs_scaling, law_panel, select_panels
 from cbs.plots.loss_to_loss import loss_to_loss_figure, loss_to_loss_panels, own_columns
 from cbs.plots.scaling_law import scaling_law_figure
@@ -39,10 +39,8 @@ def scaling_law_from_table(
 ) -> Figure:
     """Fit L(N, D) to a table as `cbs fit scaling-law` does (D = C/6N with ``flops_col``; the ``drop_highest``
     highest losses left out and drawn as ×) and draw `scaling_law_figure`."""
-    require_columns(table, [n_col, flops_col or d_col, loss_col], "an L(N, D) figure")
-    n = table[n_col].to_numpy(float)
-    d = table[flops_col].to_numpy(float) / (6.0 * n) if flops_col else table[d_col].to_numpy(float)
-    loss = table[loss_col].to_numpy(float)
+    points = scaling_law_points(table, n_col=n_col, d_col=d_col, flops_col=flops_col, loss_col=loss_col)
+    n, d, loss = (points[c].to_numpy() for c in ("n", "d", "loss"))
     excluded = np.zeros(n.size, bool)
     if drop_highest:
         excluded[np.argsort(loss, kind="stable")[-drop_highest:]] = True

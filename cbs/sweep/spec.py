@@ -77,6 +77,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file; raises ConfigError naming the offending key and the fix."""
     path = Path(path)
     data = load_yaml(path)
+    if not data:
+        raise ConfigError(
+            f"{path} is empty: a sweep spec needs a base config and a grid, e.g. "
+            "grid: {batch_size: [16, 32, 64]} (see docs/sweep.md)"
+        )
     try:
         return parse_spec(data, default_name=path.stem)
     except ConfigError as exc:
@@ -126,6 +131,8 @@ def _axis(value: Any, where: str) -> dict[str, list[Any]]:
 
 def _zip_group(value: Any, where: str) -> dict[str, list[Any]]:
     group = _axis(value, where)
+    if not group:
+        raise ConfigError(f"{where} is empty: give it keys with equal-length lists, or remove it")
     lengths = {key: len(values) for key, values in group.items()}
     if len(set(lengths.values())) > 1:
         raise ConfigError(f"{where}: zipped lists must have equal lengths, got {lengths}")
@@ -137,6 +144,11 @@ def _check(spec: SweepSpec) -> None:
         raise ConfigError(f"name must be a non-empty string without '/', got {spec.name!r}")
     if spec.eval_sets is not None and "eval_sets" in spec.base.get("data", {}):
         raise ConfigError("eval_sets is given both at the top level and in base.data: keep one")
+    if not spec.axes():
+        raise ConfigError(
+            "the spec has no grid (or zip) values, so there is nothing to sweep: add e.g. "
+            "grid: {batch_size: [16, 32, 64]} (one run alone: `cbs train`)"
+        )
     keys = [key for axis in spec.axes() for key in axis]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
@@ -161,9 +173,14 @@ def _check(spec: SweepSpec) -> None:
             f"checkpoint_every must be >= 0 (evaluations; 0: never), got {spec.checkpoint_every}"
         )
     t = spec.target
-    if t is not None and (t.reference_batch_size < 1 or t.budget_multiple < 1):
+    if t is not None and t.reference_batch_size < 1:
         raise ConfigError(
-            f"target: reference_batch_size must be >= 1 and budget_multiple >= 1 (× the cell's data size), got {t}"
+            f"target.reference_batch_size must be a batch size >= 1 (sequences), got {t.reference_batch_size}"
+        )
+    if t is not None and not t.budget_multiple >= 1:
+        raise ConfigError(
+            "target.budget_multiple must be >= 1 (the tokens a run may train to reach the target, × the cell's "
+            f"data size D), got {t.budget_multiple:g}"
         )
 
 
