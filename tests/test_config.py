@@ -70,4 +70,6 @@ def test_run_id_is_canonical_in_the_model_preset_fields():
     assert custom.run_id() != plain.run_id()
     assert model_label(custom.model) == "custom(d48-l2-h3-s128)"
     assert model_label(cfg(mlp_ratio=2).model) == "custom(d24-l2-h2-s128-m2)"
-    assert resolve_model_config(custom.model, 256).preset == "custom(d48-l2-h3-s128)"  # the runs' preset column
+    assert (
+        resolve_model_config(custom.model, 256).preset == "custom(d48-l2-h3-s128)"
+    )  # the runs' preset column
