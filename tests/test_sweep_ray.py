@@ -248,7 +248,7 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def test_sweep_retrains_exactly_the_damaged_runs(target_sweep, tmp_path):
+def test_sweep_retrains_exactly_the_damaged_runs(target_sweep, tmp_path, capsys):
     """A truncated curve file: the next sweep moves the run's files to damaged/ and trains that run alone; a spec
     restating a preset value (model.n_heads: 2 of tiny-16k) has the same run ids, so nothing else is trained."""
     plan, results, _ = target_sweep
@@ -261,6 +261,10 @@ def test_sweep_retrains_exactly_the_damaged_runs(target_sweep, tmp_path):
     )
     spec["base"]["model"]["n_heads"] = 2
     restated = plan_sweep(parse_spec(spec))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "t.yaml"), "--dry-run", "--results", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "5 of 6 grid points done, 1 to train (1 damaged runs would be moved aside" in out
     assert sorted(t.run_id for t in restated.trials) == sorted(t.run_id for t in plan.trials)
     outcome = run_sweep(restated, store.root, console=Console(quiet=True))
     assert [d.run_id for d in outcome.healed] == [victim] and outcome.ran == [victim]

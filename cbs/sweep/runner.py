@@ -72,14 +72,20 @@ def run_sweep(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
                 )
             _run_phase(plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome)
-    done = done_ids(store)
-    targets = plan.targets(stored_runs(store))
-    planned = plan.budget + plan.target_trials(targets)
-    waiting = {t.run_id for t in plan.pending_target if t.cell not in targets}
-    outcome.missing = sorted({t.run_id for t in planned if t.run_id not in done} | waiting)
+    outcome.missing = missing_ids(plan, stored_runs(store))
     if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
         shutil.rmtree(store.root / ".ray", ignore_errors=True)
     return outcome
+
+
+def missing_ids(plan: SweepPlan, runs: pd.DataFrame) -> list[str]:
+    """Run ids of ``plan`` not done in ``runs`` (absent or failed), target-phase runs still waiting for their
+    cell's target included (by their placeholder id)."""
+    done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
+    targets = plan.targets(runs)
+    planned = plan.budget + plan.target_trials(targets)
+    waiting = {t.run_id for t in plan.pending_target if t.cell not in targets}
+    return sorted({t.run_id for t in planned if t.run_id not in done} | waiting)
 
 
 def heal(store: ResultsStore, console: Console) -> list[DamagedRun]:
