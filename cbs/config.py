@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 import yaml
 
 from cbs.errors import ConfigError
+from cbs.presets import canonical_model
 
 
 @dataclass
 class ModelConfig:
-    """A named preset (see cbs.model.PRESETS) with any field overridden."""
+    """A named preset (see cbs.presets.PRESETS) with any field overridden."""
 
     preset: str = "tiny-64k"
     d_model: int | None = None
@@ -122,11 +123,13 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile or
-        the recorded reference batch). A prepared dataset counts by its fingerprint, not by where it lies, so
+        the recorded reference batch). Model shape fields that restate the preset's value count as unset. A
+        prepared dataset counts by its fingerprint, not by where it lies, so
         a results store resumes from any checkout or mount point of the same data."""
         payload = self.to_dict()
         for key in ("experiment", "device", "compile", "reference_batch_size"):
             payload.pop(key)
+        payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:
             eval_set["path"] = dataset_identity(eval_set["path"])

@@ -18,29 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cbs.errors import ConfigError
+from cbs.presets import DEFAULT_MLP_RATIO, PRESETS, model_label
 
 if TYPE_CHECKING:
     from cbs.config import ModelConfig
-
-# The paper's sizes (width × layers, head_dim 64, seq len 512) and a CPU family with the same shape rules
-# (MLP 4d, untied embeddings, QK-norm) whose non-embedding N is near the name.
-PRESETS: dict[str, dict] = {
-    "tiny-16k": {"d_model": 24, "n_layers": 2, "n_heads": 2, "seq_len": 128},  # N = 14,040
-    "tiny-64k": {"d_model": 48, "n_layers": 2, "n_heads": 3, "seq_len": 128},  # N = 55,728
-    "tiny-250k": {"d_model": 80, "n_layers": 3, "n_heads": 5, "seq_len": 128},  # N = 231,440
-    "tiny-1m": {"d_model": 128, "n_layers": 5, "n_heads": 8, "seq_len": 128},  # N = 985,728
-    # seq len 64: the CPU reproduction family (results/README.md), small enough for many optimizer steps
-    "micro-4k": {"d_model": 12, "n_layers": 2, "n_heads": 1, "seq_len": 64},  # N = 3,564
-    "micro-6k": {"d_model": 16, "n_layers": 2, "n_heads": 2, "seq_len": 64},  # N = 6,288
-    "micro-14k": {"d_model": 24, "n_layers": 2, "n_heads": 2, "seq_len": 64},  # N = 14,040
-    "micro-37k": {"d_model": 32, "n_layers": 3, "n_heads": 2, "seq_len": 64},  # N = 37,280
-    "85M": {"d_model": 768, "n_layers": 12, "n_heads": 12, "seq_len": 512},
-    "151M": {"d_model": 1024, "n_layers": 12, "n_heads": 16, "seq_len": 512},
-    "302M": {"d_model": 1024, "n_layers": 24, "n_heads": 16, "seq_len": 512},
-    "604M": {"d_model": 2048, "n_layers": 12, "n_heads": 32, "seq_len": 512},
-    "1.2B": {"d_model": 2048, "n_layers": 24, "n_heads": 32, "seq_len": 512},
-}
-DEFAULT_MLP_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +94,7 @@ def resolve_model_config(cfg: ModelConfig, vocab_size: int) -> ModelSpec:
         vocab_size=int(cfg.vocab_size if cfg.vocab_size is not None else vocab_size),
         rope_theta=float(cfg.rope_theta),
         qk_norm=bool(cfg.qk_norm),
-        preset=cfg.preset,
+        preset=model_label(cfg),
     )
     for name in ("d_model", "n_layers", "n_heads", "seq_len", "vocab_size"):
         if getattr(spec, name) < 1:

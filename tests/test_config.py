@@ -52,3 +52,24 @@ def test_run_id_names_the_dataset_by_fingerprint_not_location(tmp_path):
     assert TrainConfig.from_dict(with_eval).run_id() == TrainConfig.from_dict(moved_eval).run_id()
     # without a prepared dataset there is nothing to fingerprint: the path itself counts
     assert run_id(str(tmp_path / "missing")) != run_id(str(tmp_path / "missing2"))
+
+
+def test_run_id_is_canonical_in_the_model_preset_fields():
+    """Stating a value the preset already has is the same run; a custom size is another run, labelled custom."""
+    from cbs.model import resolve_model_config
+    from cbs.presets import model_label
+
+    def cfg(**model) -> TrainConfig:
+        return TrainConfig.from_dict({"model": {"preset": "tiny-16k", **model}})
+
+    plain = cfg()
+    assert cfg(n_heads=2).run_id() == plain.run_id()
+    assert cfg(d_model=24, n_layers=2, seq_len=128, mlp_ratio=4).run_id() == plain.run_id()
+    assert model_label(cfg(n_heads=2).model) == "tiny-16k"
+    custom = cfg(d_model=48, n_heads=3)
+    assert custom.run_id() != plain.run_id()
+    assert model_label(custom.model) == "custom(d48-l2-h3-s128)"
+    assert model_label(cfg(mlp_ratio=2).model) == "custom(d24-l2-h2-s128-m2)"
+    assert (
+        resolve_model_config(custom.model, 256).preset == "custom(d48-l2-h3-s128)"
+    )  # the runs' preset column

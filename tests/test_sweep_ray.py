@@ -246,3 +246,83 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def test_sweep_retrains_exactly_the_damaged_runs(target_sweep, tmp_path, capsys):
+    """A truncated curve file: the next sweep moves the run's files to damaged/ and trains that run alone; a spec
+    restating a preset value (model.n_heads: 2 of tiny-16k) has the same run ids, so nothing else is trained."""
+    plan, results, _ = target_sweep
+    store = ResultsStore(shutil.copytree(results, tmp_path / "results"))
+    victim = sorted(store.run_ids())[0]
+    curve = store.curves_dir / f"{victim}.parquet"
+    curve.write_bytes(curve.read_bytes()[:100])
+    spec = spec_dict(
+        Path(plan.budget[0].config.data.path), target={"reference_batch_size": 4, "budget_multiple": 2}
+    )
+    spec["base"]["model"]["n_heads"] = 2
+    restated = plan_sweep(parse_spec(spec))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "t.yaml"), "--dry-run", "--results", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "5 of 6 grid points done, 1 to train (1 damaged runs would be moved aside" in out
+    assert sorted(t.run_id for t in restated.trials) == sorted(t.run_id for t in plan.trials)
+    outcome = run_sweep(restated, store.root, console=Console(quiet=True))
+    assert [d.run_id for d in outcome.healed] == [victim] and outcome.ran == [victim]
+    assert len(outcome.skipped) == 5 and not outcome.missing
+    assert store.damaged() == [] and len(store.runs()) == 6
+    moved = sorted(p.name.split(".damaged-")[0] for p in (store.root / "damaged").rglob("*.damaged-*"))
+    assert moved == [f"{victim}.parquet"] * 2
+
+
+def _session_pids(sid: int) -> set[int]:
+    """Processes of the session ``sid`` (a driver started with start_new_session), zombies left out."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the reaper reads /proc (Linux)")
+def test_killed_driver_leaves_no_ray_process(dataset, tmp_path):
+    """SIGKILL the driver (not its process group) while a trial trains: the reaper kills every process of its
+    local Ray, the agents (DashboardAgent, RuntimeEnvAgent) included, within seconds."""
+    spec = spec_dict(dataset)
+    spec["base"].update(token_budget=16384 * 20, data={"path": str(dataset), "allow_repeat": True})
+    spec["grid"] = {"batch_size": [2], "optim.lr": [3e-3]}
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    driver = subprocess.Popen(
+        [*sweep_command(path, tmp_path / "results"), "--num-cpus", "2"],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(b"ImplicitFunc" in _cmdline(p) for p in _session_pids(driver.pid)):
+            assert driver.poll() is None and time.monotonic() < deadline, "no trial started within 60 s"
+            time.sleep(0.2)
+        ray_pids = _session_pids(driver.pid) - {driver.pid}
+        names = {_cmdline(p).split(b"\0")[0] for p in ray_pids}
+        assert {b"ray::DashboardAgent", b"ray::RuntimeEnvAgent"} <= names
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 15
+        while ray_pids & _session_pids(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {_cmdline(p).split(b"\0")[0] for p in ray_pids & _session_pids(driver.pid)}
+        assert not left, f"Ray processes left after the driver was killed: {left}"
+    finally:
+        _kill_group(driver.pid)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""

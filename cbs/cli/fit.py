@@ -12,6 +12,7 @@ from cbs.cli.options import (
     add_n_starts,
     add_nd_columns,
     add_scaling_law_options,
+    open_store,
 )
 from cbs.errors import FitError
 
@@ -152,7 +153,10 @@ def run_cbs(args: argparse.Namespace) -> int:
         table = read_table(args.input)
     else:
         table = steps_to_target_table(
-            args.store, b_opt=args.b_opt, target=args.target, eval_set=args.eval_set
+            open_store(args.store, args.skip_damaged),
+            b_opt=args.b_opt,
+            target=args.target,
+            eval_set=args.eval_set,
         )
         if args.steps_csv:
             write_csv(args.steps_csv, table)

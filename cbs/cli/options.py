@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
     from cbs.plots.sources import StoreSource
+    from cbs.results import ResultsStore
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -42,7 +44,7 @@ def target_value(value: str) -> str | float:
 
 
 def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--b-opt, --overhead, --target: how the CBS is read from a results store."""
+    """--b-opt, --overhead, --target, --skip-damaged: how the CBS is read from a results store."""
     p.add_argument(
         "--b-opt",
         type=float,
@@ -60,6 +62,12 @@ def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
         type=target_value,
         default="auto",
         help="target loss: auto (the runs' target_loss, else the best loss at B_opt), b-opt, or a value",
+    )
+    p.add_argument(
+        "--skip-damaged",
+        action="store_true",
+        help="leave out runs whose row or curve file cannot be read, with a warning listing them "
+        "(default: an error naming them; `cbs sweep` trains them again)",
     )
 
 
@@ -104,12 +112,23 @@ def add_scaling_law_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
+def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:
+    """The results store at ``root``; with ``skip_damaged`` its damaged runs are left out of every table and
+    listed here as warnings on stderr (without it, reading them raises DamagedStoreError naming them)."""
+    from cbs.results import ResultsStore
+
+    store = ResultsStore(Path(root), skip_damaged=skip_damaged)
+    for d in store.damaged() if skip_damaged else []:
+        print(f"warning: --skip-damaged leaves out {d.describe()}", file=sys.stderr)
+    return store
+
+
 def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
     """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`."""
     from cbs.plots.sources import StoreSource
 
     return StoreSource(
-        Path(root),
+        open_store(root, args.skip_damaged),
         b_opt=args.b_opt,
         overhead=args.overhead,
         target=args.target,

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="summarise a results directory (counts, best loss per cell, tokens saved, missing runs)",
         description="Counts by status, best loss per model × data cell, tokens trained and saved by stopping at "
-        "the target; with --spec, the grid points not done yet.",
+        "the target; with --spec, the grid points not done yet. Exits 1 when runs are damaged (a row or curve file "
+        "that cannot be read); `cbs sweep` moves them aside and trains them again.",
     )
     p.add_argument("results", type=Path, help="results directory written by `cbs sweep`")
     p.add_argument("--spec", type=Path, help="the sweep spec, to list the grid points still missing")
@@ -30,5 +31,17 @@ def run(args: argparse.Namespace) -> int:
             f"no results directory {args.results}: run `cbs sweep SPEC --results {args.results}`"
         )
     plan = plan_sweep(load_spec(args.spec), require_data=False) if args.spec else None
-    render(summarize(ResultsStore(args.results).runs(), plan), Console(soft_wrap=True))
+    store = ResultsStore(args.results, skip_damaged=True)
+    console = Console(soft_wrap=True)
+    damaged = store.damaged()
+    render(summarize(store.runs(), plan), console)
+    for d in damaged:
+        console.print(f"[red]damaged[/red] {d.describe()}", highlight=False)
+    if damaged:
+        console.print(
+            f"{len(damaged)} damaged run(s), not counted done. Fix: `cbs sweep SPEC --results {args.results}` "
+            f"moves their files to {args.results / 'damaged'} and trains them again",
+            highlight=False,
+        )
+        return 1
     return 0

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cbs.results import ResultsStore
+    from cbs.sweep import SweepPlan
 
 from cbs.cli.options import whole_number
 
@@ -45,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)
     spec = load_spec(args.spec)
     plan = plan_sweep(spec, require_data=not args.dry_run)
+    results = (args.results or Path("results") / spec.name).absolute()
     if args.dry_run:
         render_plan(plan, console)
+        if results.is_dir():
+            _print_store_state(plan, ResultsStore(results, skip_damaged=True), console)
         return 0
-    results = (args.results or Path("results") / spec.name).absolute()
     console.print(f"sweep {spec.name}: {len(plan.trials)} grid points -> {results}", highlight=False)
     try:
         outcome = run_sweep(
@@ -74,3 +83,17 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _print_store_state(plan: SweepPlan, store: ResultsStore, console: Console) -> None:
+    """Dry run: how many grid points the store already holds, how many are left to train, which are damaged."""
+    from cbs.sweep.runner import missing_ids
+
+    damaged = store.damaged()
+    todo = missing_ids(plan, store.runs())
+    console.print(
+        f"{store.root}: {len(plan.trials) - len(todo)} of {len(plan.trials)} grid points done, {len(todo)} to "
+        f"train"
+        + (f" ({len(damaged)} damaged runs would be moved aside and trained again)" if damaged else ""),
+        highlight=False,
+    )

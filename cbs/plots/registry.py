@@ -18,6 +18,7 @@ from cbs.plots.sensitivity import HYPERPARAMETERS, sensitivity, varied_groups
 from cbs.plots.sources import StoreSource
 from cbs.plots.steps import steps_vs_batch
 from cbs.plots.theory import theory_figure
+from cbs.results.health import DamagedStoreError
 
 MAX_GROUPS_PER_FIGURE = 6
 
@@ -196,16 +197,17 @@ def make_store_figures(
     strict: bool,
 ) -> tuple[list[Made], list[Skipped]]:
     """Draw and save the named figures. A figure the data cannot support is skipped with its reason, or,
-    when ``strict`` (the user asked for it by name), raises FigureUnavailable naming it."""
-    made, skipped = [], []
+    when ``strict`` (the user asked for it by name), raises FigureUnavailable naming it before any file is
+    written. A damaged store (DamagedStoreError) is never a skipped figure: it is raised."""
+    drawn, skipped = [], []
     for name in names:
         try:
-            drawn = STORE_FIGURES[name].build(src)
+            drawn += [(name, d) for d in STORE_FIGURES[name].build(src)]
+        except DamagedStoreError:
+            raise
         except CbsError as exc:
             if strict:
                 raise FigureUnavailable(f"{name}: {exc}") from exc
             skipped.append(Skipped(name, str(exc)))
-            continue
-        for d in drawn:
-            made.append(Made(d.stem, name, style.save(d.figure, out_dir, d.stem, formats), d.note))
+    made = [Made(d.stem, name, style.save(d.figure, out_dir, d.stem, formats), d.note) for name, d in drawn]
     return made, skipped

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,8 +270,24 @@ def write_report(
     src: StoreSource, out_dir: Path, *, formats: Sequence[str] = style.FORMATS, html_page: bool = False
 ) -> list[Path]:
     """Make every figure the store supports under ``out_dir/figures``, then write ``out_dir/report.md``
-    (and ``report.html``). Returns the page paths."""
+    (and ``report.html``). Returns the page paths. Everything is written into a staging folder beside
+    ``out_dir`` and moved into place (figures first, pages last) only once the whole report is made, so a
+    failure leaves no partial figure or page behind."""
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        pages = _write_report(src, stage, formats, html_page)
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            dst = out_dir / path.relative_to(stage)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [out_dir / p.relative_to(stage) for p in pages]
+
+
+def _write_report(src: StoreSource, out_dir: Path, formats: Sequence[str], html_page: bool) -> list[Path]:
     formats = tuple(dict.fromkeys([*formats, "png"]))  # the page embeds PNGs
     made, skipped = make_store_figures(src, out_dir / FIGURES_DIR, list(STORE_FIGURES), formats, strict=False)
     title = f"cbs report: {src.store.root.name}"

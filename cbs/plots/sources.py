@@ -30,7 +30,7 @@ from cbs.results import ResultsStore
 class StoreSource:
     """A results store and the analysis settings; the tables and fits are computed once, on first use."""
 
-    root: Path
+    root: Path | ResultsStore  # a ResultsStore keeps its settings (skip_damaged)
     b_opt: float | None = None  # None: the reference batch the runs record, else the paper's 256
     overhead: float = CBS_OVERHEAD
     target: str | float = "auto"
@@ -40,7 +40,8 @@ class StoreSource:
     notes: list[str] = field(default_factory=list)  # groups that could not be fitted, and why
 
     def __post_init__(self) -> None:
-        self.store = ResultsStore(self.root)
+        self.store = self.root if isinstance(self.root, ResultsStore) else ResultsStore(self.root)
+        self.root = self.store.root
         if not self.store.root.is_dir():
             raise ResultsError(f"no results store at {self.store.root}: pass the folder `cbs sweep` wrote")
 

@@ -3,7 +3,9 @@
 Writes are atomic (temporary name in the same folder, fsync, then ``os.replace``), the curve before the run
 row, so a run row is only ever visible once its whole curve is. Reads check the schema version written in
 the Parquet metadata and de-duplicate on ``run_id`` (runs) and ``(run_id, step, eval_set)`` (curves), so
-re-running or resuming a sweep never duplicates a row.
+re-running or resuming a sweep never duplicates a row. Reading a store first checks its health
+(cbs.results.health): a run whose row or curve cannot be read is an error naming it, or with
+``skip_damaged=True`` is left out of both tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cbs.errors import ResultsError
+from cbs.results.health import DamagedRun, DamagedStoreError, damaged_runs, file_problem
 from cbs.results.schema import (
     CURVES_SCHEMA,
     RUNS_SCHEMA,
@@ -65,9 +68,12 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
 
 @dataclass(frozen=True)
 class ResultsStore:
-    """A results directory. ``ResultsStore(path).write_run(row, curve)`` then ``.runs()`` / ``.curves()``."""
+    """A results directory. ``ResultsStore(path).write_run(row, curve)`` then ``.runs()`` / ``.curves()``.
+
+    ``skip_damaged``: read around damaged runs (see ``damaged()``) instead of raising DamagedStoreError."""
 
     root: Path
+    skip_damaged: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
@@ -97,8 +103,13 @@ class ResultsStore:
             return set()
         return {p.stem for p in self.runs_dir.glob("*.parquet")}
 
+    def damaged(self) -> list[DamagedRun]:
+        """Runs whose row or curve file is missing or unreadable (Parquet footers only: cheap)."""
+        return damaged_runs(self.root)
+
     def runs(self) -> pd.DataFrame:
-        """The runs table, one row per run_id (the latest written wins)."""
+        """The runs table, one row per run_id (the latest written wins); every run in it has a readable curve.
+        Raises DamagedStoreError naming the damaged runs unless ``skip_damaged``, which leaves them out."""
         df = self._read("runs", RUNS_SCHEMA)
         if df.empty:
             return df
@@ -106,7 +117,8 @@ class ResultsStore:
         return df.drop_duplicates("run_id", keep="last").sort_values("run_id").reset_index(drop=True)
 
     def curves(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """Every evaluation point, optionally of some runs only, de-duplicated on (run_id, step, eval_set)."""
+        """Every evaluation point, optionally of some runs only, de-duplicated on (run_id, step, eval_set);
+        damaged runs as in ``runs()``."""
         df = self._read("curves", CURVES_SCHEMA, run_ids)
         if df.empty:
             return df
@@ -120,6 +132,11 @@ class ResultsStore:
                 f"no results store at {self.root}: run `cbs sweep SPEC --results {self.root}` first"
             )
         files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        damaged = self.damaged()
+        if damaged and not self.skip_damaged:
+            raise DamagedStoreError(self.root, damaged)
+        skip = {d.run_id for d in damaged}
+        files = [f for f in files if f.stem not in skip]
         if run_ids is not None:
             wanted = set(run_ids)
             files = [f for f in files if f.stem in wanted]
@@ -130,22 +147,7 @@ class ResultsStore:
 
     @staticmethod
     def _read_file(path: Path, table: str, schema: pa.Schema) -> pa.Table:
-        try:
-            meta = pq.read_schema(path).metadata or {}
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ResultsError(
-                f"{path} is not a readable Parquet file ({exc}); delete it and resume the sweep"
-            ) from exc
-        version = meta.get(SCHEMA_VERSION_KEY)
-        if version is None:
-            raise ResultsError(
-                f"{path} has no {SCHEMA_VERSION_KEY.decode()} metadata: it was not written by cbs"
-            )
-        if int(version) != SCHEMA_VERSION:
-            raise ResultsError(
-                f"{path} uses results schema v{int(version)}, this cbs reads v{SCHEMA_VERSION}: "
-                "install the cbs version that wrote it, or re-run the sweep"
-            )
-        if meta.get(TABLE_KEY, table.encode()) != table.encode():
-            raise ResultsError(f"{path} holds the {meta[TABLE_KEY].decode()} table, found under {table}/")
+        problem = file_problem(path, table)
+        if problem:
+            raise ResultsError(f"{path} {problem}; move it aside and resume the sweep")
         return pq.read_table(path, schema=schema)

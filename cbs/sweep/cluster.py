@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cbs.errors import ConfigError
+from cbs.sweep.reaper import start_reaper, stop_reaper
 from cbs.sweep.spec import Resources
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the cbs package, shipped to cluster workers
@@ -17,7 +18,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the cbs package, shipped to
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Use the Ray already initialised in this process, else join ``address`` (or RAY_ADDRESS), else start a
-    local Ray with ``num_cpus`` (default: this machine's cores). Only a Ray started here is shut down."""
+    local Ray with ``num_cpus`` (default: this machine's cores). Only a Ray started here is shut down; a local
+    one is watched by a reaper (cbs.sweep.reaper, Linux) that kills its processes if this driver is killed."""
     import ray
 
     quiet()
@@ -25,6 +27,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    reaper = None
     if address:
         # cluster nodes run the same Python environment (torch, ray, ...); cbs itself is shipped with the job
         ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False)
@@ -32,11 +35,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # local workers inherit this environment: make sure they import this cbs whatever their directory
         paths = [str(PACKAGE_DIR.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in paths)
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        context = ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False
+        )
+        reaper = start_reaper(context.address_info["session_dir"])
     try:
         yield
     finally:
         ray.shutdown()
+        stop_reaper(reaper)
 
 
 def quiet() -> None:

@@ -1,7 +1,8 @@
 """Run a planned sweep on Ray Tune: phase by phase, skipping the runs already in the results store.
 
-Resume model: the results store is the source of truth. Each invocation re-plans the grid, skips every run
-whose row is done (completed / reached_target / diverged), and starts one fresh Tune experiment per phase
+Resume model: the results store is the source of truth. Each invocation first heals the store (a run whose row
+or curve file cannot be read is moved to ``DIR/damaged/`` and so trained again), re-plans the grid, skips every
+run whose row is done (completed / reached_target / diverged), and starts one fresh Tune experiment per phase
 under ``DIR/.ray`` for the rest. A run cut off mid-way (driver killed) resumes from its newest Ray
 checkpoint under ``DIR/.ray/*/<run_id>/``; within an experiment, Ray retries a failed trial up to
 ``max_failures`` times from its last checkpoint (``tune.get_checkpoint``).
@@ -17,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from cbs.presets import model_label
 from cbs.results import RUNS_SCHEMA, ResultsStore
+from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
@@ -30,6 +33,7 @@ class SweepOutcome:
     missing: list[str] = field(default_factory=list)  # planned but not done (failed, or no target yet)
     no_target: list[str] = field(default_factory=list)  # cells whose reference runs gave no finite loss
     retries: int = 0  # failed trials Ray restarted from their last checkpoint
+    healed: list[DamagedRun] = field(default_factory=list)  # damaged runs moved aside, to train again
 
 
 def stored_runs(store: ResultsStore) -> pd.DataFrame:
@@ -54,7 +58,7 @@ def run_sweep(
     """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase)."""
     console = console or Console(soft_wrap=True)
     store = ResultsStore(Path(results).absolute())
-    outcome = SweepOutcome()
+    outcome = SweepOutcome(healed=heal(store, console))
     with ray_session(address, num_cpus):
         check_resources(plan.spec.resources)
         _run_phase(plan, plan.budget, "budget", store, max_concurrent, console, outcome)
@@ -68,14 +72,32 @@ def run_sweep(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
                 )
             _run_phase(plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome)
-    done = done_ids(store)
-    targets = plan.targets(stored_runs(store))
-    planned = plan.budget + plan.target_trials(targets)
-    waiting = {t.run_id for t in plan.pending_target if t.cell not in targets}
-    outcome.missing = sorted({t.run_id for t in planned if t.run_id not in done} | waiting)
+    outcome.missing = missing_ids(plan, stored_runs(store))
     if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
         shutil.rmtree(store.root / ".ray", ignore_errors=True)
     return outcome
+
+
+def missing_ids(plan: SweepPlan, runs: pd.DataFrame) -> list[str]:
+    """Run ids of ``plan`` not done in ``runs`` (absent or failed), target-phase runs still waiting for their
+    cell's target included (by their placeholder id)."""
+    done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
+    targets = plan.targets(runs)
+    planned = plan.budget + plan.target_trials(targets)
+    waiting = {t.run_id for t in plan.pending_target if t.cell not in targets}
+    return sorted({t.run_id for t in planned if t.run_id not in done} | waiting)
+
+
+def heal(store: ResultsStore, console: Console) -> list[DamagedRun]:
+    """Move every damaged run of ``store`` to ``DIR/damaged/`` (saying which and where), so it is trained again."""
+    damaged = store.damaged()
+    if not damaged:
+        return []
+    moved = quarantine(store.root, damaged)
+    for d in damaged:
+        console.print(f"[yellow]damaged[/yellow] {d.describe()}: training it again", highlight=False)
+    console.print(f"moved {len(moved)} file(s) of damaged runs to {store.root / 'damaged'}", highlight=False)
+    return damaged
 
 
 def _run_phase(
@@ -139,4 +161,4 @@ def _trial_name(trial) -> str:
 
 def _label(t: Trial) -> str:
     c = t.config
-    return f"{c.model.preset} B={c.batch_size} lr={c.optim.lr:g} ({t.run_id})"
+    return f"{model_label(c.model)} B={c.batch_size} lr={c.optim.lr:g} ({t.run_id})"
