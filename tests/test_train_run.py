@@ -20,6 +20,7 @@ from cbs.errors import ConfigError, DataError
 from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
 from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.train import resolve_config, run_training
+from cbs.train.device import set_threads
 
 
 @pytest.fixture(autouse=True)
@@ -283,9 +284,42 @@ def test_cli_train(corpus, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "completed" in out and (tmp_path / "ck" / "state.pt").is_file()
+    assert f"{torch.get_num_threads()} CPU thread" in out and "torch's default" in out
     assert ResultsStore(tmp_path / "r").runs().steps.tolist() == [4]
     assert main(["train", "--set", "optim.lr=-1", "--set", f"data.path={corpus}"]) == 2
     assert "optim.lr must be > 0" in capsys.readouterr().err
+
+
+def test_cli_train_threads(corpus, capsys):
+    """--threads N is applied to torch and printed; 0 is refused at parse time (exit 2), threads unchanged."""
+    torch.set_num_threads(2)
+    args = [
+        "train",
+        "--set",
+        f"data.path={corpus}",
+        "--set",
+        "model.preset=tiny-16k",
+        "--set",
+        "model.seq_len=32",
+    ]
+    args += ["--set", "batch_size=8", "--set", "token_budget=256", "--set", "eval.eval_tokens=256"]
+    assert main([*args, "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    assert "1 CPU thread (--threads)" in capsys.readouterr().out
+    torch.set_num_threads(2)
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--threads", bad])
+        assert exc.value.code == 2
+        assert f"--threads: must be a whole number ≥ 1, got '{bad}'" in capsys.readouterr().err
+    assert torch.get_num_threads() == 2
+
+
+def test_set_threads_rejects_zero():
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match="threads must be a whole number ≥ 1, got 0"):
+        set_threads(0)
+    assert torch.get_num_threads() == before and set_threads(None) == before
 
 
 def test_example_config_loads():

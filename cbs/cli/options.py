@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,21 @@ from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
     from cbs.plots.sources import StoreSource
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ≥ ``minimum``, else a one-line usage error (exit 2) naming both."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}, got {value!r}")
+        return number
+
+    return parse
 
 
 def target_value(value: str) -> str | float:
