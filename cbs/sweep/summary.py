@@ -4,7 +4,9 @@ at the target, and (given the spec) the grid points still missing. Used by `cbs 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -13,6 +15,9 @@ from rich.table import Table
 from cbs.results import STATUSES
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
+
+if TYPE_CHECKING:
+    from cbs.sweep.runner import SweepOutcome
 
 CELL_COLUMNS = ["preset", "n_params", "dataset", "data_tokens", "seed"]
 
@@ -27,6 +32,7 @@ class Summary:
     target_budget_tokens: int  # sum of the token caps of the runs that had a target
     missing: list[str] = field(default_factory=list)  # labels of planned grid points not done
     waiting: int = 0  # target-phase points whose cell has no target yet
+    planned: int = 0  # grid points of the plan (including the waiting ones); 0 without a plan
 
     @property
     def saved_fraction(self) -> float:
@@ -66,7 +72,32 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
         planned = plan.budget + plan.target_trials(targets)
         summary.missing = [t.point.label() for t in planned if t.run_id not in done]
         summary.waiting = sum(t.cell not in targets for t in plan.pending_target)
+        summary.planned = len(planned) + summary.waiting
     return summary
+
+
+def best_loss(runs: pd.DataFrame, run_ids: Iterable[str] | None = None) -> float | None:
+    """The lowest best EWA eval loss of the runs that did not diverge (of ``run_ids`` only, if given);
+    None where there is none."""
+    ok = runs[runs.status != "diverged"]
+    if run_ids is not None:
+        ok = ok[ok.run_id.isin(set(run_ids))]
+    best = ok.best_ewa_eval_loss.min()
+    return None if pd.isna(best) else float(best)
+
+
+def invocation_line(outcome: SweepOutcome, summary: Summary, runs: pd.DataFrame) -> str:
+    """One line that keeps apart what this invocation did and what the whole store holds, e.g.
+    'this invocation: 3 trained (best EWA loss 4.1302), 1 failed, 17 already done | store: 20 of 21 planned
+    runs done, best EWA loss 4.1203'. ``summary`` is ``summarize(runs, plan)``."""
+    mine = f"this invocation: {len(outcome.ran)} trained"
+    if outcome.ran:
+        mine += f" (best EWA loss {_num(best_loss(runs, outcome.ran))})"
+    if outcome.failed:
+        mine += f", {len(outcome.failed)} failed"
+    mine += f", {len(outcome.skipped)} already done"
+    done = summary.planned - len(summary.missing) - summary.waiting
+    return f"{mine} | store: {done} of {summary.planned} planned runs done, best EWA loss {_num(best_loss(runs))}"
 
 
 def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
