@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from cbs.console import Column, print_fitted_table
 from cbs.results import STATUSES
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
@@ -105,9 +105,18 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items())
     console.print(f"runs: {sum(summary.counts.values())} ({counts})")
     if len(summary.cells):
-        table = Table("preset", "N", "D tokens", "seed", "runs", "best EWA loss", "target", "reached")
-        for row in summary.cells.itertuples():
-            table.add_row(
+        columns = (
+            Column("preset"),
+            Column("N", drop=4, justify="right"),
+            Column("D tokens", justify="right"),
+            Column("seed", drop=5),
+            Column("runs", drop=3, justify="right"),
+            Column("best EWA\nloss", justify="right"),
+            Column("target", drop=1, justify="right"),
+            Column("reached", drop=2, justify="right"),
+        )
+        rows = [
+            (
                 str(row.preset),
                 f"{row.n_params:,}",
                 f"{row.data_tokens:,}",
@@ -117,7 +126,9 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
                 _num(row.target_loss),
                 str(row.reached),
             )
-        console.print(table)
+            for row in summary.cells.itertuples()
+        ]
+        print_fitted_table(console, columns, rows)
     line = f"tokens trained: {summary.tokens_trained:,}"
     if summary.target_budget_tokens:
         line += (
@@ -143,22 +154,32 @@ def render_plan(plan: SweepPlan, console: Console) -> None:
     """The dry-run view of a plan: every run with its size, token cap and FLOPs, then the totals."""
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    table = Table(
-        "phase", "preset", "N", "batch", "lr", "tokens", "FLOPs", "run_id", title=f"sweep {plan.spec.name}"
+    columns = (
+        Column("phase"),
+        Column("preset"),
+        Column("N", drop=3, justify="right"),
+        Column("batch", justify="right"),
+        Column("lr", justify="right"),
+        Column("tokens", drop=2, justify="right"),
+        Column("FLOPs", drop=4, justify="right"),
+        Column("run_id", drop=5),
     )
+    rows = []
     for t in plan.trials:
         cap = "≤" if t.phase == "target" else ""
-        table.add_row(
-            t.phase,
-            t.config.model.preset,
-            f"{t.n_params:,}",
-            str(t.config.batch_size),
-            f"{t.config.optim.lr:g}",
-            f"{cap}{t.tokens:,}",
-            f"{cap}{t.flops:.3g}",
-            t.run_id[:8] if t.phase == "budget" else "-",
+        rows.append(
+            (
+                t.phase,
+                t.config.model.preset,
+                f"{t.n_params:,}",
+                str(t.config.batch_size),
+                f"{t.config.optim.lr:g}",
+                f"{cap}{t.tokens:,}",
+                f"{cap}{t.flops:.3g}",
+                t.run_id[:8] if t.phase == "budget" else "-",
+            )
         )
-    console.print(table)
+    print_fitted_table(console, columns, rows, title=f"sweep {plan.spec.name}")
     tokens = sum(t.tokens for t in plan.trials)
     flops = sum(t.flops for t in plan.trials)
     line = f"{len(plan.trials)} runs ({len(plan.budget)} budget"
