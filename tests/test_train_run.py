@@ -261,21 +261,16 @@ def test_tiny_model_learns_well_below_the_unigram_entropy(corpus):
     assert row["final_ewa_eval_loss"] < unigram_entropy - 0.7
 
 
+def cli_train_args(corpus: str, token_budget: int) -> list[str]:
+    """`cbs train` of tiny-16k at seq len 32, batch 8, on the corpus."""
+    sets = ["model.preset=tiny-16k", "model.seq_len=32", "batch_size=8", "eval.eval_tokens=256"]
+    sets += [f"data.path={corpus}", f"token_budget={token_budget}"]
+    return ["train", *(arg for s in sets for arg in ("--set", s))]
+
+
 def test_cli_train(corpus, tmp_path, capsys):
     args = [
-        "train",
-        "--set",
-        f"data.path={corpus}",
-        "--set",
-        "model.preset=tiny-16k",
-        "--set",
-        "model.seq_len=32",
-        "--set",
-        "batch_size=8",
-        "--set",
-        "token_budget=1024",
-        "--set",
-        "eval.eval_tokens=256",
+        *cli_train_args(corpus, 1024),
         "--results",
         str(tmp_path / "r"),
         "--checkpoint",
@@ -293,16 +288,7 @@ def test_cli_train(corpus, tmp_path, capsys):
 def test_cli_train_threads(corpus, capsys):
     """--threads N is applied to torch and printed; 0 is refused at parse time (exit 2), threads unchanged."""
     torch.set_num_threads(2)
-    args = [
-        "train",
-        "--set",
-        f"data.path={corpus}",
-        "--set",
-        "model.preset=tiny-16k",
-        "--set",
-        "model.seq_len=32",
-    ]
-    args += ["--set", "batch_size=8", "--set", "token_budget=256", "--set", "eval.eval_tokens=256"]
+    args = cli_train_args(corpus, 256)
     assert main([*args, "--threads", "1"]) == 0
     assert torch.get_num_threads() == 1
     assert "1 CPU thread (--threads)" in capsys.readouterr().out
