@@ -71,6 +71,7 @@ def test_report_page_references_existing_figures(store, tmp_path):
     html = (tmp_path / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert srcs == images
+    assert "<table>" in html and "<code>cbs theory</code>" in html and "`" not in html and "|---|" not in html
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from cbs.errors import ConfigError, DataError
 from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
 from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.train import resolve_config, run_training
+from cbs.train.device import set_threads
 
 
 @pytest.fixture(autouse=True)
@@ -260,21 +261,16 @@ def test_tiny_model_learns_well_below_the_unigram_entropy(corpus):
     assert row["final_ewa_eval_loss"] < unigram_entropy - 0.7
 
 
+def cli_train_args(corpus: str, token_budget: int) -> list[str]:
+    """`cbs train` of tiny-16k at seq len 32, batch 8, on the corpus."""
+    sets = ["model.preset=tiny-16k", "model.seq_len=32", "batch_size=8", "eval.eval_tokens=256"]
+    sets += [f"data.path={corpus}", f"token_budget={token_budget}"]
+    return ["train", *(arg for s in sets for arg in ("--set", s))]
+
+
 def test_cli_train(corpus, tmp_path, capsys):
     args = [
-        "train",
-        "--set",
-        f"data.path={corpus}",
-        "--set",
-        "model.preset=tiny-16k",
-        "--set",
-        "model.seq_len=32",
-        "--set",
-        "batch_size=8",
-        "--set",
-        "token_budget=1024",
-        "--set",
-        "eval.eval_tokens=256",
+        *cli_train_args(corpus, 1024),
         "--results",
         str(tmp_path / "r"),
         "--checkpoint",
@@ -283,9 +279,33 @@ def test_cli_train(corpus, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "completed" in out and (tmp_path / "ck" / "state.pt").is_file()
+    assert f"{torch.get_num_threads()} CPU thread" in out and "torch's default" in out
     assert ResultsStore(tmp_path / "r").runs().steps.tolist() == [4]
     assert main(["train", "--set", "optim.lr=-1", "--set", f"data.path={corpus}"]) == 2
     assert "optim.lr must be > 0" in capsys.readouterr().err
+
+
+def test_cli_train_threads(corpus, capsys):
+    """--threads N is applied to torch and printed; 0 is refused at parse time (exit 2), threads unchanged."""
+    torch.set_num_threads(2)
+    args = cli_train_args(corpus, 256)
+    assert main([*args, "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    assert "1 CPU thread (--threads)" in capsys.readouterr().out
+    torch.set_num_threads(2)
+    for bad in ("0", "-3", "two"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--threads", bad])
+        assert exc.value.code == 2
+        assert f"--threads: must be a whole number ≥ 1, got '{bad}'" in capsys.readouterr().err
+    assert torch.get_num_threads() == 2
+
+
+def test_set_threads_rejects_zero():
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match="threads must be a whole number ≥ 1, got 0"):
+        set_threads(0)
+    assert torch.get_num_threads() == before and set_threads(None) == before
 
 
 def test_example_config_loads():

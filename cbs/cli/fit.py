@@ -144,8 +144,8 @@ def _fmt(v: float, ci: tuple[float, float] | None = None) -> str:
 def run_cbs(args: argparse.Namespace) -> int:
     _one_source(args)
     from rich.console import Console
-    from rich.table import Table
 
+    from cbs.console import Column, print_fitted_table
     from cbs.fit import fit_cbs_table, steps_to_target_table
     from cbs.fit.tables import read_table, to_markdown, write_csv, write_json, write_text_atomic
 
@@ -165,34 +165,32 @@ def run_cbs(args: argparse.Namespace) -> int:
     )
     frame = analysis.to_frame()
 
-    out = Table(
-        title=f"Critical batch size (B_opt = {_b_opt_label(analysis)} seqs, overhead {args.overhead:g}, 95% CI)"
+    columns = (
+        Column("model"),
+        Column("N\n(M params)", drop=4, justify="right"),
+        Column("D\n(tokens)", justify="right"),
+        Column("B* (seqs)\n[95% CI]", justify="right"),
+        Column("S_min\n(steps)", drop=5, justify="right"),
+        Column("B_noise\n(seqs)", drop=2, justify="right"),
+        Column("α\n(free)", drop=6, justify="right"),
+        Column("note", drop=3, wrap=True),
     )
-    for col in (
-        "model",
-        "N (M params)",
-        "D (tokens)",
-        "B* (seqs) [CI]",
-        "S_min (steps)",
-        "B_noise (seqs)",
-        "α (free)",
-        "note",
-    ):
-        out.add_column(col)
-    for g in analysis.groups:
-        f = g.fit
-        out.add_row(
+    rows = [
+        (
             g.model,
             f"{g.n_params / 1e6:.4g}",
             f"{g.data_tokens:.4g}",
-            _fmt(f.cbs, f.cbs_ci) if f else "-",
-            _fmt(f.s_min) if f else "-",
-            _fmt(f.b_noise) if f else "-",
-            _fmt(f.alpha_variant.alpha) if f and f.alpha_variant else "-",
+            _fmt(g.fit.cbs, g.fit.cbs_ci) if g.fit else "-",
+            _fmt(g.fit.s_min) if g.fit else "-",
+            _fmt(g.fit.b_noise) if g.fit else "-",
+            _fmt(g.fit.alpha_variant.alpha) if g.fit and g.fit.alpha_variant else "-",
             g.error or " ".join(f"⚠ {w.code}" for w in g.warnings),
         )
+        for g in analysis.groups
+    ]
     console = Console()
-    console.print(out)
+    title = f"Critical batch size (B_opt = {_b_opt_label(analysis)} seqs, overhead {args.overhead:g})"
+    print_fitted_table(console, columns, rows, title=title)
     notes = _warning_lines(analysis)
     for line in notes:
         console.print(f"warning: {line}", markup=False)

@@ -48,8 +48,8 @@ def run_hparams(args: argparse.Namespace) -> int:
 
     _one_source(args)
     from rich.console import Console
-    from rich.table import Table
 
+    from cbs.console import Column, print_fitted_table
     from cbs.fit.hparams import HparamColumns, fit_hparam_laws
     from cbs.fit.hparams_store import store_hparam_table
     from cbs.fit.tables import read_table, to_markdown, write_csv, write_json, write_text_atomic
@@ -72,30 +72,32 @@ def run_hparams(args: argparse.Namespace) -> int:
             write_csv(args.runs_csv, table)
     analysis = fit_hparam_laws(table, cols, band=args.band, n_boot=args.n_boot, seed=args.seed)
 
-    out = Table(title=f"Optimal batch size and lr per budget (bowl band {args.band:g}, 95% CI)")
-    for col in (
-        *cols.budget,
-        "B_opt [CI]",
-        "lr_opt [CI]",
-        "loss at opt",
-        "method",
-        "runs (bowl)",
-        "warnings",
-    ):
-        out.add_column(col)
+    columns = (
+        *(Column(c, justify="right") for c in cols.budget),
+        Column("B_opt [CI]", justify="right"),
+        Column("lr_opt [CI]", justify="right"),
+        Column("loss at opt", drop=3, justify="right"),
+        Column("method", drop=4),
+        Column("runs (bowl)", drop=5, justify="right"),
+        Column("warnings", drop=2, wrap=True),
+    )
+    rows = []
     for b in analysis.budgets:
         o = b.optimum
-        out.add_row(
-            *(f"{v:.4g}" for v in b.budget.values()),
-            _fmt(b.b_opt, b.b_opt_ci) if o else "-",
-            _fmt(b.lr_opt, b.lr_opt_ci) if o else "-",
-            f"{o.loss:.4f}" if o else "-",
-            o.method if o else "-",
-            f"{b.n_runs} ({o.n_used})" if o else str(b.n_runs),
-            b.error or ", ".join(b.warnings),
+        rows.append(
+            (
+                *(f"{v:.4g}" for v in b.budget.values()),
+                _fmt(b.b_opt, b.b_opt_ci) if o else "-",
+                _fmt(b.lr_opt, b.lr_opt_ci) if o else "-",
+                f"{o.loss:.4f}" if o else "-",
+                o.method if o else "-",
+                f"{b.n_runs} ({o.n_used})" if o else str(b.n_runs),
+                b.error or ", ".join(b.warnings),
+            )
         )
     console = Console()
-    console.print(out)
+    title = f"Optimal batch size and lr per budget (bowl band {args.band:g}, 95% CI)"
+    print_fitted_table(console, columns, rows, title=title)
     lines = analysis.report()
     for line in lines:
         console.print(line)

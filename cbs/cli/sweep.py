@@ -46,7 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cbs.results import ResultsStore
-    from cbs.sweep import load_spec, plan_sweep, render, render_plan, run_sweep, summarize
+    from cbs.sweep import (
+        invocation_line,
+        load_spec,
+        plan_sweep,
+        render,
+        render_plan,
+        run_sweep,
+        summarize,
+    )
     from cbs.sweep.runner import stored_runs
 
     console = Console(soft_wrap=True)
@@ -71,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("stopped: run the same command again to resume (stored runs are kept)")
         raise
-    summary = summarize(stored_runs(ResultsStore(results)), plan)
+    runs = stored_runs(ResultsStore(results))
+    summary = summarize(runs, plan)
+    console.print("[bold]the whole store[/] (this and earlier invocations):")
     render(summary, console)
-    console.print(
-        f"this invocation trained {len(outcome.ran)} runs; {len(outcome.skipped)} were already done"
-    )
+    console.print(invocation_line(outcome, summary, runs), highlight=False)
     if summary.missing or summary.waiting:
         console.print(
             f"[red]{len(summary.missing) + summary.waiting} grid points are not done[/red]: run the same command "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cbs.cli.options import whole_number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -31,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder to write a checkpoint to at every evaluation (for --resume)",
     )
+    parser.add_argument(
+        "--threads",
+        type=whole_number(1),
+        default=None,
+        metavar="N",
+        help="CPU threads torch may use (default: torch's, all cores — fastest alone on the machine; "
+        "1 when another job shares it, see docs/train.md)",
+    )
     parser.set_defaults(func=run_train)
 
 
@@ -41,6 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
     from cbs.config import TrainConfig, apply_overrides
     from cbs.results import ResultsStore
     from cbs.train import resolve_config, run_training
+    from cbs.train.device import set_threads
 
     if args.config:
         cfg = TrainConfig.from_yaml(args.config, args.overrides)
@@ -48,8 +59,11 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(apply_overrides({}, args.overrides))
     console = Console()
     run = resolve_config(cfg)
+    threads = set_threads(args.threads)
+    source = "--threads" if args.threads else "torch's default; --threads N to change"
     console.print(
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
+        f"{threads} CPU thread{'s' if threads > 1 else ''} ({source}), "
         f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
         f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}",
         soft_wrap=True,

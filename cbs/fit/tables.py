@@ -159,12 +159,12 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 
 
 def to_markdown(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
+    """A GitHub-flavoured Markdown table (no tabulate dependency); a `|` inside a cell is escaped."""
 
     def cell(v: object) -> str:
         if isinstance(v, (float, np.floating)):
             return "" if not math.isfinite(v) else format(float(v), floatfmt)
-        return "" if v is None else str(v)
+        return "" if v is None else str(v).replace("|", "\\|")
 
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cbs import __version__
@@ -218,12 +217,6 @@ def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], pa
     return blocks
 
 
-def _cell_fmt(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "" if not math.isfinite(v) else f"{v:.4g}"
-    return str(v)
-
-
 def to_markdown_page(title: str, blocks: Sequence[Block]) -> str:
     out = [f"# {title}", ""]
     for b in blocks:
@@ -240,30 +233,19 @@ def to_markdown_page(title: str, blocks: Sequence[Block]) -> str:
     return "\n".join(out)
 
 
-def to_html_page(title: str, blocks: Sequence[Block]) -> str:
-    e = html.escape
-    out = [
-        "<!doctype html>",
-        f'<html><head><meta charset="utf-8"><title>{e(title)}</title>',
+def to_html_page(title: str, markdown: str) -> str:
+    """The Markdown page rendered as one standalone HTML page (CommonMark with tables, raw HTML escaped); image
+    paths stay as written, so the page works beside report.md."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;}table{border-collapse:collapse;}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%;}img{max-width:100%;}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-    ]
-    for b in blocks:
-        if b.kind == "h2":
-            out.append(f"<h2>{e(b.text)}</h2>")
-        elif b.kind == "p":
-            out.append(f"<p>{e(b.text)}</p>")
-        elif b.kind == "list":
-            out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
-        elif b.kind == "table":
-            out.append(b.frame.to_html(index=False, float_format=_cell_fmt, border=0))
-        elif b.kind == "figure":
-            out.append(
-                f'<figure><img src="{e(b.path)}" alt="{e(b.text)}"><figcaption>{e(b.text)}</figcaption></figure>'
-            )
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%;}img{max-width:100%;}"
+        "code{background:#f4f4f4;padding:0 2px;}</style></head><body>\n"
+        f"{body}</body></html>\n"
+    )
 
 
 def write_report(
@@ -292,9 +274,10 @@ def _write_report(src: StoreSource, out_dir: Path, formats: Sequence[str], html_
     made, skipped = make_store_figures(src, out_dir / FIGURES_DIR, list(STORE_FIGURES), formats, strict=False)
     title = f"cbs report: {src.store.root.name}"
     blocks = build(src, made, skipped, out_dir)
+    markdown = to_markdown_page(title, blocks)
     pages = [out_dir / "report.md"]
-    write_text_atomic(pages[0], to_markdown_page(title, blocks))
+    write_text_atomic(pages[0], markdown)
     if html_page:
         pages.append(out_dir / "report.html")
-        write_text_atomic(pages[1], to_html_page(title, blocks))
+        write_text_atomic(pages[1], to_html_page(title, markdown))
     return pages

@@ -7,7 +7,7 @@
 from cbs.sweep.plan import SweepPlan, Trial, plan_sweep
 from cbs.sweep.runner import SweepOutcome, run_sweep
 from cbs.sweep.spec import Resources, SweepSpec, TargetRule, load_spec, parse_spec
-from cbs.sweep.summary import Summary, render, render_plan, summarize
+from cbs.sweep.summary import Summary, invocation_line, render, render_plan, summarize
 
 __all__ = [
     "Resources",
@@ -17,6 +17,7 @@ __all__ = [
     "SweepSpec",
     "TargetRule",
     "Trial",
+    "invocation_line",
     "load_spec",
     "parse_spec",
     "plan_sweep",

@@ -1,7 +1,8 @@
 """Progress of a running sweep: trials done/running/pending, best loss so far, ETA (a Ray Tune callback).
 
-On a terminal it keeps one live status line (rich); otherwise (logs, CI) it prints one line per finished
-trial and a heartbeat at most every ``heartbeat_s`` seconds, so the output never floods.
+On a terminal it keeps one live status line (rich) that fits the terminal's width (the ETA stays, the best loss
+and elapsed time go first); otherwise (logs, CI) it prints one whole line per finished trial and a heartbeat at
+most every ``heartbeat_s`` seconds, so the output never floods.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from ray.tune import Callback
 from rich.console import Console
 from rich.live import Live
+
+from cbs.console import fitted_line
 
 
 class SweepProgress(Callback):
@@ -87,15 +90,19 @@ class SweepProgress(Callback):
 
     # --- rendering ------------------------------------------------------------------------------------
     def line(self) -> str:
+        """Counts, ETA, best loss, elapsed time; on a terminal, what does not fit its width goes, last first."""
         c = self.counts
         total = len(self.labels) + self.already_done
         best = f"{self.best:.4f}" if math.isfinite(self.best) else "-"
         failed = f", {c['errored']} failed" if c["errored"] else ""
-        return (
+        fields = (
             f"trials {c['done'] + self.already_done}/{total} done, {c['running']} running, "
-            f"{c['pending']} pending{failed} | best EWA eval loss {best} | "
-            f"elapsed {_fmt(time.monotonic() - self.start)} | ETA {self.eta()}"
+            f"{c['pending']} pending{failed}",
+            f"ETA {self.eta()}",
+            f"best EWA eval loss {best}",
+            f"elapsed {_fmt(time.monotonic() - self.start)}",
         )
+        return fitted_line(fields, self.console.width) if self.console.is_terminal else " | ".join(fields)
 
     def eta(self) -> str:
         """Remaining time from the fraction of planned tokens trained so far (stopped runs count as whole)."""

@@ -30,6 +30,9 @@ from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
 class SweepOutcome:
     ran: list[str] = field(default_factory=list)  # run ids trained by this invocation
     skipped: list[str] = field(default_factory=list)  # already done in the store
+    failed: list[str] = field(
+        default_factory=list
+    )  # tried by this invocation, not done (error or interrupted)
     missing: list[str] = field(default_factory=list)  # planned but not done (failed, or no target yet)
     no_target: list[str] = field(default_factory=list)  # cells whose reference runs gave no finite loss
     retries: int = 0  # failed trials Ray restarted from their last checkpoint
@@ -152,7 +155,9 @@ def _run_phase(
     )
     tuner.fit()
     outcome.retries += progress.retries
-    outcome.ran += [t.run_id for t in todo if t.run_id in done_ids(store)]
+    done = done_ids(store)
+    outcome.ran += [t.run_id for t in todo if t.run_id in done]
+    outcome.failed += [t.run_id for t in todo if t.run_id not in done]
 
 
 def _trial_name(trial) -> str:

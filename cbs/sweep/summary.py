@@ -4,15 +4,21 @@ at the target, and (given the spec) the grid points still missing. Used by `cbs 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from cbs.console import Column, print_fitted_table
+from cbs.presets import model_label
 from cbs.results import STATUSES
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
+
+if TYPE_CHECKING:
+    from cbs.sweep.runner import SweepOutcome
 
 CELL_COLUMNS = ["preset", "n_params", "dataset", "data_tokens", "seed"]
 
@@ -27,6 +33,7 @@ class Summary:
     target_budget_tokens: int  # sum of the token caps of the runs that had a target
     missing: list[str] = field(default_factory=list)  # labels of planned grid points not done
     waiting: int = 0  # target-phase points whose cell has no target yet
+    planned: int = 0  # grid points of the plan (including the waiting ones); 0 without a plan
 
     @property
     def saved_fraction(self) -> float:
@@ -66,7 +73,32 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
         planned = plan.budget + plan.target_trials(targets)
         summary.missing = [t.point.label() for t in planned if t.run_id not in done]
         summary.waiting = sum(t.cell not in targets for t in plan.pending_target)
+        summary.planned = len(planned) + summary.waiting
     return summary
+
+
+def best_loss(runs: pd.DataFrame, run_ids: Iterable[str] | None = None) -> float | None:
+    """The lowest best EWA eval loss of the runs that did not diverge (of ``run_ids`` only, if given);
+    None where there is none."""
+    ok = runs[runs.status != "diverged"]
+    if run_ids is not None:
+        ok = ok[ok.run_id.isin(set(run_ids))]
+    best = ok.best_ewa_eval_loss.min()
+    return None if pd.isna(best) else float(best)
+
+
+def invocation_line(outcome: SweepOutcome, summary: Summary, runs: pd.DataFrame) -> str:
+    """One line that keeps apart what this invocation did and what the whole store holds, e.g.
+    'this invocation: 3 trained (best EWA loss 4.1302), 1 failed, 17 already done | store: 20 of 21 planned
+    runs done, best EWA loss 4.1203'. ``summary`` is ``summarize(runs, plan)``."""
+    mine = f"this invocation: {len(outcome.ran)} trained"
+    if outcome.ran:
+        mine += f" (best EWA loss {_num(best_loss(runs, outcome.ran))})"
+    if outcome.failed:
+        mine += f", {len(outcome.failed)} failed"
+    mine += f", {len(outcome.skipped)} already done"
+    done = summary.planned - len(summary.missing) - summary.waiting
+    return f"{mine} | store: {done} of {summary.planned} planned runs done, best EWA loss {_num(best_loss(runs))}"
 
 
 def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
@@ -74,9 +106,18 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in summary.counts.items())
     console.print(f"runs: {sum(summary.counts.values())} ({counts})")
     if len(summary.cells):
-        table = Table("preset", "N", "D tokens", "seed", "runs", "best EWA loss", "target", "reached")
-        for row in summary.cells.itertuples():
-            table.add_row(
+        columns = (
+            Column("preset"),
+            Column("N", drop=4, justify="right"),
+            Column("D tokens", justify="right"),
+            Column("seed", drop=5),
+            Column("runs", drop=3, justify="right"),
+            Column("best EWA\nloss", justify="right"),
+            Column("target", drop=1, justify="right"),
+            Column("reached", drop=2, justify="right"),
+        )
+        rows = [
+            (
                 str(row.preset),
                 f"{row.n_params:,}",
                 f"{row.data_tokens:,}",
@@ -86,7 +127,9 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
                 _num(row.target_loss),
                 str(row.reached),
             )
-        console.print(table)
+            for row in summary.cells.itertuples()
+        ]
+        print_fitted_table(console, columns, rows)
     line = f"tokens trained: {summary.tokens_trained:,}"
     if summary.target_budget_tokens:
         line += (
@@ -112,22 +155,32 @@ def render_plan(plan: SweepPlan, console: Console) -> None:
     """The dry-run view of a plan: every run with its size, token cap and FLOPs, then the totals."""
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    table = Table(
-        "phase", "preset", "N", "batch", "lr", "tokens", "FLOPs", "run_id", title=f"sweep {plan.spec.name}"
+    columns = (
+        Column("phase"),
+        Column("preset"),
+        Column("N", drop=3, justify="right"),
+        Column("batch", justify="right"),
+        Column("lr", justify="right"),
+        Column("tokens", drop=2, justify="right"),
+        Column("FLOPs", drop=4, justify="right"),
+        Column("run_id", drop=5),
     )
+    rows = []
     for t in plan.trials:
         cap = "≤" if t.phase == "target" else ""
-        table.add_row(
-            t.phase,
-            t.config.model.preset,
-            f"{t.n_params:,}",
-            str(t.config.batch_size),
-            f"{t.config.optim.lr:g}",
-            f"{cap}{t.tokens:,}",
-            f"{cap}{t.flops:.3g}",
-            t.run_id[:8] if t.phase == "budget" else "-",
+        rows.append(
+            (
+                t.phase,
+                model_label(t.config.model),
+                f"{t.n_params:,}",
+                str(t.config.batch_size),
+                f"{t.config.optim.lr:g}",
+                f"{cap}{t.tokens:,}",
+                f"{cap}{t.flops:.3g}",
+                t.run_id[:8] if t.phase == "budget" else "-",
+            )
         )
-    console.print(table)
+    print_fitted_table(console, columns, rows, title=f"sweep {plan.spec.name}")
     tokens = sum(t.tokens for t in plan.trials)
     flops = sum(t.flops for t in plan.trials)
     line = f"{len(plan.trials)} runs ({len(plan.budget)} budget"

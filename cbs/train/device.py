@@ -22,6 +22,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def set_threads(threads: int | None) -> int:
+    """Make torch use ``threads`` CPU threads for its intra-op work (None: keep torch's default, all cores)
+    and return the count now in use. Raises ConfigError for a count below 1, before changing anything."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be a whole number ≥ 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bf16" if device.startswith("cuda") else "fp32"
