@@ -14,6 +14,8 @@ from cbs.cli import main
 from cbs.data import ByteTokenizer, prepare_dataset
 from cbs.data.sources import file_documents
 from cbs.errors import CbsError, ConfigError
+from cbs.model import resolve_model_config
+from cbs.protocol import paper_ewa_tau
 from cbs.sweep import Resources, load_spec, parse_spec, plan_sweep
 from cbs.sweep.cluster import check_resources
 
@@ -211,7 +213,32 @@ def test_shipped_specs_pass_dry_run_validation(path, capsys):
         assert spec.resources.gpus == 1 and spec.target is not None
 
 
-def test_shipped_default_spec_is_a_cbs_grid():
+def test_shipped_default_spec_is_well_posed():
+    """`make sweep` must give a CBS that passes its own diagnostics (issue 10). Without running it, the spec
+    keeps the invariants that made it pass: b_opt in the linear regime with b_opt/2 measured, batch sizes
+    doubling well past b_opt, a lr bracket at every batch size that holds the target lr strictly inside, a
+    target lr interior at b_opt, and an EWA window short against every run (the paper's τ = 0.9995 would
+    average over more steps than the small-batch runs take to reach D)."""
     plan = plan_sweep(load_spec(REPO / "experiments" / "default.yaml"), require_data=False)
-    assert len({t.config.batch_size for t in plan.trials}) >= 5
-    assert plan.spec.target is not None and plan.budget
+    b_opt = plan.spec.target.reference_batch_size
+    lrs: dict[int, list[float]] = {}
+    for t in plan.trials:
+        lrs.setdefault(t.config.batch_size, []).append(t.config.optim.lr)
+    batches = sorted(lrs)
+    assert batches == [batches[0] * 2**i for i in range(len(batches))] and len(batches) >= 6
+    assert batches[:2] == [b_opt // 2, b_opt], "S(b_opt/2)/S(b_opt) must be measured (b_opt_not_linear)"
+    assert batches[-1] >= 32 * b_opt, "the grid must reach past B_noise ≈ 10·b_opt (cbs_outside_grid)"
+    ref = sorted(lrs[b_opt])
+    assert len(ref) == 3 and {t.config.optim.lr for t in plan.budget} == set(ref)
+    target_lr = ref[1]  # the b_opt runs' middle lr sets the target
+    for batch, values in lrs.items():
+        assert len(values) >= 3 and len(set(values)) == len(values), batch
+        assert min(values) < target_lr < max(values), (
+            f"lr bracket at B = {batch} must hold {target_lr} inside"
+        )
+    for t in plan.trials:
+        assert t.data_tokens >= 40 * t.n_params  # D large enough that B_noise >= 5·b_opt
+        seq_len = resolve_model_config(t.config.model, vocab_size=256).seq_len
+        tau = t.config.ewa_tau if t.config.ewa_tau is not None else paper_ewa_tau(t.config.batch_size)
+        data_steps = t.data_tokens / (t.config.batch_size * seq_len)
+        assert 1 / (1 - tau) <= 0.1 * data_steps, f"EWA window too long at B = {t.config.batch_size}"
