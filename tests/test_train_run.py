@@ -31,22 +31,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    """The first 600k tokens of the standard-library corpus, 5% of the documents held out."""
-    out = tmp_path_factory.mktemp("data") / "stdlib"
-    prepare_dataset(
-        stdlib_documents(),
-        ByteTokenizer(),
-        out,
-        source="stdlib",
-        val_fraction=0.05,
-        max_tokens=600_000,
-        progress=False,
-    )
-    return str(out)
-
-
 def config(corpus: str, steps: int = 12, **over) -> TrainConfig:
     """tiny-16k at seq len 32, batch 8 (256 tokens/step), a small fixed eval set."""
     base = {

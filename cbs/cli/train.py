@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder to write a checkpoint to at every evaluation (for --resume)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-parallel ranks on this machine (sets parallel.workers; gloo on CPU, nccl on CUDA)",
+    )
     parser.set_defaults(func=run_train)
 
 
@@ -42,16 +48,18 @@ def run_train(args: argparse.Namespace) -> int:
     from cbs.results import ResultsStore
     from cbs.train import resolve_config, run_training
 
+    overrides = [*args.overrides, *([f"parallel.workers={args.workers}"] if args.workers is not None else [])]
     if args.config:
-        cfg = TrainConfig.from_yaml(args.config, args.overrides)
+        cfg = TrainConfig.from_yaml(args.config, overrides)
     else:
-        cfg = TrainConfig.from_dict(apply_overrides({}, args.overrides))
+        cfg = TrainConfig.from_dict(apply_overrides({}, overrides))
     console = Console()
     run = resolve_config(cfg)
     console.print(
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
         f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
-        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}",
+        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}"
+        + (f", {cfg.parallel.workers} ranks ({cfg.parallel.strategy})" if cfg.parallel.workers > 1 else ""),
         soft_wrap=True,
     )
 

@@ -1,0 +1,135 @@
+"""Data-parallel runs on CPU (gloo): 2 ranks give the 1-process curve, resume from a 2-rank checkpoint, the
+sampler's rank slices, and the bad parallel settings refused before any process starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from cbs.cli import main
+from cbs.config import TrainConfig
+from cbs.errors import ConfigError
+from cbs.results import ResultsStore
+from cbs.train import resolve_config, run_training
+from cbs.train.distributed import Ranks
+
+# fp32 on CPU: 2 ranks sum the gradients of the two half-batches in another order than one process does, so
+# the curves agree to float rounding, compounded over the steps (observed: ~1e-6 relative)
+RTOL = 1e-5
+LOSSES = ["train_loss", "eval_loss", "ewa_eval_loss"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(corpus: str, steps: int = 24, **over) -> TrainConfig:
+    """micro-4k at seq len 64, global batch 8 in micro-batches of 4 (one per rank with 2 ranks)."""
+    base = {
+        "model": {"preset": "micro-4k"},
+        "data": {"path": corpus},
+        "batch_size": 8,
+        "micro_batch_size": 4,
+        "token_budget": steps * 8 * 64,
+        "ewa_tau": 0.9,
+        "optim": {"lr": 1e-2, "warmup_steps": 3},
+        "eval": {"eval_tokens": 1024, "n_log": 4, "n_dense": 3},
+        **over,
+    }
+    return TrainConfig.from_dict(base)
+
+
+def curve(store: ResultsStore) -> pd.DataFrame:
+    return store.curves().drop(columns="wall_time_s").sort_values(["step", "eval_set"]).reset_index(drop=True)
+
+
+def test_ranks_shard_global_batches_in_order():
+    starts = np.arange(8)
+    slices = [Ranks(rank, 2).shard(starts) for rank in range(2)]
+    assert [s.tolist() for s in slices] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert np.concatenate([Ranks(r, 3).shard(np.arange(7)) for r in range(3)]).tolist() == list(range(7))
+    assert Ranks().shard(starts).tolist() == starts.tolist()
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
+    one = ResultsStore(tmp_path / "one")
+    row1 = run_training(config(corpus), store=one)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config(corpus).to_dict()))
+    args = [
+        "train",
+        str(path),
+        "--workers",
+        "2",
+        "--results",
+        str(tmp_path / "two"),
+        "--checkpoint",
+        str(tmp_path / "ck"),
+    ]
+    assert main(args) == 0
+    assert "2 ranks (ddp)" in capsys.readouterr().out
+    two = ResultsStore(tmp_path / "two")
+    row2 = two.runs().iloc[0]
+    assert len(two.runs()) == 1 and row2.run_id == row1["run_id"]  # one row, the same run id
+    assert (row2.status, row2.steps) == (row1["status"], row1["steps"]) == ("completed", 24)
+    a, b = curve(one), curve(two)
+    pd.testing.assert_frame_equal(a.drop(columns=LOSSES), b.drop(columns=LOSSES))
+    np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
+    assert (tmp_path / "ck" / "state.pt").is_file()  # rank 0 wrote the checkpoint through the launcher
+
+
+@pytest.mark.slow
+def test_two_rank_checkpoint_resumes_on_two_ranks_and_on_one(corpus, tmp_path):
+    cfg = config(corpus, parallel={"workers": 2})
+    ref = ResultsStore(tmp_path / "ref")
+    seen = []
+
+    def checkpoint_at_step_8(metrics, write_checkpoint):
+        seen.append(metrics["step"])
+        if metrics["step"] == 8:
+            write_checkpoint(tmp_path / "ckpt")
+
+    run_training(cfg, store=ref, on_eval=checkpoint_at_step_8)
+    assert 8 in seen and seen[-1] == 24
+    two, one = ResultsStore(tmp_path / "two"), ResultsStore(tmp_path / "one")
+    run_training(cfg, store=two, resume_from=tmp_path / "ckpt")
+    run_training(config(corpus), store=one, resume_from=tmp_path / "ckpt")
+    pd.testing.assert_frame_equal(curve(ref), curve(two))  # same ranks, same reduction order: exact
+    np.testing.assert_allclose(curve(ref)[LOSSES], curve(one)[LOSSES], rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"parallel": {"workers": 0}}, "parallel.workers must be >= 1"),
+        ({"parallel": {"workers": 3}}, "batch_size=8 must be divisible by parallel.workers=3"),
+        ({"parallel": {"workers": 4}, "micro_batch_size": 4}, "2 sequences per rank"),
+        ({"parallel": {"workers": 2, "strategy": "fsdp"}}, "fsdp needs CUDA"),
+        ({"parallel": {"workers": 2, "strategy": "zero"}}, "parallel.strategy must be one of"),
+        ({"parallel": {"workers": 2, "backend": "nccl"}}, "nccl needs CUDA"),
+        ({"parallel": {"workers": 2, "backend": "mpi"}}, "parallel.backend must be one of"),
+    ],
+)
+def test_bad_parallel_settings_fail_before_training(corpus, over, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(config(corpus, device="cpu", **over))
+
+
+def test_cli_refuses_bad_workers_with_exit_2(corpus, capsys):
+    assert main(["train", "--workers", "3", "--set", f"data.path={corpus}", "--set", "batch_size=8"]) == 2
+    assert "must be divisible by parallel.workers=3" in capsys.readouterr().err
+
+
+def test_parallel_does_not_change_the_run_id(corpus):
+    assert config(corpus).run_id() == config(corpus, parallel={"workers": 2}).run_id()
+    assert (
+        resolve_config(config(corpus, micro_batch_size=None, parallel={"workers": 2})).micro_batch_size == 4
+    )
