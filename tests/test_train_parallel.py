@@ -133,3 +133,19 @@ def test_parallel_does_not_change_the_run_id(corpus):
     assert (
         resolve_config(config(corpus, micro_batch_size=None, parallel={"workers": 2})).micro_batch_size == 4
     )
+
+
+@pytest.mark.slow
+def test_a_failing_two_rank_run_is_stored_with_a_store_and_raised_without(corpus, tmp_path):
+    def boom(metrics, write_checkpoint):
+        raise RuntimeError("boom")
+
+    cfg = config(corpus, steps=4, parallel={"workers": 2})
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(cfg, on_eval=boom)
+    store = ResultsStore(tmp_path)
+    row = run_training(cfg, store=store, on_eval=boom)
+    assert row["status"] == "failed" and "boom" in row["error"]
+    assert store.runs().status.tolist() == ["failed"]
+    with pytest.raises(RuntimeError, match="rank [01] of 2 failed: .*no checkpoint at"):  # every rank fails
+        run_training(cfg, resume_from=tmp_path / "nowhere")

@@ -36,8 +36,9 @@ def run_ranks(
     on_eval: Any = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` on ``cfg.parallel.workers`` local ranks and return rank 0's runs-table row (the contract of
-    ``run_training``). A rank that dies ends the others; the run is then stored as failed (with a store) or
-    a RuntimeError naming the rank is raised (without)."""
+    ``run_training``). A rank that dies, or an exception in ``on_eval``, ends every rank; the run is then
+    stored as failed (with a store; its curve so far is not kept) or the error is raised (without: a
+    RuntimeError naming the rank for a rank that died)."""
     from cbs.train.loop import Progress, runs_row
     from cbs.train.resolve import resolve_config
 
@@ -52,11 +53,16 @@ def run_ranks(
         ranks = mp.start_processes(_rank_main, args=args, nprocs=workers, join=False, start_method="spawn")
         try:
             return _serve(ranks, events, replies, on_eval)
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
-            error = f"rank {exc.error_index} of {workers} failed: {str(exc).strip().splitlines()[-1]}"
-            if store is None:
-                raise RuntimeError(f"run {cfg.run_id()}: {error}") from exc
-            log.error("run %s: %s", cfg.run_id(), exc)
+        except Exception as exc:
+            if isinstance(exc, mp.ProcessRaisedException | mp.ProcessExitedException):
+                error = f"rank {exc.error_index} of {workers} failed: {str(exc).strip().splitlines()[-1]}"
+                if store is None:
+                    raise RuntimeError(f"run {cfg.run_id()}: {error}") from exc
+            elif store is None:
+                raise
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+            log.error("run %s failed: %s", cfg.run_id(), error)
             wall = (datetime.now(timezone.utc) - started).total_seconds()
             row = runs_row(
                 cfg, run, Progress(status="failed"), started=started, wall_time_s=wall, error=error
