@@ -12,6 +12,8 @@ import logging
 import os
 import queue
 import tempfile
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from cbs.results import ResultsStore
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often the launcher checks on the ranks while it waits for rank 0
+PARENT_POLL_S = 1.0  # how often a rank checks that its launcher is still alive
 
 
 def run_ranks(
@@ -123,6 +126,17 @@ class _Relay:
             self.events.put(("written", None))
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this rank as soon as the launcher is gone (e.g. killed with SIGKILL): no orphan keeps training."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cbs-parent-watch", daemon=True).start()
+
+
 def _rank_main(
     rank: int,
     cfg_dict: dict[str, Any],
@@ -139,6 +153,7 @@ def _rank_main(
     from cbs.train.loop import run_training
     from cbs.train.resolve import resolve_config
 
+    _exit_with_parent(os.getppid())
     os.environ["LOCAL_RANK"] = str(rank)
     torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict(cfg_dict)
