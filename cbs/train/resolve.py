@@ -189,13 +189,13 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
 
 
 def check_parallel(par: ParallelConfig, device: str) -> None:
-    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown strategy, FSDP off CUDA, a backend
-    that is not available, more CUDA ranks than this machine has GPUs."""
+    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown or unimplemented strategy, a
+    backend that is not available, more CUDA ranks than this machine has GPUs."""
     _check(par.strategy in STRATEGIES, f"parallel.strategy must be one of {STRATEGIES}, got {par.strategy!r}")
     _check(
-        par.strategy != "fsdp" or device.startswith("cuda"),
-        f"parallel.strategy=fsdp needs CUDA devices (FSDP2 on {device} is not supported here); use "
-        "parallel.strategy=ddp on CPU",
+        par.strategy != "fsdp",
+        f"parallel.strategy=fsdp (FSDP2 fully_shard) is not implemented yet, on {device} or elsewhere: its "
+        "checkpoints and EWA weights would need gathering from every rank; use parallel.strategy=ddp",
     )
     if par.workers > 1:
         resolve_backend(par.backend, device)
