@@ -35,3 +35,14 @@ def corpus(tmp_path_factory) -> str:
         progress=False,
     )
     return str(out)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared CPU makes two threads spin against each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

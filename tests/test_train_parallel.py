@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
+from test_train_run import config as run_config
+from test_train_run import curve
 
 from cbs.cli import main
 from cbs.config import TrainConfig
@@ -27,34 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 # the curves agree to float rounding, compounded over the steps (observed: 1.2e-7 relative at most)
 RTOL = 1e-5
 LOSSES = ["train_loss", "eval_loss", "ewa_eval_loss"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def config(corpus: str, steps: int = 24, **over) -> TrainConfig:
-    """micro-4k at seq len 64, global batch 8 in micro-batches of 2 (two per rank with 2 ranks: DDP syncs on the last)."""
-    base = {
-        "model": {"preset": "micro-4k"},
-        "data": {"path": corpus},
-        "batch_size": 8,
-        "micro_batch_size": 2,
-        "token_budget": steps * 8 * 64,
-        "ewa_tau": 0.9,
-        "optim": {"lr": 1e-2, "warmup_steps": 3},
-        "eval": {"eval_tokens": 1024, "n_log": 4, "n_dense": 3},
-        **over,
-    }
-    return TrainConfig.from_dict(base)
-
-
-def curve(store: ResultsStore) -> pd.DataFrame:
-    return store.curves().drop(columns="wall_time_s").sort_values(["step", "eval_set"]).reset_index(drop=True)
+def config(corpus: str, **over) -> TrainConfig:
+    """test_train_run's run on micro-4k, 24 steps of batch 8 in micro-batches of 2 (two per rank with 2 ranks:
+    DDP syncs on the last)."""
+    over = {"model": {"preset": "micro-4k", "seq_len": 32}, "micro_batch_size": 2, **over}
+    return run_config(corpus, steps=24, **over)
 
 
 def test_ranks_shard_global_batches_in_order():

@@ -21,14 +21,7 @@ from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
 from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.train import resolve_config, run_training
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU makes two threads spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(corpus: str, steps: int = 12, **over) -> TrainConfig:
