@@ -199,7 +199,8 @@ def _check_resources(spec: SweepSpec) -> None:
         raise ConfigError(
             f"resources.gpus_per_worker must be a whole number with workers > 1 (each rank has its own GPU), got {r}"
         )
-    workers = spec.base.get("parallel", {}).get("workers")
+    parallel = spec.base.get("parallel")
+    workers = parallel.get("workers") if isinstance(parallel, dict) else None
     if r.workers != 1 and workers is not None and workers != r.workers:
         raise ConfigError(
             f"base.parallel.workers={workers} contradicts resources.workers={r.workers}: set resources.workers only"

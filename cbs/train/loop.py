@@ -82,8 +82,10 @@ class Trainer:
             **({"fused": True} if o.fused else {"foreach": True}),
         )
         self.ddp = (
-            DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            DistributedDataParallel(  # the only buffers (RoPE tables) are the same on every rank
+                self.model,
+                device_ids=[self.device] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
             )
             if self.ranks.world_size > 1
             else None
@@ -333,6 +335,7 @@ def runs_row(
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
     peak = peak_flops(dev)
+    peak = peak * r.parallel.workers if peak else None  # every rank has a device of its own
     return {
         "run_id": cfg.run_id(),
         "experiment": cfg.experiment,
