@@ -73,6 +73,14 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
     pd.testing.assert_frame_equal(a.drop(columns=LOSSES), b.drop(columns=LOSSES))
     np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
     assert (tmp_path / "ck" / "state.pt").is_file()  # rank 0 wrote the checkpoint through the launcher
+    # torchrun, the standard (and multi-node) launcher: the same 2 ranks, the same curve exactly
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd = [*torchrun, "-m", "cbs", "train", str(path), "--workers", "2", "--results", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("2 ranks (ddp)") == 1  # rank 0 alone prints
+    pd.testing.assert_frame_equal(curve(ResultsStore(tmp_path / "run")), b)
 
 
 @pytest.mark.slow
@@ -179,3 +187,10 @@ def test_mfu_counts_the_peak_of_every_rank(corpus, monkeypatch):
         )
         mfu[workers] = row["mfu"]
     assert mfu[1] > 0 and mfu[2] == pytest.approx(mfu[1] / 2)  # the same tokens/s on twice the devices
+
+
+def test_torchrun_with_another_world_size_is_refused(corpus, monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"torchrun started 2 processes but parallel\.workers=4"):
+        run_training(config(corpus, parallel={"workers": 4}))

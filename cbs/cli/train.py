@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_yaml(args.config, overrides)
     else:
         cfg = TrainConfig.from_dict(apply_overrides({}, overrides))
-    console = Console()
+    console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 prints
     run = resolve_config(cfg)
     console.print(
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "

@@ -7,7 +7,9 @@ here is the identity, so a one-process run is bit for bit what it was before dat
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +70,27 @@ class Ranks:
         )
         dist.all_reduce(both, op=dist.ReduceOp.SUM)
         return float(both[0] / both[1])
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process that torchrun (torch.distributed.run) started: its env:// rendezvous is set up."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+@contextlib.contextmanager
+def process_group(
+    backend: str, device: str, rank: int, world_size: int, local_rank: int, init_method: str = "env://"
+) -> Iterator[None]:
+    """Join the run's process group as ``rank`` of ``world_size`` (on CUDA, bound to ``cuda:<local_rank>``)
+    for the duration of the block."""
+    os.environ["LOCAL_RANK"] = str(local_rank)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def resolve_backend(backend: str, device: str) -> str:

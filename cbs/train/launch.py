@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from cbs.config import TrainConfig
@@ -149,20 +148,16 @@ def _rank_main(
     replies: Any,
 ) -> None:
     """One rank: join the process group, train, and (rank 0) store the run and send its row."""
-    from cbs.train.distributed import resolve_backend
+    from cbs.train.distributed import process_group, resolve_backend
     from cbs.train.loop import run_training
     from cbs.train.resolve import resolve_config
 
     _exit_with_parent(os.getppid())
-    os.environ["LOCAL_RANK"] = str(rank)
     torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict(cfg_dict)
     device = resolve_config(cfg).device
-    if device.startswith("cuda"):
-        torch.cuda.set_device(rank)
     backend = resolve_backend(cfg.parallel.backend, device)
-    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=workers)
-    try:
+    with process_group(backend, device, rank, workers, rank, f"file://{init_file}"):
         main = rank == 0
         row = run_training(
             cfg,
@@ -172,5 +167,3 @@ def _rank_main(
         )
         if main:
             events.put(("row", row))
-    finally:
-        dist.destroy_process_group()

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,11 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from cbs import __version__
 from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
+from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, device_name, peak_flops
-from cbs.train.distributed import Ranks
+from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.resolve import ResolvedRun, resolve_config
@@ -291,9 +293,13 @@ def run_training(
     (cbs.train.launch) with the same contract; inside one, only rank 0 reports, checkpoints and stores.
     """
     if cfg.parallel.workers > 1 and Ranks.current().world_size == 1:
-        from cbs.train.launch import run_ranks
+        if not launched_by_torchrun():
+            from cbs.train.launch import run_ranks
 
-        return run_ranks(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+            return run_ranks(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+        with torchrun_group(cfg):
+            return run_training(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+    store = store if Ranks.current().is_main else None  # rank 0 alone writes the store
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
@@ -318,6 +324,20 @@ def run_training(
     if store is not None:
         store.write_run(row, progress.curve)
     return row
+
+
+def torchrun_group(cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    """The process group of a run that torchrun started (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` from its
+    environment); ConfigError unless ``WORLD_SIZE`` is ``parallel.workers``."""
+    world = int(os.environ["WORLD_SIZE"])
+    if world != cfg.parallel.workers:
+        raise ConfigError(
+            f"torchrun started {world} processes but parallel.workers={cfg.parallel.workers}; make them equal "
+            "(--nnodes × --nproc-per-node = parallel.workers)"
+        )
+    device = resolve_config(cfg).device
+    rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    return process_group(resolve_backend(cfg.parallel.backend, device), device, rank, world, local)
 
 
 def runs_row(

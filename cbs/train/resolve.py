@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -200,9 +201,11 @@ def check_parallel(par: ParallelConfig, device: str) -> None:
     if par.workers > 1:
         resolve_backend(par.backend, device)
         gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", par.workers))  # torchrun: ranks on this node
         _check(
-            not device.startswith("cuda") or par.workers <= gpus,
-            f"parallel.workers={par.workers} CUDA ranks but {gpus} GPUs are visible; lower parallel.workers",
+            not device.startswith("cuda") or local <= gpus,
+            f"{local} CUDA ranks on this node (parallel.workers={par.workers}) but {gpus} GPUs are visible; "
+            "lower parallel.workers",
         )
 
 
