@@ -32,11 +32,11 @@ LOSSES = ["train_loss", "eval_loss", "ewa_eval_loss"]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def config(corpus: str, **over) -> TrainConfig:
+def config(corpus: str, steps: int = 24, **over) -> TrainConfig:
     """test_train_run's run on micro-4k, 24 steps of batch 8 in micro-batches of 2 (two per rank with 2 ranks:
     DDP syncs on the last)."""
     over = {"model": {"preset": "micro-4k", "seq_len": 32}, "micro_batch_size": 2, **over}
-    return run_config(corpus, steps=24, **over)
+    return run_config(corpus, steps=steps, **over)
 
 
 def test_ranks_shard_global_batches_in_order():
