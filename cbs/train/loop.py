@@ -84,10 +84,8 @@ class Trainer:
             **({"fused": True} if o.fused else {"foreach": True}),
         )
         self.ddp = (
-            DistributedDataParallel(  # the only buffers (RoPE tables) are the same on every rank
-                self.model,
-                device_ids=[self.device] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
             if self.ranks.world_size > 1
             else None
