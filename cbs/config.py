@@ -82,6 +82,16 @@ class EvalConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """Data parallelism of one run: ``workers`` ranks of torch.distributed split each global batch. It does not
+    change the run's result (beyond float reduction order), so it is not part of the run id."""
+
+    workers: int = 1  # ranks (processes, one device each); 1: a plain one-process run
+    strategy: str = "ddp"  # ddp (replicated weights); fsdp (FSDP2 fully_shard) is reserved, refused for now
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+
+
+@dataclass
 class TrainConfig:
     experiment: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -107,6 +117,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -122,12 +133,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def run_id(self) -> str:
-        """Stable id of everything that changes the run's result (not the experiment name, device, compile or
-        the recorded reference batch). Model shape fields that restate the preset's value count as unset. A
-        prepared dataset counts by its fingerprint, not by where it lies, so
+        """Stable id of everything that changes the run's result (not the experiment name, device, compile,
+        data parallelism or the recorded reference batch). Model shape fields that restate the preset's value count
+        as unset. A prepared dataset counts by its fingerprint, not by where it lies, so
         a results store resumes from any checkout or mount point of the same data."""
         payload = self.to_dict()
-        for key in ("experiment", "device", "compile", "reference_batch_size"):
+        for key in ("experiment", "device", "compile", "parallel", "reference_batch_size"):
             payload.pop(key)
         payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)

@@ -4,6 +4,7 @@ killed with SIGKILL then resumed to the full grid with every run exactly once.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -21,6 +23,7 @@ from rich.console import Console
 from test_sweep_spec import make_dataset, spec_dict
 
 from cbs.cli import main
+from cbs.config import ParallelConfig
 from cbs.errors import ConfigError
 from cbs.results import ResultsStore
 from cbs.sweep import Resources, parse_spec, plan_sweep, run_sweep
@@ -175,6 +178,23 @@ def test_gpu_request_refused_on_this_cpu_cluster(ray_cluster):
         ConfigError, match=r"resources\.gpus: 1 GPU per trial, but the Ray cluster has no GPU"
     ):
         check_resources(Resources(cpus=1, gpus=1))
+
+
+def test_two_worker_trial_gives_the_one_process_run(ray_cluster, dataset, tmp_path):
+    """resources.workers: 2 trains each trial as 2 gloo ranks inside its Tune trial (2 CPUs of the 2)."""
+    spec = spec_dict(dataset, resources={"workers": 2}, checkpoint_every=2)
+    spec["grid"] = {"batch_size": [4], "optim.lr": [1e-2]}
+    plan = plan_sweep(parse_spec(spec))
+    outcome = run_sweep(plan, tmp_path / "two", console=Console(quiet=True))
+    assert outcome.ran == [plan.trials[0].run_id] and not outcome.missing
+    one = ResultsStore(tmp_path / "one")
+    run_training(dataclasses.replace(plan.trials[0].config, parallel=ParallelConfig()), store=one)
+    two = ResultsStore(tmp_path / "two")
+    assert two.runs().run_id.tolist() == one.runs().run_id.tolist()
+    losses = ["train_loss", "eval_loss", "ewa_eval_loss"]
+    a, b = (s.curves().sort_values(["step", "eval_set"]) for s in (one, two))
+    assert a.step.tolist() == b.step.tolist()
+    np.testing.assert_allclose(a[losses], b[losses], rtol=1e-5)  # fp32, another reduction order
 
 
 def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):

@@ -242,3 +242,34 @@ def test_shipped_default_spec_is_well_posed():
         tau = t.config.ewa_tau if t.config.ewa_tau is not None else paper_ewa_tau(t.config.batch_size)
         data_steps = t.data_tokens / (t.config.batch_size * seq_len)
         assert 1 / (1 - tau) <= 0.1 * data_steps, f"EWA window too long at B = {t.config.batch_size}"
+
+
+def test_workers_resources_reserve_every_rank_and_reach_each_trial(dataset):
+    spec = parse_spec(spec_dict(dataset, resources={"workers": 2, "cpus_per_worker": 1.5}))
+    r = spec.resources
+    assert (r.trial_cpus, r.trial_gpus) == (3.0, 0.0)
+    assert {t.config.parallel.workers for t in plan_sweep(spec).trials} == {2}
+    old = parse_spec(spec_dict(dataset, resources={"cpus": 2, "gpus": 0.5})).resources
+    assert (old.trial_cpus, old.trial_gpus, old.workers) == (2, 0.5, 1)  # the one-worker form as before
+    nodes = [{"Resources": {"CPU": 16.0, "GPU": 8.0}}]
+    check_resources(
+        Resources(workers=8, gpus_per_worker=1, cpus_per_worker=2), nodes
+    )  # the paper's 8-GPU run
+    with pytest.raises(ConfigError, match=r"no Ray node has 18 CPUs and 9 GPUs"):
+        check_resources(Resources(workers=9, gpus_per_worker=1, cpus_per_worker=2), nodes)
+
+
+@pytest.mark.parametrize(
+    ("resources", "grid", "message"),
+    [
+        ({"workers": 0}, {}, r"resources\.workers must be >= 1"),
+        ({"workers": 2, "cpus": 2}, {}, r"either \{cpus, gpus\}"),
+        ({"workers": 2, "gpus_per_worker": 0.5}, {}, r"gpus_per_worker must be a whole number"),
+        ({"workers": 4}, {"batch_size": [2, 4]}, r"batch_size=2 must be divisible by parallel\.workers=4"),
+    ],
+)
+def test_bad_workers_resources_are_refused_before_ray(dataset, resources, grid, message):
+    spec = spec_dict(dataset, resources=resources)
+    spec["grid"].update(grid)
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(parse_spec(spec))

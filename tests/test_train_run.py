@@ -22,30 +22,7 @@ from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.train import resolve_config, run_training
 from cbs.train.device import set_threads
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared CPU makes two threads spin against each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    """The first 600k tokens of the standard-library corpus, 5% of the documents held out."""
-    out = tmp_path_factory.mktemp("data") / "stdlib"
-    prepare_dataset(
-        stdlib_documents(),
-        ByteTokenizer(),
-        out,
-        source="stdlib",
-        val_fraction=0.05,
-        max_tokens=600_000,
-        progress=False,
-    )
-    return str(out)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(corpus: str, steps: int = 12, **over) -> TrainConfig:

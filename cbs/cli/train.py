@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from cbs.cli.options import whole_number
 
@@ -41,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads torch may use (default: torch's, all cores — fastest alone on the machine; "
         "1 when another job shares it, see docs/train.md)",
     )
+    parser.add_argument(
+        "--workers",
+        type=whole_number(1),
+        default=None,
+        help="data-parallel ranks on this machine (sets parallel.workers; gloo on CPU, nccl on CUDA)",
+    )
     parser.set_defaults(func=run_train)
 
 
@@ -53,11 +60,12 @@ def run_train(args: argparse.Namespace) -> int:
     from cbs.train import resolve_config, run_training
     from cbs.train.device import set_threads
 
+    overrides = [*args.overrides, *([f"parallel.workers={args.workers}"] if args.workers is not None else [])]
     if args.config:
-        cfg = TrainConfig.from_yaml(args.config, args.overrides)
+        cfg = TrainConfig.from_yaml(args.config, overrides)
     else:
-        cfg = TrainConfig.from_dict(apply_overrides({}, args.overrides))
-    console = Console()
+        cfg = TrainConfig.from_dict(apply_overrides({}, overrides))
+    console = Console(quiet=os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 prints
     run = resolve_config(cfg)
     threads = set_threads(args.threads)
     source = "--threads" if args.threads else "torch's default; --threads N to change"
@@ -65,7 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
         f"[bold]cbs train[/] {cfg.run_id()}: {run.spec.preset} N={run.n_params:,} on {run.device} ({run.dtype}), "
         f"{threads} CPU thread{'s' if threads > 1 else ''} ({source}), "
         f"batch {cfg.batch_size}×{run.spec.seq_len}, {run.steps} steps, {run.token_budget:,} tokens, "
-        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}",
+        f"warmup {run.warmup_steps} steps, β2 {run.beta2}, EWA τ {run.ewa_tau}"
+        + (f", {cfg.parallel.workers} ranks ({cfg.parallel.strategy})" if cfg.parallel.workers > 1 else ""),
         soft_wrap=True,
     )
 

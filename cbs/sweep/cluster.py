@@ -61,15 +61,17 @@ def check_resources(resources: Resources, nodes: list[dict] | None = None) -> No
 
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     have = [(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in nodes]
-    if any(cpu >= resources.cpus and gpu >= resources.gpus for cpu, gpu in have):
+    cpus, gpus = resources.trial_cpus, resources.trial_gpus  # a trial's ranks all run on one node
+    if any(cpu >= cpus and gpu >= gpus for cpu, gpu in have):
         return
     total_gpus = sum(g for _, g in have)
-    if resources.gpus > 0 and total_gpus == 0:
+    key = "gpus" if resources.gpus is not None else "gpus_per_worker"
+    if gpus > 0 and total_gpus == 0:
         raise ConfigError(
-            f"resources.gpus: {resources.gpus:g} GPU per trial, but the Ray cluster has no GPU; set "
-            "resources.gpus: 0 to train on CPU, or join a GPU cluster with --address (or RAY_ADDRESS)"
+            f"resources.{key}: {gpus:g} GPU per trial, but the Ray cluster has no GPU; set "
+            f"resources.{key}: 0 to train on CPU, or join a GPU cluster with --address (or RAY_ADDRESS)"
         )
     raise ConfigError(
-        f"resources: no Ray node has {resources.cpus:g} CPUs and {resources.gpus:g} GPUs free for one trial "
-        f"(nodes have CPU/GPU {have}); lower resources.cpus/gpus or add larger nodes"
+        f"resources: no Ray node has {cpus:g} CPUs and {gpus:g} GPUs free for one trial "
+        f"(nodes have CPU/GPU {have}); lower resources.cpus/gpus (or workers) or add larger nodes"
     )

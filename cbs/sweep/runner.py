@@ -133,7 +133,7 @@ def _run_phase(
         already_done=len(trials) - len(todo),
         console=console,
     )
-    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
     params = [trial_config(t.config, store.root, spec.checkpoint_every) for t in todo]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),

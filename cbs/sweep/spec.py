@@ -30,10 +30,25 @@ class TargetRule:
 
 @dataclass
 class Resources:
-    """Ray resources of one trial. A fractional ``gpus`` (< 1) packs several trials on one GPU."""
+    """Ray resources of one trial: ``workers`` data-parallel ranks (local processes on one node) with
+    ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs each. The older ``{cpus, gpus}`` form is one worker
+    with those; a fractional GPU (< 1, one worker only) packs several trials on one GPU."""
 
-    cpus: float = 1.0
-    gpus: float = 0.0
+    cpus: float | None = None  # one-worker form: CPUs of the trial (default 1)
+    gpus: float | None = None  # one-worker form: GPUs of the trial (default 0)
+    workers: int = 1
+    cpus_per_worker: float | None = None  # default 1
+    gpus_per_worker: float | None = None  # default 0
+
+    @property
+    def trial_cpus(self) -> float:
+        """CPUs Ray reserves for the whole trial (all its ranks)."""
+        return self.cpus if self.cpus is not None else self.workers * (self.cpus_per_worker or 1.0)
+
+    @property
+    def trial_gpus(self) -> float:
+        """GPUs Ray reserves for the whole trial (all its ranks)."""
+        return self.gpus if self.gpus is not None else self.workers * (self.gpus_per_worker or 0.0)
 
 
 @dataclass
@@ -63,11 +78,12 @@ class SweepSpec:
         return f"base.{key}"
 
     def base_dict(self) -> dict[str, Any]:
-        """``base`` with the ``eval_sets`` shorthand folded in."""
-        if self.eval_sets is None:
-            return self.base
-        evals = [{"name": e.name, "path": e.path} for e in self.eval_sets]
-        return apply_overrides(self.base, [f"data.eval_sets={json.dumps(evals)}"])
+        """``base`` with the ``eval_sets`` shorthand and ``resources.workers`` (as parallel.workers) folded in."""
+        overrides = [f"parallel.workers={self.resources.workers}"] if self.resources.workers != 1 else []
+        if self.eval_sets is not None:
+            evals = [{"name": e.name, "path": e.path} for e in self.eval_sets]
+            overrides.append(f"data.eval_sets={json.dumps(evals)}")
+        return apply_overrides(self.base, overrides) if overrides else self.base
 
 
 _DICT_FIELDS = ("base", "grid", "zip")
@@ -153,17 +169,13 @@ def _check(spec: SweepSpec) -> None:
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
         raise ConfigError(f"{dupes[0]} appears in more than one grid/zip axis: list it once")
+    _check_resources(spec)
     base = spec.base_dict()
     _train_config(base, "base")
     for axis in spec.axes():
         for key, values in axis.items():
             for value in values:
                 _train_config(apply_overrides(base, [f"{key}={json.dumps(value)}"]), spec.where(key))
-    r = spec.resources
-    if r.cpus <= 0 or r.gpus < 0 or (r.gpus > 1 and not float(r.gpus).is_integer()):
-        raise ConfigError(
-            f"resources: cpus must be > 0 and gpus >= 0 (a fraction below 1 or a whole number), got {r}"
-        )
     if spec.max_failures < 0:
         raise ConfigError(
             f"max_failures must be >= 0 (retries from the last checkpoint), got {spec.max_failures}"
@@ -181,6 +193,34 @@ def _check(spec: SweepSpec) -> None:
         raise ConfigError(
             "target.budget_multiple must be >= 1 (the tokens a run may train to reach the target, × the cell's "
             f"data size D), got {t.budget_multiple:g}"
+        )
+
+
+def _check_resources(spec: SweepSpec) -> None:
+    r = spec.resources
+    if r.workers < 1:
+        raise ConfigError(f"resources.workers must be >= 1 (data-parallel ranks per trial), got {r.workers}")
+    if (r.cpus, r.gpus) != (None, None) and (
+        r.workers != 1 or (r.cpus_per_worker, r.gpus_per_worker) != (None, None)
+    ):
+        raise ConfigError(
+            "resources: give either {cpus, gpus} (one worker) or {workers, cpus_per_worker, gpus_per_worker}, "
+            f"not both; got {r}"
+        )
+    cpus, gpus = r.trial_cpus, r.trial_gpus
+    if cpus <= 0 or gpus < 0 or (gpus > 1 and not float(gpus).is_integer()):
+        raise ConfigError(
+            f"resources: cpus must be > 0 and gpus >= 0 (a fraction below 1 or a whole number), got {r}"
+        )
+    if r.workers > 1 and not float(r.gpus_per_worker or 0.0).is_integer():
+        raise ConfigError(
+            f"resources.gpus_per_worker must be a whole number with workers > 1 (each rank has its own GPU), got {r}"
+        )
+    parallel = spec.base.get("parallel")
+    workers = parallel.get("workers") if isinstance(parallel, dict) else None
+    if r.workers != 1 and workers is not None and workers != r.workers:
+        raise ConfigError(
+            f"base.parallel.workers={workers} contradicts resources.workers={r.workers}: set resources.workers only"
         )
 
 

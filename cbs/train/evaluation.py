@@ -33,13 +33,14 @@ def eval_steps(steps: int, cfg: EvalConfig, data_steps: int | None = None) -> li
 
 
 @torch.no_grad()
-def evaluate(
+def loss_sum(
     model: nn.Module,
     windows: torch.Tensor,
     batch_size: int,
     autocast: contextlib.AbstractContextManager | None = None,
-) -> float:
-    """Mean next-token cross-entropy (nats/token) of ``model`` over ``windows`` (n, seq_len + 1)."""
+) -> torch.Tensor:
+    """Sum over ``windows`` of each window's mean next-token cross-entropy, as a float64 scalar tensor (zero for
+    no windows): a rank's share of a mean that ranks split."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=windows.device)
@@ -49,4 +50,4 @@ def evaluate(
             loss = model(chunk[:, :-1], chunk[:, 1:])
         total += loss.double() * len(chunk)
     model.train(was_training)
-    return float(total / len(windows))
+    return total

@@ -3,11 +3,13 @@ schedule, applies the stop rules, and returns (and stores) the runs-table row an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from cbs import __version__
 from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
+from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, device_name, peak_flops
-from cbs.train.evaluation import eval_steps, evaluate
+from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
+from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
@@ -60,7 +65,8 @@ class Trainer:
     def __init__(self, run: ResolvedRun) -> None:
         cfg, o = run.config, run.config.optim
         self.run, self.cfg = run, cfg
-        self.device = torch.device(run.device)
+        self.ranks = Ranks.current()
+        self.device = self.ranks.device(run.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -77,7 +83,15 @@ class Trainer:
             eps=o.eps,
             **({"fused": True} if o.fused else {"foreach": True}),
         )
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.ddp = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            if self.ranks.world_size > 1
+            else None
+        )
+        wrapped = self.ddp or self.model
+        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.schedule = LRSchedule(
             o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
         )
@@ -88,7 +102,7 @@ class Trainer:
         seq = run.spec.seq_len
         self.eval_windows = {}
         for name, ds in run.eval_datasets.items():
-            starts = eval_windows(ds.n_tokens("val"), seq, cfg.eval.eval_tokens, name)
+            starts = self.ranks.shard(eval_windows(ds.n_tokens("val"), seq, cfg.eval.eval_tokens, name))
             self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
                 self.device
             )
@@ -110,8 +124,10 @@ class Trainer:
         }
 
     def write_checkpoint(self, directory: Path | str) -> None:
-        """Save everything needed to continue this run exactly (see ``run_training(resume_from=...)``)."""
-        save_checkpoint(directory, self.state_dict())
+        """Save everything needed to continue this run exactly (see ``run_training(resume_from=...)``); in a
+        multi-rank run only rank 0 writes (the state is the same on every rank) and every rank can load it."""
+        if self.ranks.is_main:
+            save_checkpoint(directory, self.state_dict())
 
     def load(self, directory: Path | str) -> None:
         state = load_checkpoint(directory, dataclasses.asdict(self.cfg))
@@ -153,19 +169,23 @@ class Trainer:
         p.lr = self.schedule.lr_at(p.step)
         for group in self.optimizer.param_groups:
             group["lr"] = p.lr
-        batch = torch.from_numpy(
-            gather_windows(self.train_tokens, self.sampler.next_starts(self.cfg.batch_size), run.spec.seq_len)
-        )
+        # every rank draws the whole global batch (so the sampler is the same for any number of ranks) and
+        # trains on its slice; DDP averages the ranks' gradients, each the mean over equal micro-batches
+        starts = self.ranks.shard(self.sampler.next_starts(self.cfg.batch_size))
+        batch = torch.from_numpy(gather_windows(self.train_tokens, starts, run.spec.seq_len))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
-        n_micro = self.cfg.batch_size // run.micro_batch_size
+        n_micro = len(batch) // run.micro_batch_size
         total = torch.zeros((), device=self.device)
-        for i in range(0, self.cfg.batch_size, run.micro_batch_size):
+        for i in range(0, len(batch), run.micro_batch_size):
             chunk = batch[i : i + run.micro_batch_size]
-            with autocast(run.device, run.dtype):
+            last = i + run.micro_batch_size >= len(batch)
+            with self._sync(last), autocast(run.device, run.dtype):
                 loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
-            loss.backward()
+            with self._sync(last):
+                loss.backward()
             total += loss.detach()
+        total = self.ranks.mean(total)
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip, foreach=True)
         self.optimizer.step()
@@ -173,19 +193,26 @@ class Trainer:
         self.ewa.update()
         return float(total)
 
+    def _sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients on the last micro-batch of a step only."""
+        return contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
+
+    def _evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Mean eval loss of ``model`` per eval set, each rank evaluating its share of the windows."""
+        run = self.run
+        return {
+            n: self.ranks.weighted_mean(
+                loss_sum(model, w, run.eval_batch_size, autocast(run.device, run.dtype)), len(w)
+            )
+            for n, w in self.eval_windows.items()
+        }
+
     def evaluate(self, on_eval: OnEval | None = None) -> None:
         """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
         p, run = self.progress, self.run
-        batch = run.eval_batch_size
-        raw = {
-            n: evaluate(self.model, w, batch, autocast(run.device, run.dtype))
-            for n, w in self.eval_windows.items()
-        }
+        raw = self._evaluate(self.model)
         self.ewa.copy_to(self.ewa_model)
-        ewa = {
-            n: evaluate(self.ewa_model, w, batch, autocast(run.device, run.dtype))
-            for n, w in self.eval_windows.items()
-        }
+        ewa = self._evaluate(self.ewa_model)
         train_loss = p.loss_sum / max(1, p.loss_count)
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
         wall = self.wall_time()
@@ -238,6 +265,8 @@ class Trainer:
             "done": p.status != "running",
             **(extra or {}),
         }
+        if not self.ranks.is_main:
+            return
         log.info("step %d/%d %s", p.step, self.run.steps, metrics)
         if on_eval is not None:
             on_eval(metrics, self.write_checkpoint)
@@ -258,7 +287,17 @@ def run_training(
     resume_from=dir)`` continues it, giving the same curve. Divergence is a result (status "diverged"); any
     other exception during training gives status "failed" with ``error`` set when a store is given (the row
     is stored and returned) and is re-raised otherwise. The run_id is ``cfg.run_id()`` of the config as given.
+    With ``cfg.parallel.workers`` > 1 outside a process group the run is launched on that many local ranks
+    (cbs.train.launch) with the same contract; inside one, only rank 0 reports, checkpoints and stores.
     """
+    if cfg.parallel.workers > 1 and Ranks.current().world_size == 1:
+        if not launched_by_torchrun():
+            from cbs.train.launch import run_ranks
+
+            return run_ranks(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+        with torchrun_group(cfg):
+            return run_training(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+    store = store if Ranks.current().is_main else None  # rank 0 alone writes the store
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
@@ -285,6 +324,20 @@ def run_training(
     return row
 
 
+def torchrun_group(cfg: TrainConfig) -> contextlib.AbstractContextManager:
+    """The process group of a run that torchrun started (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` from its
+    environment); ConfigError unless ``WORLD_SIZE`` is ``parallel.workers``."""
+    world = int(os.environ["WORLD_SIZE"])
+    if world != cfg.parallel.workers:
+        raise ConfigError(
+            f"torchrun started {world} processes but parallel.workers={cfg.parallel.workers}; make them equal "
+            "(--nnodes × --nproc-per-node = parallel.workers)"
+        )
+    device = resolve_config(cfg).device
+    rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    return process_group(resolve_backend(cfg.parallel.backend, device), device, rank, world, local)
+
+
 def runs_row(
     cfg: TrainConfig,
     run: ResolvedRun,
@@ -300,6 +353,7 @@ def runs_row(
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
     peak = peak_flops(dev)
+    peak = peak * r.parallel.workers if peak else None  # every rank has a device of its own
     return {
         "run_id": cfg.run_id(),
         "experiment": cfg.experiment,

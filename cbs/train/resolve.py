@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
-from cbs.config import TrainConfig
+import torch
+
+from cbs.config import ParallelConfig, TrainConfig
 from cbs.data import PreparedDataset, WindowSampler, open_dataset
 from cbs.errors import ConfigError, DataError
 from cbs.model import ModelSpec, resolve_model_config
 from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
 from cbs.train.device import resolve_device, resolve_dtype
+from cbs.train.distributed import STRATEGIES, resolve_backend
 from cbs.train.schedule import SCHEDULES
 
 WARMUP_FRACTION = 0.25
@@ -35,7 +39,7 @@ class ResolvedRun:
     warmup_steps: int
     beta2: float
     ewa_tau: float
-    micro_batch_size: int
+    micro_batch_size: int  # sequences per forward on one rank
     eval_batch_size: int
     device: str
     dtype: str
@@ -61,10 +65,19 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
     an impossible config (before any model is built)."""
     o = cfg.optim
     _check(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
-    micro = cfg.micro_batch_size or cfg.batch_size
+    par = cfg.parallel
+    _check(par.workers >= 1, f"parallel.workers must be >= 1 (ranks of the run), got {par.workers}")
     _check(
-        1 <= micro <= cfg.batch_size and cfg.batch_size % micro == 0,
-        f"micro_batch_size={cfg.micro_batch_size} must divide batch_size={cfg.batch_size}",
+        cfg.batch_size % par.workers == 0,
+        f"batch_size={cfg.batch_size} must be divisible by parallel.workers={par.workers} (each rank takes an "
+        "equal slice of the global batch); choose a batch size that is a multiple of the workers",
+    )
+    per_rank = cfg.batch_size // par.workers
+    micro = cfg.micro_batch_size or per_rank
+    _check(
+        1 <= micro <= per_rank and per_rank % micro == 0,
+        f"micro_batch_size={cfg.micro_batch_size} must divide batch_size={cfg.batch_size}"
+        + (f" / parallel.workers={par.workers} = {per_rank} sequences per rank" if par.workers > 1 else ""),
     )
     _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     _check(o.schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, got {o.schedule!r}")
@@ -86,6 +99,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
 
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    check_parallel(cfg.parallel, device)
     dataset = open_dataset(cfg.data.path)
     spec = resolve_model_config(cfg.model, dataset.vocab_size)
     eval_datasets = {}
@@ -173,6 +187,26 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         device=device,
         dtype=dtype,
     )
+
+
+def check_parallel(par: ParallelConfig, device: str) -> None:
+    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown or unimplemented strategy, a
+    backend that is not available, more CUDA ranks than this machine has GPUs."""
+    _check(par.strategy in STRATEGIES, f"parallel.strategy must be one of {STRATEGIES}, got {par.strategy!r}")
+    _check(
+        par.strategy != "fsdp",
+        f"parallel.strategy=fsdp (FSDP2 fully_shard) is not implemented yet, on {device} or elsewhere: its "
+        "checkpoints and EWA weights would need gathering from every rank; use parallel.strategy=ddp",
+    )
+    if par.workers > 1:
+        resolve_backend(par.backend, device)
+        gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", par.workers))  # torchrun: ranks on this node
+        _check(
+            not device.startswith("cuda") or local <= gpus,
+            f"{local} CUDA ranks on this node (parallel.workers={par.workers}) but {gpus} GPUs are visible; "
+            "lower parallel.workers",
+        )
 
 
 def _check(ok: object, message: str) -> None:
