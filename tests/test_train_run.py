@@ -274,7 +274,8 @@ def test_cli_train_threads(corpus, capsys):
         with pytest.raises(SystemExit) as exc:
             main([*args, "--threads", bad])
         assert exc.value.code == 2
-        assert f"--threads: must be a whole number ≥ 1, got '{bad}'" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "argument --threads:" in err and "whole number" in err and bad in err
     assert torch.get_num_threads() == 2
 
 
