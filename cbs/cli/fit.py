@@ -145,9 +145,10 @@ def run_cbs(args: argparse.Namespace) -> int:
     _one_source(args)
     from rich.console import Console
 
+    from cbs.atomic import write_text_atomic
     from cbs.console import Column, print_fitted_table
     from cbs.fit import fit_cbs_table, steps_to_target_table
-    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json, write_text_atomic
+    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json
 
     if args.input is not None:
         table = read_table(args.input)

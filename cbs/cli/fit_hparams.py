@@ -49,10 +49,11 @@ def run_hparams(args: argparse.Namespace) -> int:
     _one_source(args)
     from rich.console import Console
 
+    from cbs.atomic import write_text_atomic
     from cbs.console import Column, print_fitted_table
     from cbs.fit.hparams import HparamColumns, fit_hparam_laws
     from cbs.fit.hparams_store import store_hparam_table
-    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json, write_text_atomic
+    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json
 
     if args.store is None and (args.eval_set or args.runs_csv):
         raise FitError("--eval-set and --runs-csv read a results store; drop them with --input")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from cbs.cli.options import whole_number
@@ -107,6 +106,7 @@ def _print_report(report: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cbs.atomic import write_text_atomic
     from cbs.protocol import CBS_OVERHEAD
     from cbs.results import ResultsStore
     from cbs.theory.study import StudySpec, default_grid, run_study
@@ -132,8 +132,5 @@ def run(args: argparse.Namespace) -> int:
     report = run_study(spec, store)
     _print_report(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, args.json)
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0

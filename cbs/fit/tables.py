@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cbs.atomic import write_text_atomic
 from cbs.errors import FitError
 
 # Cells that mean "no value" where a column allows one (e.g. a target never reached); elsewhere they are named.
@@ -136,18 +135,6 @@ def json_safe(obj: object) -> object:
     if obj is pd.NA or obj is pd.NaT:
         return None
     return obj
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so no half-written file is ever seen."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, payload: dict) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from cbs import __version__
+from cbs.atomic import fsync_dir, write_text_atomic
 from cbs.errors import CbsError
 from cbs.fit import JointPowerLawFit
-from cbs.fit.tables import to_markdown, write_text_atomic
+from cbs.fit.tables import to_markdown
 from cbs.plots import style
 from cbs.plots.registry import STORE_FIGURES, Made, Skipped, make_store_figures
 from cbs.plots.sources import StoreSource
@@ -260,10 +261,14 @@ def write_report(
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     try:
         pages = _write_report(src, stage, formats, html_page)
+        folders = set()
         for path in sorted(p for p in stage.rglob("*") if p.is_file()):
             dst = out_dir / path.relative_to(stage)
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dst)
+            folders.add(dst.parent)
+        for folder in sorted(folders):
+            fsync_dir(folder)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return [out_dir / p.relative_to(stage) for p in pages]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -20,6 +19,7 @@ from matplotlib.colors import Colormap, LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from cbs.atomic import atomic_path
 from cbs.errors import ConfigError
 
 P = ParamSpec("P")
@@ -206,19 +206,15 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.<fmt>`` for each format, atomically (temp file, then rename)."""
+    """Write ``fig`` as ``out_dir/name.<fmt>`` for each format, each atomically (cbs.atomic)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     with style():
         for fmt in formats:
             path = out_dir / f"{name}.{fmt}"
-            tmp = out_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-            try:
+            with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=_metadata(fmt))
-                tmp.replace(path)
-            finally:
-                tmp.unlink(missing_ok=True)
             paths.append(path)
     return paths
 

@@ -1,6 +1,6 @@
 """Read and write a results store: ``runs/<run_id>.parquet`` and ``curves/<run_id>.parquet`` under one folder.
 
-Writes are atomic (temporary name in the same folder, fsync, then ``os.replace``), the curve before the run
+Writes are atomic and durable (cbs.atomic), the curve before the run
 row, so a run row is only ever visible once its whole curve is. Reads check the schema version written in
 the Parquet metadata and de-duplicate on ``run_id`` (runs) and ``(run_id, step, eval_set)`` (curves), so
 re-running or resuming a sweep never duplicates a row. Reading a store first checks its health
@@ -10,8 +10,6 @@ re-running or resuming a sweep never duplicates a row. Reading a store first che
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cbs.atomic import atomic_write
 from cbs.errors import ResultsError
 from cbs.results.health import DamagedRun, DamagedStoreError, damaged_runs, file_problem
 from cbs.results.schema import (
@@ -54,16 +53,7 @@ def to_table(rows: Iterable[Mapping[str, object]], schema: pa.Schema, table: str
 
 def atomic_write_parquet(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` so that readers see either the old file, the new one, or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 @dataclass(frozen=True)

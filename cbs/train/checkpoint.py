@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cbs.atomic import atomic_write
 from cbs.errors import ConfigError
 
 STATE_FILE = "state.pt"
@@ -33,17 +32,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``directory/state.pt`` atomically (temporary file, then rename)."""
+    """Write ``state`` to ``directory/state.pt`` atomically and durably (cbs.atomic)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"format_version": FORMAT_VERSION, **state}, tmp))
 
 
 def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, Any]:
