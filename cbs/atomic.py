@@ -30,7 +30,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to write the content to a temporary path, then move it onto ``path`` as
     ``atomic_path`` does (fsync, rename, fsync of the folder). Returns ``path``."""
     with atomic_path(path) as tmp:
