@@ -28,7 +28,7 @@ from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cbs.train.device import autocast, device_name, peak_flops
+from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
@@ -68,9 +68,6 @@ class Trainer:
         cfg, o = run.config, run.config.optim
         self.run, self.cfg = run, cfg
         self.ranks = Ranks.current()
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-            torch.use_deterministic_algorithms(True)
         self.device = self.ranks.device(run.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -155,14 +152,15 @@ class Trainer:
         steps and at evaluations (``check``), not once per step."""
         p = self.progress
         self._start_interval()
-        while p.status == "running" and p.step < self.run.steps:
-            self.pending.append(self.train_step())
-            if p.step in self.eval_at:
-                if self.check(on_eval):
-                    self.evaluate(on_eval)
-                    self._start_interval()
-            elif len(self.pending) >= self.cfg.divergence_check_every:
-                self.check(on_eval)
+        with deterministic_algorithms(self.cfg.deterministic):
+            while p.status == "running" and p.step < self.run.steps:
+                self.pending.append(self.train_step())
+                if p.step in self.eval_at:
+                    if self.check(on_eval):
+                        self.evaluate(on_eval)
+                        self._start_interval()
+                elif len(self.pending) >= self.cfg.divergence_check_every:
+                    self.check(on_eval)
         if p.status == "running":  # resumed from a checkpoint written at the final evaluation
             p.status = "completed"
 
