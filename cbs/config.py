@@ -113,10 +113,13 @@ class TrainConfig:
     stop_at_target: bool = True
     # diverged: a non-finite loss, or one above divergence_factor × the initial loss
     divergence_factor: float = 3.0
+    # steps between divergence checks (each check waits for the device once; evaluations check too)
+    divergence_check_every: int = 16
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True) (CUDA: see docs/train.md)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     # --- construction -------------------------------------------------------------------------------------
@@ -134,11 +137,19 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        data parallelism or the recorded reference batch). Model shape fields that restate the preset's value count
+        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference batch). Model shape fields that restate the preset's value count
         as unset. A prepared dataset counts by its fingerprint, not by where it lies, so
         a results store resumes from any checkout or mount point of the same data."""
         payload = self.to_dict()
-        for key in ("experiment", "device", "compile", "parallel", "reference_batch_size"):
+        for key in (
+            "experiment",
+            "device",
+            "compile",
+            "deterministic",
+            "divergence_check_every",
+            "parallel",
+            "reference_batch_size",
+        ):
             payload.pop(key)
         payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)

@@ -73,3 +73,9 @@ def test_run_id_is_canonical_in_the_model_preset_fields():
     assert (
         resolve_model_config(custom.model, 256).preset == "custom(d48-l2-h3-s128)"
     )  # the runs' preset column
+
+
+def test_run_id_ignores_execution_only_settings():
+    base = TrainConfig()
+    same = TrainConfig.from_dict({"deterministic": True, "divergence_check_every": 1, "compile": True})
+    assert same.run_id() == base.run_id() != TrainConfig.from_dict({"seed": 1}).run_id()

@@ -87,3 +87,13 @@ def test_a_file_without_a_later_nullable_column_reads_as_null(tmp_path):
     pq.write_table(table.drop_columns(["reference_batch_size"]), path)
     runs = store.runs()
     assert runs.reference_batch_size.isna().all() and runs.final_ewa_eval_loss.iloc[0] == 1.0
+
+
+def test_a_curve_written_before_the_interval_columns_reads_them_as_null(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_run(_run("a", 1.0), [{**row, "grad_norm": 0.5} for row in _curve(2)])
+    path = tmp_path / "curves" / "a.parquet"
+    old = ["tokens_per_s", "mfu", "grad_norm", "peak_memory_bytes"]
+    pq.write_table(pq.read_table(path).drop_columns(old), path)
+    curves = store.curves()
+    assert curves[old].isna().all().all() and curves.eval_loss.tolist() == [4.0, 3.0]

@@ -70,8 +70,11 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
     assert len(two.runs()) == 1 and row2.run_id == row1["run_id"]  # one row, the same run id
     assert (row2.status, row2.steps) == (row1["status"], row1["steps"]) == ("completed", 24)
     a, b = curve(one), curve(two)
-    pd.testing.assert_frame_equal(a.drop(columns=LOSSES), b.drop(columns=LOSSES))
+    floats = [*LOSSES, "grad_norm"]
+    pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats))
     np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
+    # the gradient norm is a difference-sensitive sum of squares of the same rounding (observed: 3.8e-5)
+    np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=2e-4)
     assert (tmp_path / "ck" / "state.pt").is_file()  # rank 0 wrote the checkpoint through the launcher
     # torchrun, the standard (and multi-node) launcher: the same 2 ranks, the same curve exactly
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

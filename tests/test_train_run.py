@@ -46,7 +46,9 @@ def config(corpus: str, steps: int = 12, **over) -> TrainConfig:
 
 
 def curve(store: ResultsStore) -> pd.DataFrame:
-    return store.curves().drop(columns="wall_time_s").sort_values(["step", "eval_set"]).reset_index(drop=True)
+    """The curve without its timings (wall time, tokens/s, MFU, peak memory), which differ run to run."""
+    timings = ["wall_time_s", "tokens_per_s", "mfu", "peak_memory_bytes"]
+    return store.curves().drop(columns=timings).sort_values(["step", "eval_set"]).reset_index(drop=True)
 
 
 # --- resolution ------------------------------------------------------------------------------------------------
@@ -80,6 +82,7 @@ def test_default_warmup_is_capped_by_the_data_size(corpus):
         ({"data": {"path": "/nonexistent"}}, DataError, "cbs data prepare"),
         ({"model": {"preset": "huge"}}, ConfigError, "tiny-64k"),
         ({"optim": {"schedule": "linear"}}, ConfigError, "schedule"),
+        ({"divergence_check_every": 0}, ConfigError, "divergence_check_every"),
     ],
 )
 def test_bad_configs_fail_before_training(corpus, over, error, match):
@@ -180,6 +183,33 @@ def test_divergence_is_a_result(corpus, tmp_path):
     )
     assert row["status"] == "diverged" and row["steps"] < 40
     assert store.runs().status.tolist() == ["diverged"]
+
+
+def test_divergence_is_caught_between_checks(corpus, tmp_path):
+    """The loss reaches the host every ``divergence_check_every`` steps, not every step; a diverging lr is still
+    caught, at most every − 1 steps late, and stored like any diverged run."""
+    cfg = config(corpus, steps=40, optim={"lr": 50.0, "warmup_steps": 0, "grad_clip": None})
+    each, every16 = ResultsStore(tmp_path / "1"), ResultsStore(tmp_path / "16")
+    first = run_training(dataclasses.replace(cfg, divergence_check_every=1), store=each)
+    late = run_training(dataclasses.replace(cfg, divergence_check_every=16), store=every16)
+    assert first["status"] == late["status"] == "diverged"
+    assert first["steps"] <= late["steps"] < min(40, first["steps"] + 16)
+    assert late["final_train_loss"] == first["final_train_loss"]  # the diverging step's loss, found late
+    assert every16.runs().status.tolist() == ["diverged"] and list(every16.curves()) == list(each.curves())
+
+
+def test_curve_has_interval_speed_and_health(corpus, tmp_path):
+    store = ResultsStore(tmp_path)
+    seen = []
+    run_training(
+        config(corpus, optim={"lr": 1e-2, "warmup_steps": 3, "grad_clip": 1.0}),
+        store=store,
+        on_eval=lambda m, _: seen.append(m),
+    )
+    c = store.curves()
+    assert (c.tokens_per_s > 0).all() and c.mfu.isna().all() and c.peak_memory_bytes.isna().all()
+    assert np.isfinite(c.grad_norm).all() and (c.grad_norm > 0).all()
+    assert all(m["tokens_per_s"] > 0 and m["grad_norm"] > 0 and m["mfu"] is None for m in seen)
 
 
 def test_failure_is_stored_with_a_store_and_raised_without(corpus, tmp_path):

@@ -91,6 +91,11 @@ CURVES_SCHEMA = pa.schema(
         ("ewa_eval_loss", pa.float64()),  # bias-corrected EWA weights
         ("lr", pa.float64()),
         ("wall_time_s", pa.float64()),
+        # training since the previous evaluation (null in stores written before these columns)
+        ("tokens_per_s", pa.float64()),
+        ("mfu", pa.float64()),  # null where the device peak is unknown (CPU)
+        ("grad_norm", pa.float64()),  # mean pre-clip gradient norm over the interval's steps
+        ("peak_memory_bytes", pa.int64()),  # torch.cuda.max_memory_allocated; null on CPU
     ]
 )
 

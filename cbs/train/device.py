@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 
 import torch
 
@@ -45,6 +47,24 @@ def autocast(device: str, dtype: str) -> contextlib.AbstractContextManager:
     if dtype == "bf16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(on: bool) -> Iterator[None]:
+    """With ``on``, run the block under ``torch.use_deterministic_algorithms(True)`` (an op without a
+    deterministic kernel raises) and restore the previous setting after it; without, change nothing. On CUDA
+    cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts: set here if unset, which is
+    only in time when nothing has used CUDA yet (see docs/train.md)."""
+    if not on:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 def device_name(device: str) -> str:

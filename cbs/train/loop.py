@@ -28,7 +28,7 @@ from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cbs.train.device import autocast, device_name, peak_flops
+from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
@@ -56,6 +56,8 @@ class Progress:
     steps_to_target: int | None = None
     lr: float = 0.0
     train_time_s: float = 0.0  # time inside training steps (excludes evaluation)
+    interval_time_s: float = 0.0  # training time since the last evaluation
+    grad_norm_sum: float = 0.0  # pre-clip gradient norms since the last evaluation
     wall_time_s: float = 0.0  # wall time of earlier sessions of this run (resume)
 
 
@@ -109,6 +111,8 @@ class Trainer:
         self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
         self.progress = Progress()
         self.session_start = time.perf_counter()
+        self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
+        self.interval_start = self.session_start
 
     # --- checkpoints --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -144,26 +148,54 @@ class Trainer:
 
     # --- training -----------------------------------------------------------------------------------------
     def train(self, on_eval: OnEval | None = None) -> None:
-        p, cfg = self.progress, self.cfg
-        while p.status == "running" and p.step < self.run.steps:
-            start = time.perf_counter()
-            loss = self.train_step()
-            p.train_time_s += time.perf_counter() - start
-            p.loss_sum += loss
-            p.loss_count += 1
-            if p.initial_loss is None:
-                p.initial_loss = loss
-            if not math.isfinite(loss) or loss > cfg.divergence_factor * p.initial_loss:
-                log.warning("step %d: train loss %.4g: diverged", p.step, loss)
-                p.status, p.last_train_loss = "diverged", loss
-                self._report(on_eval, p.last_eval.get("eval_loss"), p.last_eval.get("ewa_eval_loss"), loss)
-            elif p.step in self.eval_at:
-                self.evaluate(on_eval)
+        """Train to the end of the run. The host waits for the device only every ``divergence_check_every``
+        steps and at evaluations (``check``), not once per step."""
+        p = self.progress
+        self._start_interval()
+        with deterministic_algorithms(self.cfg.deterministic):
+            while p.status == "running" and p.step < self.run.steps:
+                self.pending.append(self.train_step())
+                if p.step in self.eval_at:
+                    if self.check(on_eval):
+                        self.evaluate(on_eval)
+                        self._start_interval()
+                elif len(self.pending) >= self.cfg.divergence_check_every:
+                    self.check(on_eval)
         if p.status == "running":  # resumed from a checkpoint written at the final evaluation
             p.status = "completed"
 
-    def train_step(self) -> float:
-        """One optimizer step on one global batch (gradient accumulation over micro-batches)."""
+    def _start_interval(self) -> None:
+        self.interval_start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def check(self, on_eval: OnEval | None = None) -> bool:
+        """Bring the pending steps' losses and gradient norms to the host (one device sync), add them to the
+        interval's sums and time, and stop the run as ``diverged`` at the first non-finite loss or one above
+        ``divergence_factor`` × the first step's; True while the run goes on."""
+        p = self.progress
+        values = torch.stack(self.pending).tolist() if self.pending else []
+        self.pending.clear()
+        now = time.perf_counter()
+        p.train_time_s += now - self.interval_start
+        p.interval_time_s += now - self.interval_start
+        self.interval_start = now
+        for i, (loss, grad_norm) in enumerate(values):
+            p.loss_sum += loss
+            p.loss_count += 1
+            p.grad_norm_sum += grad_norm
+            if p.initial_loss is None:
+                p.initial_loss = loss
+            if not math.isfinite(loss) or loss > self.cfg.divergence_factor * p.initial_loss:
+                log.warning("step %d: train loss %.4g: diverged", p.step - len(values) + 1 + i, loss)
+                p.status, p.last_train_loss = "diverged", loss
+                self._report(on_eval, p.last_eval.get("eval_loss"), p.last_eval.get("ewa_eval_loss"), loss)
+                return False
+        return True
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on one global batch (gradient accumulation over micro-batches); returns its mean
+        loss and pre-clip gradient norm as a 2-vector left on the device (no host sync)."""
         p, run = self.progress, self.run
         p.step += 1
         p.lr = self.schedule.lr_at(p.step)
@@ -187,11 +219,16 @@ class Trainer:
             total += loss.detach()
         total = self.ranks.mean(total)
         if self.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.cfg.optim.grad_clip, foreach=True
+            )
+        else:
+            grads = [q.grad for q in self.model.parameters() if q.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ewa.update()
-        return float(total)
+        return torch.stack([total, norm.to(total.dtype)])
 
     def _sync(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP all-reduces gradients on the last micro-batch of a step only."""
@@ -214,7 +251,9 @@ class Trainer:
         self.ewa.copy_to(self.ewa_model)
         ewa = self._evaluate(self.ewa_model)
         train_loss = p.loss_sum / max(1, p.loss_count)
+        interval = self.interval_metrics()
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
+        p.interval_time_s, p.grad_norm_sum = 0.0, 0.0
         wall = self.wall_time()
         for name in self.eval_windows:
             p.curve.append(
@@ -227,6 +266,7 @@ class Trainer:
                     "ewa_eval_loss": ewa[name],
                     "lr": p.lr,
                     "wall_time_s": wall,
+                    **interval,
                 }
             )
         primary = next(iter(self.eval_windows))
@@ -244,11 +284,30 @@ class Trainer:
             if p.status == "running" and p.step >= run.steps:
                 p.status = "completed"
         extra = {
-            f"{k}/{n}": v
-            for n in self.eval_windows
-            for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
+            **interval,
+            **{
+                f"{k}/{n}": v
+                for n in self.eval_windows
+                for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
+            },
         }
         self._report(on_eval, raw[primary], ewa[primary], train_loss, extra)
+
+    def interval_metrics(self) -> dict[str, float | int | None]:
+        """Training speed and health since the last evaluation: tokens/s, MFU (None where the device's peak
+        is unknown, e.g. CPU), the mean pre-clip gradient norm over the interval's steps, and the peak memory
+        allocated by torch on the device in bytes (None on CPU)."""
+        p = self.progress
+        tokens_per_s = (
+            p.loss_count * self.run.batch_tokens / p.interval_time_s if p.interval_time_s > 0 else None
+        )
+        cuda = self.device.type == "cuda"
+        return {
+            "tokens_per_s": tokens_per_s,
+            "mfu": model_flops_utilization(self.run, tokens_per_s),
+            "grad_norm": p.grad_norm_sum / p.loss_count if p.loss_count else None,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else None,
+        }
 
     def _report(self, on_eval: OnEval | None, eval_loss, ewa_eval_loss, train_loss, extra=None) -> None:
         p = self.progress
@@ -352,8 +411,6 @@ def runs_row(
     tokens = p.step * run.batch_tokens
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
-    peak = peak_flops(dev)
-    peak = peak * r.parallel.workers if peak else None  # every rank has a device of its own
     return {
         "run_id": cfg.run_id(),
         "experiment": cfg.experiment,
@@ -397,7 +454,7 @@ def runs_row(
         "steps_to_target": p.steps_to_target,
         "wall_time_s": wall_time_s,
         "tokens_per_s": tokens_per_s,
-        "mfu": spec.model_flops_per_token * tokens_per_s / peak if peak and tokens_per_s else None,
+        "mfu": model_flops_utilization(run, tokens_per_s),
         "device": dev,
         "dtype": run.dtype,
         "error": error,
@@ -407,6 +464,15 @@ def runs_row(
         "finished_at": datetime.now(timezone.utc),
         "config_json": json.dumps(dataclasses.asdict(r), sort_keys=True),
     }
+
+
+def model_flops_utilization(run: ResolvedRun, tokens_per_s: float | None) -> float | None:
+    """Model FLOP/s at ``tokens_per_s`` over the dense bf16 peak of all the run's devices; None where the
+    peak is unknown (CPU, unlisted GPUs) or the speed is."""
+    peak = peak_flops(device_name(run.device))
+    if not peak or not tokens_per_s:
+        return None
+    return run.spec.model_flops_per_token * tokens_per_s / (peak * run.config.parallel.workers)
 
 
 def git_sha() -> str | None:

@@ -91,6 +91,10 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         "set only one of token_budget and chinchilla_multiple (neither: 1× Chinchilla, 20 tokens/param)",
     )
     _check(cfg.divergence_factor > 1, f"divergence_factor must be > 1, got {cfg.divergence_factor}")
+    _check(
+        cfg.divergence_check_every >= 1,
+        f"divergence_check_every must be a whole number ≥ 1, got {cfg.divergence_check_every}",
+    )
     _check(cfg.eval.eval_tokens >= 1, f"eval.eval_tokens must be >= 1, got {cfg.eval.eval_tokens}")
     _check(0 <= cfg.eval.dense_tail_fraction <= 1, "eval.dense_tail_fraction must be in [0, 1]")
     _check(cfg.data.eval_sets, "data.eval_sets must name at least one eval set")
