@@ -9,7 +9,7 @@ SPEC ?= experiments/default.yaml
 RESULTS ?= results/default
 DATA ?= data/stdlib
 
-.PHONY: setup data sweep reproduce test lint bench clean-venv
+.PHONY: setup data sweep reproduce test lint bench bench-gpu clean-venv
 
 setup: $(BIN)/.installed
 
@@ -60,6 +60,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_train.py --threads 1
 	$(BIN)/python benchmarks/bench_scaling_fit.py
 	$(BIN)/python benchmarks/bench_theory.py
+
+# cbs vs a plain PyTorch loop on CUDA (85M/151M, seq 512, bf16, compile off/on, 2 ranks with 2+ GPUs); < 5 min.
+bench-gpu: setup
+	$(BIN)/python benchmarks/bench_gpu.py
 
 clean-venv:
 	rm -rf $(VENV)

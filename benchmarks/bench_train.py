@@ -15,6 +15,7 @@ bursts, the ratio (cbs / plain, > 1 means cbs is faster) is the median over burs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -28,8 +29,9 @@ from cbs.config import TrainConfig
 from cbs.data import ByteTokenizer, gather_windows, open_dataset, prepare_dataset
 from cbs.data.sources import stdlib_documents
 from cbs.model import PRESETS, build_model
-from cbs.train import Trainer, resolve_config
+from cbs.train import ResolvedRun, Trainer, resolve_config
 from cbs.train.device import autocast, device_name, peak_flops
+from cbs.train.loop import model_flops_utilization
 
 CPU_PRESETS = (("tiny-16k", 32), ("tiny-64k", 32), ("tiny-250k", 32), ("tiny-1m", 16))  # (preset, batch)
 GPU_PRESETS = (("85M", 32), ("151M", 32))
@@ -61,7 +63,9 @@ def dataset(tmp: Path, device: str) -> str:
     return str(tmp / "bench")
 
 
-def make_config(path: str, preset: str, batch: int, steps: int, device: str, compile_: bool) -> TrainConfig:
+def make_config(
+    path: str, preset: str, batch: int, steps: int, device: str, compile_: bool, workers: int = 1
+) -> TrainConfig:
     return TrainConfig.from_dict(
         {
             "model": {"preset": preset},
@@ -72,6 +76,7 @@ def make_config(path: str, preset: str, batch: int, steps: int, device: str, com
             "device": device,
             "compile": compile_,
             "eval": {"eval_tokens": 512},
+            "parallel": {"workers": workers},
         }
     )
 
@@ -120,27 +125,46 @@ def timed(step: Callable[[], object], n: int, device: str) -> float:
     return time.perf_counter() - start
 
 
-def bench(path: str, preset: str, batch: int, args: argparse.Namespace, device: str) -> None:
-    """Alternate short bursts of cbs and plain steps so both see the same background load."""
-    cfg = make_config(path, preset, batch, args.steps * args.rounds + 3, device, args.compile)
-    run = resolve_config(cfg)
-    steps = {"cbs": cbs_step(cfg), "plain": plain_step(cfg)}
-    for step in steps.values():
-        timed(step, 3, device)  # warm-up (and compilation)
-    seconds = {name: 0.0 for name in steps}
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Tokens/s of both sides (totals over all bursts) and the median per-burst ratio cbs / plain."""
+
+    run: ResolvedRun
+    cbs: float
+    plain: float
+    ratio: float
+
+
+def measure(cfg: TrainConfig, steps: int, rounds: int, warmup: int = 3) -> Throughput:
+    """``warmup`` untimed steps per side (compilation included), then ``rounds`` alternating bursts of
+    ``steps`` steps of cbs and plain, so that both see the same background load."""
+    run, device = resolve_config(cfg), cfg.device
+    sides = {"cbs": cbs_step(cfg), "plain": plain_step(cfg)}
+    for step in sides.values():
+        timed(step, warmup, device)
+    seconds = {name: 0.0 for name in sides}
     ratios = []
-    for _ in range(args.rounds):
-        burst = {name: timed(step, args.steps, device) for name, step in steps.items()}
+    for _ in range(rounds):
+        burst = {name: timed(step, steps, device) for name, step in sides.items()}
         ratios.append(burst["plain"] / burst["cbs"])
-        for name in steps:
+        for name in sides:
             seconds[name] += burst[name]
-    tps = {name: args.steps * args.rounds * run.batch_tokens / t for name, t in seconds.items()}
-    peak = peak_flops(device_name(device))
-    mfu = f"{run.spec.model_flops_per_token * tps['cbs'] / peak:6.1%}" if peak else "   n/a"
+    tps = {name: steps * rounds * run.batch_tokens / t for name, t in seconds.items()}
+    return Throughput(run, tps["cbs"], tps["plain"], statistics.median(ratios))
+
+
+def format_mfu(mfu: float | None) -> str:
+    return f"{mfu:6.1%}" if mfu is not None else "   n/a"
+
+
+def bench(path: str, preset: str, batch: int, args: argparse.Namespace, device: str) -> None:
+    cfg = make_config(path, preset, batch, args.steps * args.rounds + 3, device, args.compile)
+    t = measure(cfg, args.steps, args.rounds)
     print(
-        f"{preset:>10} N={run.n_params:>11,} batch {batch:>3}x{run.spec.seq_len:<4} "
-        f"cbs {tps['cbs']:>11,.0f} tok/s  plain {tps['plain']:>11,.0f} tok/s  "
-        f"ratio {statistics.median(ratios):5.2f} (median of {args.rounds})  MFU {mfu}",
+        f"{preset:>10} N={t.run.n_params:>11,} batch {batch:>3}x{t.run.spec.seq_len:<4} "
+        f"cbs {t.cbs:>11,.0f} tok/s  plain {t.plain:>11,.0f} tok/s  "
+        f"ratio {t.ratio:5.2f} (median of {args.rounds})  "
+        f"MFU {format_mfu(model_flops_utilization(t.run, t.cbs))}",
         flush=True,
     )
 
