@@ -183,3 +183,24 @@ def test_report_leaves_no_partial_files_when_it_fails(synthetic, tmp_path, monke
     assert main(["report", str(synthetic), "--out", str(out), "--format", "png", *FAST]) == 2
     assert "boom" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == [synthetic]  # no staging folder left either
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["fit", "hparams"],
+        ["fit", "loss-to-loss", "--x-group", "a", "--x-col", "val", "--y-group", "a", "--y-col", "val"],
+    ],
+)
+def test_other_store_fits_refuse_a_damaged_store_or_skip_it_when_asked(synthetic, command, capsys):
+    run_id = _first_run(synthetic)
+    (synthetic / "curves" / f"{run_id}.parquet").unlink()
+    args = [*command[:2], str(synthetic), *command[2:], "--n-boot", "10"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"run {run_id}: {synthetic / 'curves' / run_id}.parquet is missing" in err and "--skip-damaged" in err
+    )
+    main([*args, "--skip-damaged"])  # the fit itself may refuse this small store; the damage must not stop it
+    err = capsys.readouterr().err
+    assert f"warning: --skip-damaged leaves out run {run_id}:" in err and "damaged run(s)" not in err

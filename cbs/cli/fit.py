@@ -12,6 +12,7 @@ from cbs.cli.options import (
     add_n_starts,
     add_nd_columns,
     add_scaling_law_options,
+    add_skip_damaged,
     open_store,
 )
 from cbs.errors import FitError
@@ -114,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--holdout", type=Path, metavar="TABLE", help="held-out runs to score extrapolation on")
     p.add_argument("--raw-loss", action="store_true", help="store only: raw-weight losses instead of EWA")
+    add_skip_damaged(p)
     add_n_starts(p)
     _common(p, "write κ, K, E_x, E_y, R², intervals and the translated law as JSON")
     p.set_defaults(func=run_loss_to_loss)
@@ -307,7 +309,11 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
     from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_loss_table
     from cbs.fit.tables import read_table, write_json
 
-    table = read_table(args.input) if args.input else store_loss_table(args.store, ewa=not args.raw_loss)
+    table = (
+        read_table(args.input)
+        if args.input
+        else store_loss_table(open_store(args.store, args.skip_damaged), ewa=not args.raw_loss)
+    )
     cols = Columns(args.group_col, args.n_col, args.d_col, args.x_group, args.x_col, args.y_group, args.y_col)
     analysis = fit_loss_to_loss_table(
         table,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.options import add_bootstrap_options, add_nd_columns
+from cbs.cli.options import add_bootstrap_options, add_nd_columns, add_skip_damaged, open_store
 from cbs.errors import FitError
 
 
@@ -37,6 +37,7 @@ def register_hparams(sub: argparse._SubParsersAction) -> None:
         metavar="OUT",
         help="store only: write the runs table with each run's loss at D",
     )
+    add_skip_damaged(p)
     p.add_argument("--markdown", type=Path, metavar="OUT", help="write the budgets and laws as Markdown")
     add_bootstrap_options(p)
     p.add_argument("--json", type=Path, metavar="OUT", help="write budgets, laws and warnings as JSON")
@@ -68,7 +69,7 @@ def run_hparams(args: argparse.Namespace) -> int:
     if args.input is not None:
         table = read_table(args.input)
     else:
-        table = store_hparam_table(args.store, eval_set=args.eval_set)
+        table = store_hparam_table(open_store(args.store, args.skip_damaged), eval_set=args.eval_set)
         if args.runs_csv:
             write_csv(args.runs_csv, table)
     analysis = fit_hparam_laws(table, cols, band=args.band, n_boot=args.n_boot, seed=args.seed)

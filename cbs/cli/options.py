@@ -63,6 +63,11 @@ def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
         default="auto",
         help="target loss: auto (the runs' target_loss, else the best loss at B_opt), b-opt, or a value",
     )
+    add_skip_damaged(p)
+
+
+def add_skip_damaged(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--skip-damaged: read a results store without its damaged runs (a warning lists them) instead of failing."""
     p.add_argument(
         "--skip-damaged",
         action="store_true",

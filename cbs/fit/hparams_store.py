@@ -37,10 +37,10 @@ def _loss_at(run: pd.Series, curve: pd.DataFrame | None) -> tuple[float, str]:
     return float(np.interp(np.log(d), np.log(tokens), loss)), ""
 
 
-def store_hparam_table(root: str | Path, *, eval_set: str | None = None) -> pd.DataFrame:
+def store_hparam_table(root: str | Path | ResultsStore, *, eval_set: str | None = None) -> pd.DataFrame:
     """One row per run: the run's config columns, ``data_tokens`` (D, else its token budget), ``compute``
     = flops_per_token·D, ``loss`` (EWA eval loss at D, NaN where it is not a D-token run's) and ``loss_note``."""
-    store = ResultsStore(Path(root))
+    store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
     runs = store.runs()
     if runs.empty:
         raise FitError(f"the results store {store.root} has no runs; run a sweep first")

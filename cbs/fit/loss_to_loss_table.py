@@ -72,10 +72,10 @@ class LossToLossAnalysis:
         return out
 
 
-def store_loss_table(root: str | Path, *, ewa: bool = True) -> pd.DataFrame:
+def store_loss_table(root: str | Path | ResultsStore, *, ewa: bool = True) -> pd.DataFrame:
     """A wide table from a results store: one row per run with dataset, n_params, data_tokens and the final
     (last evaluated step) loss on every eval set as a column named after the set."""
-    store = ResultsStore(Path(root))
+    store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
     runs = store.runs()
     if runs.empty:
         raise FitError(f"the results store {store.root} has no runs")
