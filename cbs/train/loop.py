@@ -212,9 +212,9 @@ class Trainer:
         for i in range(0, len(batch), run.micro_batch_size):
             chunk = batch[i : i + run.micro_batch_size]
             last = i + run.micro_batch_size >= len(batch)
-            with self._sync(last), autocast(run.device, run.dtype):
-                loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
             with self._sync(last):
+                with autocast(run.device, run.dtype):
+                    loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
                 loss.backward()
             total += loss.detach()
         total = self.ranks.mean(total)
