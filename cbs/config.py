@@ -137,9 +137,10 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference batch). Model shape fields that restate the preset's value count
-        as unset. A prepared dataset counts by its fingerprint, not by where it lies, so
-        a results store resumes from any checkout or mount point of the same data."""
+        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference
+        batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
+        its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
+        the same data."""
         payload = self.to_dict()
         for key in (
             "experiment",
