@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers",
         type=whole_number(1),
         default=None,
+        metavar="N",
         help="data-parallel ranks on this machine (sets parallel.workers; gloo on CPU, nccl on CUDA)",
     )
     parser.set_defaults(func=run_train)
