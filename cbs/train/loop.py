@@ -32,6 +32,7 @@ from cbs.train.device import autocast, deterministic_algorithms, device_name, pe
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
+from cbs.train.optimizers import build_optimizer
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
 
@@ -76,15 +77,7 @@ class Trainer:
         self.model = build_model(run.spec).to(self.device)
         self.ewa_model = copy.deepcopy(self.model).requires_grad_(False)  # holds EWA weights at evaluations
         self.ewa = EWA(self.model, run.ewa_tau)
-        matrices = [p for p in self.model.parameters() if p.dim() >= 2]  # weight decay: matrices only
-        others = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": matrices, "weight_decay": o.weight_decay}, {"params": others, "weight_decay": 0.0}],
-            lr=o.lr,
-            betas=(o.beta1, run.beta2),
-            eps=o.eps,
-            **({"fused": True} if o.fused else {"foreach": True}),
-        )
+        self.optimizer = build_optimizer(self.model, o, run.beta2)
         self.ddp = (
             DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None
