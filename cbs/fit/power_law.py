@@ -17,6 +17,11 @@ from cbs.fit.bootstrap import (
 )
 
 
+def log_covariance(samples: np.ndarray) -> list[list[float]]:
+    """Bootstrap covariance of (log c, exponents...) — what a forecast's interval needs from the JSON alone."""
+    return np.atleast_2d(np.cov(samples, rowvar=False)).tolist()
+
+
 def _log_lstsq(logx: np.ndarray, logy: np.ndarray) -> np.ndarray:
     """Coefficients (log c, k_1, ..., k_p) of log y = log c + Σ k_j log x_j."""
     design = np.column_stack([np.ones(logy.size), logx])
@@ -56,6 +61,7 @@ class JointPowerLawFit:
             "exponent_cis": {k: list(v) for k, v in self.exponent_cis.items()},
             "n_points": self.n_points,
             "r2": self.r2,
+            "log_covariance": log_covariance(self.samples),
         }
 
 
@@ -90,6 +96,7 @@ class PowerLawFit:
             "exponent_ci": list(self.exponent_ci),
             "n_points": self.n_points,
             "r2": self.r2,
+            "log_covariance": log_covariance(self.samples),
         }
 
 
