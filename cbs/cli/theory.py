@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=None, help="results store to write the runs into")
     p.add_argument("--json", type=Path, default=None, help="write the report (exponents, B* per D/dim) here")
     p.set_defaults(func=run)
+    from cbs.cli import theory_seesaw
+
+    theory_seesaw.register(p.add_subparsers(dest="theory_command", metavar="{seesaw}"))
 
 
 def _print_report(report: dict) -> None:
