@@ -88,7 +88,14 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.schedule = LRSchedule(
-            o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
+            o.lr,
+            run.steps,
+            run.warmup_steps,
+            o.schedule,
+            o.decay_fraction,
+            o.min_lr_ratio,
+            run.lr_cuts,
+            o.step_factor,
         )
         self.sampler = WindowSampler(
             run.dataset.n_tokens("train"), run.spec.seq_len, cfg.seed, cfg.data.allow_repeat
@@ -101,7 +108,7 @@ class Trainer:
             self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
                 self.device
             )
-        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
+        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))
         self.progress = Progress()
         self.session_start = time.perf_counter()
         self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
@@ -191,12 +198,12 @@ class Trainer:
         loss and pre-clip gradient norm as a 2-vector left on the device (no host sync)."""
         p, run = self.progress, self.run
         p.step += 1
-        p.lr = self.schedule.lr_at(p.step)
+        p.lr = self.schedule.lr_at(p.step) * run.batches.lr_factor(p.step)
         for group in self.optimizer.param_groups:
             group["lr"] = p.lr
         # every rank draws the whole global batch (so the sampler is the same for any number of ranks) and
         # trains on its slice; DDP averages the ranks' gradients, each the mean over equal micro-batches
-        starts = self.ranks.shard(self.sampler.next_starts(self.cfg.batch_size))
+        starts = self.ranks.shard(self.sampler.next_starts(run.batches.batch_at(p.step)))
         batch = torch.from_numpy(gather_windows(self.train_tokens, starts, run.spec.seq_len))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
@@ -252,7 +259,7 @@ class Trainer:
             p.curve.append(
                 {
                     "step": p.step,
-                    "tokens": p.step * run.batch_tokens,
+                    "tokens": run.batches.tokens_after(p.step),
                     "eval_set": name,
                     "train_loss": train_loss,
                     "eval_loss": raw[name],
@@ -291,9 +298,9 @@ class Trainer:
         is unknown, e.g. CPU), the mean pre-clip gradient norm over the interval's steps, and the peak memory
         allocated by torch on the device in bytes (None on CPU)."""
         p = self.progress
-        tokens_per_s = (
-            p.loss_count * self.run.batch_tokens / p.interval_time_s if p.interval_time_s > 0 else None
-        )
+        plan = self.run.batches
+        tokens = plan.tokens_after(p.step) - plan.tokens_after(p.step - p.loss_count)
+        tokens_per_s = tokens / p.interval_time_s if p.interval_time_s > 0 else None
         cuda = self.device.type == "cuda"
         return {
             "tokens_per_s": tokens_per_s,
@@ -306,7 +313,7 @@ class Trainer:
         p = self.progress
         metrics = {
             "step": p.step,
-            "tokens": p.step * self.run.batch_tokens,
+            "tokens": self.run.batches.tokens_after(p.step),
             "train_loss": train_loss,
             "eval_loss": eval_loss,
             "ewa_eval_loss": ewa_eval_loss,
@@ -401,7 +408,7 @@ def runs_row(
 ) -> dict[str, Any]:
     """The runs-table row (RUNS_SCHEMA) of a run."""
     r, o, spec = run.config, run.config.optim, run.spec
-    tokens = p.step * run.batch_tokens
+    tokens = run.batches.tokens_after(p.step)
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
     return {
