@@ -66,6 +66,12 @@ def run_sweep(
     trackers = check_trackers([*plan.spec.trackers, *(trackers or [])])
     store = ResultsStore(Path(results).absolute())
     outcome = SweepOutcome(healed=heal(store, console))
+    runs = stored_runs(store)
+    if not missing_ids(plan, runs):  # nothing to train: answer from the store without starting Ray
+        outcome.skipped = [t.run_id for t in plan.budget + plan.target_trials(plan.targets(runs))]
+        console.print(f"nothing to do: all {len(outcome.skipped)} runs are in the store (Ray not started)")
+        shutil.rmtree(store.root / ".ray", ignore_errors=True)
+        return outcome
     with ray_session(address, num_cpus):
         check_resources(plan.spec.resources)
         _run_phase(plan, plan.budget, "budget", store, max_concurrent, console, outcome, trackers)
