@@ -89,6 +89,9 @@ class EvalConfig:
     n_dense: int = 16  # evaluations inside that tail
     eval_tokens: int = 32768  # tokens per evaluation and eval set
     eval_batch_size: int | None = None  # sequences per eval forward; None: micro_batch_size
+    # raw (non-EWA) weights are evaluated at every raw_every-th evaluation and the last; the EWA weights, which
+    # the stop rules and steps-to-target read, at every one (1: raw at every evaluation, as before)
+    raw_every: int = 8
 
 
 @dataclass
@@ -152,8 +155,8 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference
-        batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
+        deterministic kernels, the divergence-check interval, the raw-weight evaluation cadence, data
+        parallelism or the recorded reference batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
         its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
         the same data."""
         payload = _without_late_defaults(self.to_dict())
@@ -167,6 +170,7 @@ class TrainConfig:
             "reference_batch_size",
         ):
             payload.pop(key)
+        payload["eval"].pop("raw_every")  # which evaluations also score the raw weights: not the run's result
         payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:

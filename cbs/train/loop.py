@@ -60,6 +60,8 @@ class Progress:
     interval_time_s: float = 0.0  # training time since the last evaluation
     grad_norm_sum: float = 0.0  # pre-clip gradient norms since the last evaluation
     wall_time_s: float = 0.0  # wall time of earlier sessions of this run (resume)
+    evals: int = 0  # evaluations so far
+    eval_time_s: float = 0.0  # wall time spent evaluating
 
 
 class Trainer:
@@ -245,11 +247,23 @@ class Trainer:
         }
 
     def evaluate(self, on_eval: OnEval | None = None) -> None:
-        """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
+        """Evaluate the EWA weights on every eval set, and the raw weights at every ``eval.raw_every``-th
+        evaluation (the first included) and at the run's last; append to the curve (raw losses null where not
+        evaluated), apply the stop rules (which read the EWA loss), and add the time spent to ``eval_time_s``."""
         p, run = self.progress, self.run
-        raw = self._evaluate(self.model)
+        started = time.perf_counter()
+        raw_due = p.evals % self.cfg.eval.raw_every == 0
+        p.evals += 1
         self.ewa.copy_to(self.ewa_model)
         ewa = self._evaluate(self.ewa_model)
+        primary = next(iter(self.eval_windows))
+        target = self.cfg.target_loss
+        finite = math.isfinite(ewa[primary])
+        hit = finite and target is not None and p.steps_to_target is None and ewa[primary] <= target
+        last = not finite or (hit and self.cfg.stop_at_target) or p.step >= run.steps
+        raw: dict[str, float | None] = (
+            dict(self._evaluate(self.model)) if raw_due or last else dict.fromkeys(self.eval_windows)
+        )
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = self.interval_metrics()
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
@@ -269,15 +283,17 @@ class Trainer:
                     **interval,
                 }
             )
-        primary = next(iter(self.eval_windows))
-        p.last_eval = {"eval_loss": raw[primary], "ewa_eval_loss": ewa[primary]}
-        target = self.cfg.target_loss
-        if not (math.isfinite(raw[primary]) and math.isfinite(ewa[primary])):
+        raw_primary = raw[primary]
+        p.last_eval = {
+            "eval_loss": raw_primary if raw_primary is not None else p.last_eval.get("eval_loss"),
+            "ewa_eval_loss": ewa[primary],
+        }
+        if not finite or (raw_primary is not None and not math.isfinite(raw_primary)):
             p.status = "diverged"
         else:
             best = p.best_ewa_eval_loss
             p.best_ewa_eval_loss = ewa[primary] if best is None else min(best, ewa[primary])
-            if target is not None and p.steps_to_target is None and ewa[primary] <= target:
+            if hit:
                 p.steps_to_target = p.step
                 if self.cfg.stop_at_target:
                     p.status = "reached_target"
@@ -291,7 +307,8 @@ class Trainer:
                 for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
             },
         }
-        self._report(on_eval, raw[primary], ewa[primary], train_loss, extra)
+        p.eval_time_s += time.perf_counter() - started
+        self._report(on_eval, raw_primary, ewa[primary], train_loss, extra)
 
     def interval_metrics(self) -> dict[str, float | int | None]:
         """Training speed and health since the last evaluation: tokens/s, MFU (None where the device's peak
@@ -453,6 +470,7 @@ def runs_row(
         "best_ewa_eval_loss": p.best_ewa_eval_loss,
         "steps_to_target": p.steps_to_target,
         "wall_time_s": wall_time_s,
+        "eval_time_s": p.eval_time_s,
         "tokens_per_s": tokens_per_s,
         "mfu": model_flops_utilization(run, tokens_per_s),
         "device": dev,

@@ -98,6 +98,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         f"divergence_check_every must be a whole number ≥ 1, got {cfg.divergence_check_every}",
     )
     _check(cfg.eval.eval_tokens >= 1, f"eval.eval_tokens must be >= 1, got {cfg.eval.eval_tokens}")
+    _check(cfg.eval.raw_every >= 1, f"eval.raw_every must be a whole number >= 1, got {cfg.eval.raw_every}")
     _check(0 <= cfg.eval.dense_tail_fraction <= 1, "eval.dense_tail_fraction must be in [0, 1]")
     _check(cfg.data.eval_sets, "data.eval_sets must name at least one eval set")
     names = [e.name for e in cfg.data.eval_sets]
