@@ -14,10 +14,12 @@ import pandas as pd
 
 from cbs.errors import ConfigError, FitError
 from cbs.fit import CbsFit, FitWarning, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.fit.result import SolverDiagnostics
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
 from cbs.results.store import to_table
 from cbs.theory.problem import PowerLawProblem
+from cbs.theory.result import StudyResult
 from cbs.theory.runs import EXPERIMENT, cell_rows, dataset_name
 from cbs.theory.sweep import CellResult, Grid, steps_to_target
 
@@ -123,6 +125,7 @@ class CellFit:
             "s_min": f.s_min,
             "rmse_log": f.rmse_log,
             "alpha_free": f.alpha_variant.alpha if f.alpha_variant else None,
+            "diagnostics": f.diagnostics.to_dict(),
         }
 
 
@@ -227,8 +230,8 @@ def _check_store(store: ResultsStore, spec: StudySpec) -> None:
         )
 
 
-def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, object]:
-    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the JSON report."""
+def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult:
+    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the study's result."""
     if store is not None:
         _check_store(store, spec)
     cells: dict[tuple[int, int], CellFit] = {}
@@ -281,11 +284,12 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             )
         )
     warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs["exponent"], problem.exponent_theory)
-    return {
-        "experiment": EXPERIMENT,
-        "warnings": [w.to_dict() for w in warnings],
-        "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
-        "conventions": {
+    fits = [c.fit.diagnostics for c in cells.values() if c.fit is not None]
+    return StudyResult(
+        experiment=EXPERIMENT,
+        warnings=warnings,
+        problem={"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
+        conventions={
             "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
             "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",
             "risk": "excess risk 1/2 (w - w*)^T H (w - w*) (the irreducible sigma^2/2 not counted)",
@@ -294,19 +298,21 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
             "cbs_direct": "largest B with measured S(B)*B <= (1 + overhead) * S(B_ref)*B_ref (log-interpolated)",
         },
-        "b_ref": spec.grid.b_ref,
-        "overhead": spec.overhead,
-        "exponent_theory": problem.exponent_theory,
-        "exponent_data": exp_cbs["exponent"],
-        "exponent_data_ci": exp_cbs["exponent_ci"],
-        "exponent_data_b_noise": exp_noise["exponent"],
-        "exponent_data_b_noise_ci": exp_noise["exponent_ci"],
-        "exponent_data_direct": exp_direct["exponent"] if exp_direct else None,
-        "exponent_data_direct_ci": exp_direct["exponent_ci"] if exp_direct else None,
-        "cbs_by_data": [c.summary() for c in by_data],
-        "dim_data_size": spec.dim_data_size,
-        "effective_dim": k_star,
-        "cbs_by_dim": [c.summary() for c in by_dim],
-        "dim_flatness": flat,
-        "seconds": timings,
-    }
+        b_ref=spec.grid.b_ref,
+        overhead=spec.overhead,
+        exponent_theory=problem.exponent_theory,
+        exponent_data=exp_cbs["exponent"],
+        exponent_data_ci=tuple(exp_cbs["exponent_ci"]),
+        exponent_data_b_noise=exp_noise["exponent"],
+        exponent_data_b_noise_ci=tuple(exp_noise["exponent_ci"]),
+        exponent_data_direct=exp_direct["exponent"] if exp_direct else None,
+        exponent_data_direct_ci=tuple(exp_direct["exponent_ci"]) if exp_direct else None,
+        cbs_by_data=[c.summary() for c in by_data],
+        dim_data_size=spec.dim_data_size,
+        effective_dim=k_star,
+        cbs_by_dim=[c.summary() for c in by_dim],
+        dim_flatness=flat,
+        seconds=timings,
+        coefficient_data=exp_cbs["coefficient"],
+        diagnostics=SolverDiagnostics.combine(fits, "per-cell S(B) fits (scipy least_squares)"),
+    )
