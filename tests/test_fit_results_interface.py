@@ -179,6 +179,13 @@ def test_old_json_without_the_new_keys_loads(cbs_analysis: CbsAnalysis, tmp_path
     assert "convergence not recorded" in back.groups[0].fit.report()
 
 
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("results/*/fits/*.json")), ids=str)
+def test_committed_fits_load_and_write_back_every_key(path: Path) -> None:
+    """results/ was written before the interface: it loads, and writes back each key it had unchanged."""
+    old = json.loads(path.read_text())
+    assert _strip(as_json(CbsAnalysis.from_dict(old).to_dict()), NEW_KEYS) == old
+
+
 def test_scaling_law_round_trips_with_intervals(tmp_path: Path) -> None:
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5)))
     loss = (1.7 + 400 / n**0.34 + 2000 / d**0.28) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size))

@@ -21,7 +21,7 @@ from cbs.errors import FitError
 from cbs.fit.bootstrap import ci_tuple, resample_counts
 from cbs.fit.diagnostics import FitWarning
 from cbs.fit.power_law import JointPowerLawFit, fit_joint_power_law
-from cbs.fit.result import SolverDiagnostics, fmt, interval, number
+from cbs.fit.result import SolverDiagnostics, fmt, interval, law_intervals, number
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
 
 DEFAULT_BAND = 0.05  # bowl fitted to runs within 5% of the budget's best loss (widened until identifiable)
@@ -196,14 +196,12 @@ class HparamLaw:
 
     @property
     def warnings(self) -> list[FitWarning]:
-        """None: the budgets' warnings belong to the analysis."""
-        return []
+        """The power-law fit's (none: the budgets' warnings belong to the analysis)."""
+        return self.fit.warnings
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """Run-bootstrap intervals of the coefficient and each exponent ('exponent.<variable>')."""
-        return {"coefficient": self.coefficient_ci} | {
-            f"exponent.{k}": v for k, v in self.exponent_cis.items()
-        }
+        return law_intervals(self.coefficient_ci, self.exponent_cis)
 
     def report(self) -> str:
         """One line: the law with its run-bootstrap intervals, the across-budget interval and R²."""

@@ -18,7 +18,7 @@ from cbs.fit.bootstrap import (
     residual_bootstrap,
 )
 from cbs.fit.diagnostics import FitWarning
-from cbs.fit.result import EXACT, SolverDiagnostics, empty_samples, fmt, interval
+from cbs.fit.result import EXACT, SolverDiagnostics, empty_samples, fmt, interval, law_intervals
 
 
 def _log_lstsq(logx: np.ndarray, logy: np.ndarray) -> np.ndarray:
@@ -53,9 +53,7 @@ class JointPowerLawFit:
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """The coefficient's and each exponent's (``exponent.<name>``) interval."""
-        return {"coefficient": self.coefficient_ci} | {
-            f"exponent.{k}": v for k, v in self.exponent_cis.items()
-        }
+        return law_intervals(self.coefficient_ci, self.exponent_cis)
 
     def report(self) -> str:
         """'y = c·N^a·D^b' with intervals, R² and the number of points."""

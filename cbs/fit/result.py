@@ -160,6 +160,13 @@ def warnings_from(data: Iterable[Mapping[str, Any]] | None) -> list[FitWarning]:
     ]
 
 
+def law_intervals(
+    coefficient_ci: tuple[float, float], exponent_cis: Mapping[str, tuple[float, float]]
+) -> dict[str, tuple[float, float]]:
+    """A power law's intervals by name: 'coefficient' and 'exponent.<variable>'."""
+    return {"coefficient": coefficient_ci} | {f"exponent.{k}": v for k, v in exponent_cis.items()}
+
+
 def fmt(value: float, ci: Sequence[float] | None = None) -> str:
     """'1.234 [1.1, 1.4]': a number to 4 significant digits with its interval."""
     text = f"{value:.4g}"
