@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cbs.cli import main
 from cbs.fit import fit_cbs, fit_cbs_table, fit_joint_power_law, fit_loss_to_loss, fit_power_law
-from cbs.fit.cbs_laws import CbsAnalysis
+from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup
 from cbs.fit.critical_batch import AlphaVariant, CbsFit
 from cbs.fit.hparams import HparamAnalysis, HparamColumns, fit_hparam_laws
 from cbs.fit.loss_to_loss import LossToLossFit
@@ -273,11 +273,16 @@ def test_every_result_has_the_interface(cbs_analysis: CbsAnalysis) -> None:
     joint = fit_joint_power_law(
         {"a": [1, 2, 4, 1, 2, 4], "b": [1, 1, 1, 3, 3, 3]}, [1, 2, 4, 3, 6.5, 11], n_boot=5
     )
-    for result in (cbs_analysis, cbs_analysis.groups[0].fit, power, joint):
+    for result in (cbs_analysis, cbs_analysis.groups[0], cbs_analysis.groups[0].fit, power, joint):
         assert isinstance(result, FitResult)
         assert result.intervals() and isinstance(result.report(), str)
         assert isinstance(result.diagnostics, SolverDiagnostics) and isinstance(result.warnings, list)
     assert cbs_analysis.warnings == [w for g in cbs_analysis.groups for w in g.warnings]
+    group = cbs_analysis.groups[0]
+    assert group.label in group.report() and fmt(group.fit.cbs, group.fit.cbs_ci) in group.report()
+    refused = replace(group, fit=None, error="target never reached")
+    assert refused.diagnostics.converged is False and "target never reached" in refused.report()
+    assert CbsGroup.from_dict(json.loads(json.dumps(group.to_dict()))) == group
     assert power.diagnostics.resamples == 10 and power.diagnostics.converged is True
 
 

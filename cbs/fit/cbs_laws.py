@@ -53,6 +53,30 @@ class CbsGroup:
         """'micro-4k, D=71280': the group in one short phrase."""
         return f"{self.model}, D={self.data_tokens:g}"
 
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The S(B) fit's; "no fit" (converged False) for a group refused before or by its fit."""
+        if self.fit is None:
+            return SolverDiagnostics("none", False, 0, f"no fit: {self.error}")
+        return self.fit.diagnostics
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The fit's intervals (`CbsFit.intervals`); none without a fit."""
+        return self.fit.intervals() if self.fit else {}
+
+    def predict(self, batch_sizes: object) -> np.ndarray:
+        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+        if self.fit is None:
+            raise FitError(f"{self.label} has no S(B) fit: {self.error}")
+        return self.fit.predict(batch_sizes)
+
+    def report(self) -> str:
+        """The group, then its fit's report (or why it has none) and its warnings."""
+        body = self.fit.report() if self.fit else f"  no fit: {self.error}"
+        printed = self.fit.warnings if self.fit else []
+        warnings = [f"warning: {w.code} — {w.message}" for w in self.warnings if w not in printed]
+        return "\n".join([f"{self.label} (N = {self.n_params / 1e6:.4g} M)", body, *warnings])
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "model": self.model,
