@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -146,7 +146,7 @@ def number(value: object) -> float:
 
 def interval(value: object) -> tuple[float, float]:
     """A JSON ``[lower, upper]`` back as a tuple of floats (null ends, an unbounded interval, as inf/NaN)."""
-    lo, hi = value  # type: ignore[misc]
+    lo, hi = cast("Sequence[float | None]", value)
     return (-math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
 
 

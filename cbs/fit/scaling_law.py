@@ -225,7 +225,7 @@ class ScalingLawFit(JsonEquality):
             n_opt = (r * self.A**r * c6 / self.B) ** (1.0 / (r + 1.0))
         return n_opt, c6 / n_opt
 
-    def predictions(self, points: Iterable[tuple[float, float]]) -> list[dict[str, object]]:
+    def predictions(self, points: Iterable[tuple[float, float]]) -> list[dict[str, Any]]:
         """L̂ with its interval (NaN without bootstrap samples) at each (N, D)."""
         out = []
         for n_p, d_p in points:

@@ -23,7 +23,7 @@ class StudyResult(JsonEquality):
     """Both sweeps of a study: per-cell rows and the exponents fitted across D (with 95% intervals).
     Equal to another study when their JSON is."""
 
-    problem: dict[str, float]
+    problem: dict[str, Any]  # a, b, sigma, dim
     conventions: dict[str, str]
     b_ref: int
     overhead: float

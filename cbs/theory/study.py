@@ -7,13 +7,14 @@ B* = (1 + o)·B_ref + o·b/a, and `cbs.fit.fit_power_law` fits B* ∝ D^k, repor
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cbs.errors import ConfigError, FitError
-from cbs.fit import CbsFit, FitWarning, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.fit import CbsFit, FitWarning, PowerLawFit, fit_cbs_table, fit_power_law, steps_to_target_table
 from cbs.fit.result import SolverDiagnostics
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
@@ -171,9 +172,8 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
     return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead, group.warnings)
 
 
-def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
-    fit = fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
-    return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
+def _power_law(x: Sequence[float], y: Sequence[float], spec: StudySpec) -> PowerLawFit:
+    return fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
 
 
 def _grid_warnings(
@@ -271,7 +271,12 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
         values = np.array([c.fit.cbs for c in big])
         flat["relative_change"] = float((values.max() - values.min()) / values.max())
         if len(big) >= 3:
-            flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+            in_dim = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+            flat["exponent"] = {
+                "exponent": in_dim.exponent,
+                "exponent_ci": list(in_dim.exponent_ci),
+                "coefficient": in_dim.coefficient,
+            }
     short = [d for d in sizes if not _dim_covers(spec.dim, problem.effective_dim(d))]
     warnings = []
     if short:
@@ -283,7 +288,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
                 {"dim": spec.dim, "data_sizes": short},
             )
         )
-    warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs["exponent"], problem.exponent_theory)
+    warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs.exponent, problem.exponent_theory)
     fits = [c.fit.diagnostics for c in cells.values() if c.fit is not None]
     return StudyResult(
         experiment=EXPERIMENT,
@@ -301,18 +306,18 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
         b_ref=spec.grid.b_ref,
         overhead=spec.overhead,
         exponent_theory=problem.exponent_theory,
-        exponent_data=exp_cbs["exponent"],
-        exponent_data_ci=tuple(exp_cbs["exponent_ci"]),
-        exponent_data_b_noise=exp_noise["exponent"],
-        exponent_data_b_noise_ci=tuple(exp_noise["exponent_ci"]),
-        exponent_data_direct=exp_direct["exponent"] if exp_direct else None,
-        exponent_data_direct_ci=tuple(exp_direct["exponent_ci"]) if exp_direct else None,
+        exponent_data=exp_cbs.exponent,
+        exponent_data_ci=exp_cbs.exponent_ci,
+        exponent_data_b_noise=exp_noise.exponent,
+        exponent_data_b_noise_ci=exp_noise.exponent_ci,
+        exponent_data_direct=exp_direct.exponent if exp_direct else None,
+        exponent_data_direct_ci=exp_direct.exponent_ci if exp_direct else None,
         cbs_by_data=[c.summary() for c in by_data],
         dim_data_size=spec.dim_data_size,
         effective_dim=k_star,
         cbs_by_dim=[c.summary() for c in by_dim],
         dim_flatness=flat,
         seconds=timings,
-        coefficient_data=exp_cbs["coefficient"],
+        coefficient_data=exp_cbs.coefficient,
         diagnostics=SolverDiagnostics.combine(fits, "per-cell S(B) fits (scipy least_squares)"),
     )
