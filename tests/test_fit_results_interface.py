@@ -17,11 +17,12 @@ from cbs.cli import main
 from cbs.fit import fit_cbs, fit_cbs_table, fit_joint_power_law, fit_loss_to_loss, fit_power_law
 from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup
 from cbs.fit.critical_batch import AlphaVariant, CbsFit
+from cbs.fit.diagnostics import FitWarning
 from cbs.fit.hparams import HparamAnalysis, HparamColumns, fit_hparam_laws
 from cbs.fit.loss_to_loss import LossToLossFit
 from cbs.fit.loss_to_loss_table import Columns, LossToLossAnalysis, fit_loss_to_loss_table
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit
-from cbs.fit.result import NOT_CONVERGED, FitResult, SolverDiagnostics, as_json, fmt
+from cbs.fit.result import NOT_CONVERGED, FitResult, SolverDiagnostics, as_json, fmt, warnings_from
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
 from cbs.fit.tables import write_json
 from cbs.theory.result import StudyResult
@@ -79,6 +80,14 @@ diagnostics = st.builds(
 @given(d=diagnostics)
 def test_solver_diagnostics_round_trip(d: SolverDiagnostics) -> None:
     assert SolverDiagnostics.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+
+
+@given(code=st.text(min_size=1, max_size=20), message=st.text(max_size=60),
+       values=st.dictionaries(st.text(min_size=1, max_size=10).filter(lambda k: k not in ("code", "message")),
+                              finite | st.integers() | st.text(max_size=10), max_size=4))  # fmt: skip
+def test_warnings_round_trip(code: str, message: str, values: dict) -> None:
+    warning = FitWarning(code, message, values)
+    assert warnings_from(json.loads(json.dumps([warning.to_dict()]))) == [warning]
 
 
 @given(c=positive, k=finite, cc=ci, kc=ci, n=st.integers(3, 1000), r2=finite, d=diagnostics)
