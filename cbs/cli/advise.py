@@ -79,7 +79,7 @@ def _fit_dict(source: Path) -> tuple[dict, int | None, str]:
     if len(seq) > 1:
         raise FitError(f"the store {source} mixes sequence lengths {sorted(seq)}; fit one length at a time")
     analysis = fit_cbs_table(steps_to_target_table(store))
-    return analysis.to_json_dict(), int(seq[0]) if len(seq) else None, f"store {source}"
+    return analysis.to_dict(), int(seq[0]) if len(seq) else None, f"store {source}"
 
 
 def run(args: argparse.Namespace) -> int:
