@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -23,7 +24,11 @@ from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.plan import SweepPlan, Trial
+from cbs.sweep.prune import PRUNE_DIR
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
+
+if TYPE_CHECKING:
+    from cbs.sweep.stopper import PruneStopper
 
 
 @dataclass
@@ -57,8 +62,13 @@ def run_sweep(
     max_concurrent: int | None = None,
     num_cpus: int | None = None,
     console: Console | None = None,
+    prune: bool = True,
 ) -> SweepOutcome:
-    """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase)."""
+    """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase).
+
+    With ``prune`` the target phase runs each cell's batch sizes in increasing order, the arms of one
+    (cell, B) together, stops dominated arms (status ``pruned``, exact) and does not train batch sizes past a
+    cell's CBS (``skipped_past_cbs``); see cbs.sweep.prune."""
     console = console or Console(soft_wrap=True)
     store = ResultsStore(Path(results).absolute())
     outcome = SweepOutcome(healed=heal(store, console))
@@ -74,11 +84,24 @@ def run_sweep(
                 console.print(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
                 )
-            _run_phase(plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome)
+            trials, stopper = plan.target_trials(targets), None
+            if prune:
+                from cbs.sweep.stopper import start_stopper
+
+                trials = sorted(trials, key=lambda t: (t.cell, t.config.batch_size))  # stable: arms together
+                runs = stored_runs(store)
+                stopper = start_stopper(trials, store.root, runs, _curves(store, runs))
+            _run_phase(plan, trials, "target", store, max_concurrent, console, outcome, stopper)
     outcome.missing = missing_ids(plan, stored_runs(store))
     if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
         shutil.rmtree(store.root / ".ray", ignore_errors=True)
+        shutil.rmtree(store.root / PRUNE_DIR, ignore_errors=True)
     return outcome
+
+
+def _curves(store: ResultsStore, runs: pd.DataFrame) -> pd.DataFrame:
+    """The curves of the runs that reached their target (they set the pruning bounds)."""
+    return store.curves(runs.run_id[runs.status == "reached_target"]) if len(runs) else store.curves([])
 
 
 def missing_ids(plan: SweepPlan, runs: pd.DataFrame) -> list[str]:
@@ -111,6 +134,7 @@ def _run_phase(
     max_concurrent: int | None,
     console: Console,
     outcome: SweepOutcome,
+    stopper: PruneStopper | None = None,
 ) -> None:
     from ray import tune
 
@@ -134,7 +158,8 @@ def _run_phase(
         console=console,
     )
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
-    params = [trial_config(t.config, store.root, spec.checkpoint_every) for t in todo]
+    arms = stopper.arms if stopper is not None else {}
+    params = [trial_config(t.config, store.root, spec.checkpoint_every, arms.get(t.run_id)) for t in todo]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         param_space={"params": tune.grid_search(params)},
@@ -151,6 +176,7 @@ def _run_phase(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
             callbacks=[progress],
+            stop=stopper,
         ),
     )
     tuner.fit()
