@@ -26,7 +26,17 @@ LABELS = {
     "prune": "(c) + exact pruning",
     "batch_range": "(d) + batch sizes past the CBS not run",
 }
-SAME = ["model", "n_params", "data_tokens", "batch_size", "steps_to_target", "run_id", "lr", "beta2", "ewa_tau"]
+SAME = [
+    "model",
+    "n_params",
+    "data_tokens",
+    "batch_size",
+    "steps_to_target",
+    "run_id",
+    "lr",
+    "beta2",
+    "ewa_tau",
+]
 
 FIT_COLUMNS = ["model", "data_tokens", "cbs", "cbs_lo", "cbs_hi", "s_min", "b_noise", "unreached_batch_sizes"]
 

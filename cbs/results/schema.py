@@ -73,7 +73,10 @@ RUNS_SCHEMA = pa.schema(
         ("device", pa.string()),
         ("dtype", pa.string()),
         ("error", pa.string()),  # message of a failed run
-        ("stop_reason", pa.string()),  # why the sweep stopped a pruned / skipped_past_cbs run (null otherwise)
+        (
+            "stop_reason",
+            pa.string(),
+        ),  # why the sweep stopped a pruned / skipped_past_cbs run (null otherwise)
         # provenance
         ("cbs_version", pa.string()),
         ("git_sha", pa.string()),

@@ -25,7 +25,6 @@ are stored like any other run's (Tune's own stop ends the training thread withou
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -75,7 +75,9 @@ def replay(runs: pd.DataFrame, curves: pd.DataFrame, level: str) -> Replayed:
 
 
 def _primary(runs: pd.DataFrame, curves: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    sets = {r.run_id: r.eval_sets[0] for r in runs.itertuples() if r.eval_sets is not None and len(r.eval_sets)}
+    sets = {
+        r.run_id: r.eval_sets[0] for r in runs.itertuples() if r.eval_sets is not None and len(r.eval_sets)
+    }
     cur = curves[curves.eval_set == curves.run_id.map(sets)].sort_values(["run_id", "step"])
     return dict(tuple(cur.groupby("run_id")))
 

@@ -80,9 +80,7 @@ def start_stopper(trials: list, store_root, runs: pd.DataFrame, curves: pd.DataF
 
     board = Board(store_root / PRUNE_DIR)
     board.reset()
-    arms = {
-        t.run_id: Arm(t.run_id, t.cell, t.config.batch_size, float(t.config.target_loss)) for t in trials
-    }
+    arms = {t.run_id: Arm(t.run_id, t.cell, t.config.batch_size, float(t.config.target_loss)) for t in trials}
     stopper = PruneStopper(board, arms)
     stopper.seed(runs[runs.run_id.isin(arms)], curves)
     return stopper

@@ -102,8 +102,12 @@ def _store_untrained(cfg: TrainConfig, store: ResultsStore, stop: RunStopped) ->
     from cbs.train.resolve import resolve_config
 
     row = runs_row(
-        cfg, resolve_config(cfg), Progress(status=stop.status), started=datetime.now(timezone.utc),
-        wall_time_s=0.0, error=None,
+        cfg,
+        resolve_config(cfg),
+        Progress(status=stop.status),
+        started=datetime.now(timezone.utc),
+        wall_time_s=0.0,
+        error=None,
     )
     store.write_run({**row, "stop_reason": stop.reason}, [])
     return stop.status
