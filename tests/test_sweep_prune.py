@@ -15,6 +15,7 @@ from cbs.sweep.replay import replay
 from cbs.sweep.stopper import PruneStopper
 from cbs.sweep.summary import render, summarize
 
+
 SAME = [
     "model",
     "n_params",
@@ -201,3 +202,20 @@ def test_summary_reports_tokens_saved_by_pruning(capsys):
     out = capsys.readouterr().out
     assert f"saved by pruning: {s.tokens_pruned:,} tokens" in out
     assert f"{r.tokens / s.to_cap_tokens:.2f}× the tokens of every arm to its cap" in out
+
+
+def test_a_run_stopped_by_its_guard_is_stored_with_its_curve_and_reason(corpus, tmp_path, one_thread):
+    from test_train_run import config
+
+    from cbs.results import ResultsStore
+    from cbs.train import run_training
+
+    def prune_after_step_4(metrics, write_checkpoint):
+        if metrics["step"] >= 4:
+            raise RunStopped("pruned", "pruned at step 4: test")
+
+    store = ResultsStore(tmp_path)
+    row = run_training(config(corpus), store=store, on_eval=prune_after_step_4)
+    stored = store.runs().iloc[0]
+    assert (stored.status, stored.stop_reason) == ("pruned", "pruned at step 4: test") and pd.isna(stored.error)
+    assert row["steps"] == stored.steps == store.curves().step.max() >= 4

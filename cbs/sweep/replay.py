@@ -90,7 +90,10 @@ def _crossing(primary: dict[str, pd.DataFrame], run_id: str, target: float) -> f
 
 
 def _prune_group(arms: pd.DataFrame, primary: dict[str, pd.DataFrame]) -> dict[str, tuple[str, int, str]]:
-    """The arms of one (cell, B) stopped by exact pruning, with the evaluation they stop at."""
+    """The arms of one (cell, B) stopped by exact pruning, with the evaluation they stop at. The rule is applied
+    to every arm, the winner included, with the group's final best steps-to-target as the bound: the most a
+    live sweep can know (its bound is learnt later and is never lower), so if this keeps the winner, a live
+    sweep keeps it too."""
     target = float(arms.target_loss.iloc[0])
     crossings = {r: _crossing(primary, r, target) for r in arms.run_id}
     reached = {r: s for r, s in crossings.items() if np.isfinite(s)}
@@ -101,7 +104,7 @@ def _prune_group(arms: pd.DataFrame, primary: dict[str, pd.DataFrame]) -> dict[s
     out = {}
     for run_id in arms.run_id:
         c = primary.get(run_id)
-        if run_id == winner or c is None:
+        if c is None:
             continue
         for step, loss in zip(c.step.astype(int), curve_losses(c), strict=True):
             if reason := prune_reason(step, loss, target, bound):
