@@ -18,7 +18,7 @@ import pandas as pd
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.sweep.replay import LEVELS, Replayed, replay
+from cbs.sweep.replay import LEVELS, UNCHANGED, Replayed, replay
 
 LABELS = {
     "cap": "(a) every arm to its cap",
@@ -26,17 +26,6 @@ LABELS = {
     "prune": "(c) + exact pruning",
     "batch_range": "(d) + batch sizes past the CBS not run",
 }
-SAME = [
-    "model",
-    "n_params",
-    "data_tokens",
-    "batch_size",
-    "steps_to_target",
-    "run_id",
-    "lr",
-    "beta2",
-    "ewa_tau",
-]
 
 FIT_COLUMNS = ["model", "data_tokens", "cbs", "cbs_lo", "cbs_hi", "s_min", "b_noise", "unreached_batch_sizes"]
 
@@ -63,7 +52,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for level, r in levels.items():
         table, cbs = cbs_per_group(r, args.n_boot)
-        same_table = table[SAME].equals(base_table[SAME])
+        same_table = table[UNCHANGED].equals(base_table[UNCHANGED])
         same_cbs = cbs.equals(base_cbs)
         trained = int((r.runs.tokens.fillna(0) > 0).sum())
         same = ("yes" if same_table else "NO", "yes" if same_cbs else "NO")

@@ -11,22 +11,10 @@ import pytest
 from cbs.errors import ResultsError, RunStopped
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.sweep.prune import Arm, Board, Bound, Guard, prune_reason
-from cbs.sweep.replay import replay
+from cbs.sweep.replay import UNCHANGED, replay
 from cbs.sweep.stopper import PruneStopper
 from cbs.sweep.summary import render, summarize
 
-
-SAME = [
-    "model",
-    "n_params",
-    "data_tokens",
-    "batch_size",
-    "steps_to_target",
-    "run_id",
-    "lr",
-    "beta2",
-    "ewa_tau",
-]
 SEQ = 64
 
 
@@ -99,7 +87,7 @@ def test_pruned_replay_gives_the_same_steps_table(seed):
     for level in ("prune", "batch_range"):
         r = replay(runs, curves, level)
         assert r.tokens <= replay(runs, curves, "target").tokens
-        pd.testing.assert_frame_equal(steps_to_target_table((r.runs, r.curves))[SAME], base[SAME])
+        pd.testing.assert_frame_equal(steps_to_target_table((r.runs, r.curves))[UNCHANGED], base[UNCHANGED])
 
 
 def test_replay_prunes_and_skips_on_a_sample_grid():
@@ -217,5 +205,7 @@ def test_a_run_stopped_by_its_guard_is_stored_with_its_curve_and_reason(corpus, 
     store = ResultsStore(tmp_path)
     row = run_training(config(corpus), store=store, on_eval=prune_after_step_4)
     stored = store.runs().iloc[0]
-    assert (stored.status, stored.stop_reason) == ("pruned", "pruned at step 4: test") and pd.isna(stored.error)
+    assert (stored.status, stored.stop_reason) == ("pruned", "pruned at step 4: test") and pd.isna(
+        stored.error
+    )
     assert row["steps"] == stored.steps == store.curves().step.max() >= 4

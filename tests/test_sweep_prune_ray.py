@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from rich.console import Console
-from test_sweep_prune import SAME
 from test_sweep_spec import make_dataset, spec_dict
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.results import ResultsStore
 from cbs.sweep import parse_spec, plan_sweep, run_sweep
 from cbs.sweep.cluster import ray_session
+from cbs.sweep.replay import UNCHANGED
 
 pytestmark = pytest.mark.slow  # two sweeps of 10 tiny runs each on Ray
 
@@ -28,7 +28,7 @@ def test_pruned_and_unpruned_sweeps_give_the_same_table_and_fit(tmp_path):
             stores[prune] = ResultsStore(tmp_path / f"prune-{prune}")
             run_sweep(plan, stores[prune].root, console=Console(quiet=True), prune=prune)
     tables = {p: steps_to_target_table(s) for p, s in stores.items()}
-    pd.testing.assert_frame_equal(tables[True][SAME], tables[False][SAME])
+    pd.testing.assert_frame_equal(tables[True][UNCHANGED], tables[False][UNCHANGED])
     fits = {p: fit_cbs_table(t, n_boot=50).to_frame() for p, t in tables.items()}
     pd.testing.assert_frame_equal(fits[True], fits[False])
     runs = {p: s.runs() for p, s in stores.items()}

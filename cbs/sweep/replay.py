@@ -19,6 +19,18 @@ from cbs.fit.steps_to_target import first_crossing
 from cbs.sweep.prune import Bound, curve_losses, past_cbs_reason, prune_reason
 
 LEVELS = ("cap", "target", "prune", "batch_range")
+# the steps-to-target table's columns the rules leave unchanged (best_loss, a diagnostic, may differ)
+UNCHANGED = [
+    "model",
+    "n_params",
+    "data_tokens",
+    "batch_size",
+    "steps_to_target",
+    "run_id",
+    "lr",
+    "beta2",
+    "ewa_tau",
+]
 CELL = ["experiment", "preset", "n_params", "dataset", "data_tokens", "seed", "target_loss"]
 
 
