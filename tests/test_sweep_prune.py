@@ -209,3 +209,20 @@ def test_a_run_stopped_by_its_guard_is_stored_with_its_curve_and_reason(corpus, 
         stored.error
     )
     assert row["steps"] == stored.steps == store.curves().step.max() >= 4
+
+
+def test_no_prune_flag_reaches_the_sweep(tmp_path, monkeypatch):
+    import yaml
+    from test_sweep_spec import make_dataset, spec_dict
+
+    import cbs.sweep
+    from cbs.cli import main
+    from cbs.sweep import SweepOutcome
+
+    spec = tmp_path / "t.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(make_dataset(tmp_path), target={"reference_batch_size": 4})))
+    seen = []
+    monkeypatch.setattr(cbs.sweep, "run_sweep", lambda *a, prune, **k: seen.append(prune) or SweepOutcome())
+    for extra in ([], ["--no-prune"]):
+        main(["sweep", str(spec), "--results", str(tmp_path / "r"), *extra])
+    assert seen == [True, False]

@@ -81,7 +81,9 @@ def run_trial(config: dict[str, Any]) -> None:
         except RunStopped as stop:  # past its cell's CBS: stored without training
             tune.report({"run_id": run_id, "status": _store_untrained(cfg, store, stop)})
             return
-    on_eval = _reporter(run_id, int(params["checkpoint_every"]), guard)
+    # a multi-rank run cannot end early from on_eval (cbs.train.launch fails every rank): it is only skipped
+    mid_run = guard if cfg.parallel.workers == 1 else None
+    on_eval = _reporter(run_id, int(params["checkpoint_every"]), mid_run)
     checkpoint = tune.get_checkpoint()
     earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
