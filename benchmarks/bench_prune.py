@@ -4,7 +4,8 @@ Replays the stored curves of a stop-at-target sweep run without pruning (default
 ``results/cpu-cbs``) under four levels (cbs.sweep.replay): (a) every arm to its cap, (b) stop-at-target (the
 store), (c) + exact pruning, (d) + batch sizes past the CBS not run. For each: tokens, FLOPs (6·N·tokens), the
 ratio to (b), and whether the steps-to-target table (steps, argmin run, lr/β2/τ) and every group's CBS and
-interval equal (b)'s exactly. Prints a markdown table (the one in docs/sweep.md).
+interval equal (b)'s exactly; then (e) (d) + successive halving across the arms of a (cell, B), which is not
+exact, with how many CBS stay inside their (b) interval. Prints a markdown table (the one in docs/sweep.md).
 
     PYTHONPATH=. python benchmarks/bench_prune.py [--results results/cpu-cbs] [--n-boot 1000]
 """
@@ -18,7 +19,7 @@ import pandas as pd
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.sweep.replay import LEVELS, UNCHANGED, Replayed, replay
+from cbs.sweep.replay import ETA, HALVING, LEVELS, RUNGS, UNCHANGED, Replayed, replay
 
 LABELS = {
     "cap": "(a) every arm to its cap",
@@ -62,6 +63,16 @@ def main() -> None:
             f"| {LABELS[level]} | {trained} | {r.tokens:,} | {r.flops:.3g} | {r.tokens / base:.3f} | "
             f"{same[0]} | {same[1]} |"
         )
+    halved = replay(runs, curves, HALVING)
+    _, cbs = cbs_per_group(halved, args.n_boot)
+    inside = ((cbs.cbs >= base_cbs.cbs_lo) & (cbs.cbs <= base_cbs.cbs_hi)).sum()
+    print(
+        f"| (e) (d) + successive halving, inexact (η={ETA}, {RUNGS} rungs) | "
+        f"{int((halved.runs.tokens.fillna(0) > 0).sum())} | {halved.tokens:,} | {halved.flops:.3g} | "
+        f"{halved.tokens / base:.3f} | (inexact) | {inside} of {len(cbs)} CBS inside the (b) interval |"
+    )
+    shift = (cbs.cbs / base_cbs.cbs - 1).abs()
+    print(f"\n(e) CBS vs (b): largest relative change {shift.max():.1%}, median {shift.median():.1%}")
     counts = levels["batch_range"].runs.status.value_counts()
     print(f"\n(d) run statuses: {counts.to_dict()}")
     print(f"CBS per group (b): {base_cbs.to_dict('records')}")

@@ -226,3 +226,12 @@ def test_no_prune_flag_reaches_the_sweep(tmp_path, monkeypatch):
     for extra in ([], ["--no-prune"]):
         main(["sweep", str(spec), "--results", str(tmp_path / "r"), *extra])
     assert seen == [True, False]
+
+
+def test_successive_halving_replay_is_labelled_inexact_and_saves_more():
+    runs, curves = synthetic_store(5)
+    halved = replay(runs, curves, "halving")
+    reasons = halved.runs.stop_reason.dropna()
+    assert reasons.str.contains("successive halving").any()
+    assert reasons[reasons.str.contains("halving")].str.contains("inexact").all()
+    assert halved.tokens < replay(runs, curves, "batch_range").tokens

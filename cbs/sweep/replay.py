@@ -9,6 +9,7 @@ other in increasing order (what `cbs sweep` schedules); a live sweep with fewer 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,9 @@ from cbs.fit.steps_to_target import first_crossing
 from cbs.sweep.prune import Bound, curve_losses, past_cbs_reason, prune_reason
 
 LEVELS = ("cap", "target", "prune", "batch_range")
+# not exact, not in `cbs sweep`: batch_range + successive halving across the arms of a (cell, B) at matched steps
+HALVING = "halving"
+ETA, RUNGS = 3, 2  # keep the best 1/ETA of the running arms at ETA^-k of the cap's steps, k = RUNGS..1
 # the steps-to-target table's columns the rules leave unchanged (best_loss, a diagnostic, may differ)
 UNCHANGED = [
     "model",
@@ -54,8 +58,8 @@ class Replayed:
 
 def replay(runs: pd.DataFrame, curves: pd.DataFrame, level: str) -> Replayed:
     """The store (``runs``, ``curves``: a stop-at-target sweep without pruning) as ``level`` would leave it."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    if level not in (*LEVELS, HALVING):
+        raise ValueError(f"level must be one of {(*LEVELS, HALVING)}, got {level!r}")
     if runs.status.isin(["pruned", "skipped_past_cbs"]).any():
         raise ResultsError("the store was already pruned: replay needs a sweep run with --no-prune")
     runs = runs.copy()
@@ -71,12 +75,15 @@ def replay(runs: pd.DataFrame, curves: pd.DataFrame, level: str) -> Replayed:
     for _, cell in targeted.groupby(CELL, dropna=False, sort=False):
         failed = None
         for batch, arms in cell.groupby("batch_size", sort=True):
-            if level == "batch_range" and (reason := past_cbs_reason(int(batch), failed)):
+            if level != "prune" and (reason := past_cbs_reason(int(batch), failed)):
                 cut.update({r: ("skipped_past_cbs", 0, reason) for r in arms.run_id})
                 continue
-            cut.update(_prune_group(arms, primary))
-            reached = any(np.isfinite(_crossing(primary, r, arms.target_loss.iloc[0])) for r in arms.run_id)
-            if failed is None and not reached and (arms.status == "completed").any():
+            halved = _halve(arms, primary) if level == HALVING else {}
+            seen = {r: c[c.step <= halved[r][1]] if r in halved else c for r, c in primary.items()}
+            cut.update({**halved, **_prune_group(arms, seen)})
+            reached = any(np.isfinite(_crossing(seen, r, arms.target_loss.iloc[0])) for r in arms.run_id)
+            completed = arms.status.eq("completed") & ~arms.run_id.isin(halved)
+            if failed is None and not reached and completed.any():
                 failed = int(batch)
     for run_id, (status, step, reason) in cut.items():
         i = runs.index[runs.run_id == run_id]
@@ -123,4 +130,22 @@ def _prune_group(arms: pd.DataFrame, primary: dict[str, pd.DataFrame]) -> dict[s
                 if step < c.step.max():  # not already its last evaluation
                     out[run_id] = ("pruned", int(step), reason)
                 break
+    return out
+
+
+def _halve(arms: pd.DataFrame, primary: dict[str, pd.DataFrame]) -> dict[str, tuple[str, int, str]]:
+    """Successive halving (inexact): at the first evaluation at or after each rung (ETA^-k of the group's
+    steps cap) the arms still running, ranked by their loss there, keep the best ceil(n / ETA)."""
+    cap_steps = float((arms.token_budget / arms.batch_tokens).max())
+    alive = [r for r in arms.run_id if r in primary]
+    out = {}
+    for k in range(RUNGS, 0, -1):
+        rung = cap_steps / ETA**k
+        at = {r: primary[r][primary[r].step >= rung].head(1) for r in alive}
+        running = sorted((r for r in alive if len(at[r])), key=lambda r: curve_losses(at[r])[0])
+        for r in running[math.ceil(len(running) / ETA) :]:
+            step = int(at[r].step.iloc[0])
+            if step < primary[r].step.max():  # not its last evaluation anyway
+                out[r] = ("pruned", step, f"successive halving at step {step} (inexact)")
+                alive.remove(r)
     return out
