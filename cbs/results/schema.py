@@ -13,7 +13,9 @@ SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = b"cbs.schema_version"
 TABLE_KEY = b"cbs.table"
 
-STATUSES = ("completed", "reached_target", "diverged", "failed")
+# pruned: stopped by the sweep once another arm of its (cell, batch size) had reached the target sooner;
+# skipped_past_cbs: not trained (or stopped) because a smaller batch size of its cell never reached the target
+STATUSES = ("completed", "reached_target", "diverged", "failed", "pruned", "skipped_past_cbs")
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -72,6 +74,10 @@ RUNS_SCHEMA = pa.schema(
         ("device", pa.string()),
         ("dtype", pa.string()),
         ("error", pa.string()),  # message of a failed run
+        (
+            "stop_reason",
+            pa.string(),
+        ),  # why the sweep stopped a pruned / skipped_past_cbs run (null otherwise)
         # provenance
         ("cbs_version", pa.string()),
         ("git_sha", pa.string()),

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cbs import __version__
 from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
-from cbs.errors import ConfigError
+from cbs.errors import ConfigError, RunStopped
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -362,7 +362,8 @@ def run_training(
     ``status_so_far``); ``write_checkpoint(dir)`` saves the full state and ``run_training(cfg,
     resume_from=dir)`` continues it, giving the same curve. Divergence is a result (status "diverged"); any
     other exception during training gives status "failed" with ``error`` set when a store is given (the row
-    is stored and returned) and is re-raised otherwise. The run_id is ``cfg.run_id()`` of the config as given.
+    is stored and returned) and is re-raised otherwise; ``RunStopped`` raised by ``on_eval`` ends the run with
+    its status and ``stop_reason`` (curve kept up to that evaluation). The run_id is ``cfg.run_id()`` of the config as given.
     With ``cfg.parallel.workers`` > 1 outside a process group the run is launched on that many local ranks
     (cbs.train.launch) with the same contract; inside one, only rank 0 reports, checkpoints and stores.
     """
@@ -377,12 +378,14 @@ def run_training(
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
-    error = None
+    error = stopped = None
     try:
         trainer = Trainer(run)
         if resume_from is not None:
             trainer.load(resume_from)
         trainer.train(on_eval)
+    except RunStopped as exc:  # on_eval ended the run on purpose (sweep pruning): a result, not a failure
+        stopped = exc
     except Exception as exc:
         if store is None:
             raise
@@ -391,10 +394,13 @@ def run_training(
     progress = trainer.progress if trainer is not None else Progress()
     if error is not None:
         progress.status = "failed"
+    elif stopped is not None:
+        progress.status = stopped.status
     wall = (
         trainer.wall_time() if trainer is not None else (datetime.now(timezone.utc) - started).total_seconds()
     )
     row = runs_row(cfg, run, progress, started=started, wall_time_s=wall, error=error)
+    row["stop_reason"] = stopped.reason if stopped is not None else None
     if store is not None:
         store.write_run(row, progress.curve)
     return row
