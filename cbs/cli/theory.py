@@ -56,7 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-boot", type=whole_number(0), default=1000, help="bootstrap resamples for the intervals"
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap (and GNS sampling) seed")
+    p.add_argument(
+        "--gns-seeds",
+        type=whole_number(0),
+        default=256,
+        help="sampled SGD runs for the in-run gradient noise scale beside the exact one, at the largest D "
+        "(default 256; 0 skips it)",
+    )
     p.add_argument("--results", type=Path, default=None, help="results store to write the runs into")
     p.add_argument("--json", type=Path, default=None, help="write the report (exponents, B* per D/dim) here")
     p.set_defaults(func=run)
@@ -101,8 +108,30 @@ def _print_report(report: dict) -> None:
             print(f"warning: dim {row['dim']}, D {row['data_size']}: {w['code']} — {w['message']}")
     for w in report["warnings"]:
         print(f"warning: {w['code']} — {w['message']}")
+    if report["gns"]:
+        _print_gns(report["gns"])
     secs = report["seconds"]
     print(f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s")
+
+
+def _print_gns(gns: dict) -> None:
+    print(
+        f"gradient noise scale B_simple at dim {gns['dim']}, D {gns['data_size']}: B={gns['batch_size']}, "
+        f"lr={gns['lr']:.3g}, in-run estimator b_small={gns['b_small']}, EMA decay {gns['ema_decay']:g}, "
+        f"{gns['n_seeds']} sampled runs"
+    )
+    print(f"{'step':>6} {'exact':>9} {'exact EMA':>10} {'estimated':>10} {'± se':>7} {'est/EMA':>8}")
+    for row in zip(
+        gns["steps"],
+        gns["b_simple_exact"],
+        gns["b_simple_exact_ema"],
+        gns["b_simple_estimated"],
+        gns["b_simple_estimated_se"],
+        gns["ratio_ema"],
+        strict=True,
+    ):
+        step, exact, ema, est, se, ratio = row
+        print(f"{step:>6} {exact:>9.2f} {ema:>10.2f} {est:>10.2f} {se:>7.2f} {ratio:>8.3f}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         overhead=CBS_OVERHEAD if args.overhead is None else args.overhead,
         n_boot=args.n_boot,
         seed=args.seed,
+        gns_seeds=args.gns_seeds,
     )
     store = ResultsStore(args.results) if args.results else None
     report = run_study(spec, store)
