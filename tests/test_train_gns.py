@@ -120,27 +120,6 @@ def test_runs_with_micro_batches_record_the_noise_scale(corpus, tmp_path):
     assert ResultsStore(tmp_path / "on").runs().run_id.tolist() == off.runs().run_id.tolist()
 
 
-def test_resumed_run_continues_the_noise_scale_exactly(corpus, tmp_path):
-    cfg = config(corpus, steps=20, micro_batch_size=4)
-    ref = ResultsStore(tmp_path / "ref")
-    run_training(cfg, store=ref)
-
-    class Stop(Exception):
-        pass
-
-    def stop(metrics, write_checkpoint):
-        if metrics["step"] >= 8:
-            write_checkpoint(tmp_path / "ckpt")
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_training(cfg, on_eval=stop)
-    resumed = ResultsStore(tmp_path / "resumed")
-    run_training(cfg, store=resumed, resume_from=tmp_path / "ckpt")
-    pd.testing.assert_frame_equal(curve(ref), curve(resumed))
-    assert curve(resumed).b_simple.notna().any()
-
-
 def test_bad_gns_settings_are_refused_and_gns_is_not_in_the_run_id(corpus):
     with pytest.raises(ConfigError, match="gns.ema_decay"):
         config(corpus, gns={"ema_decay": 1.0})
