@@ -111,7 +111,10 @@ def _print_report(report: dict) -> None:
     if report["gns"]:
         _print_gns(report["gns"])
     secs = report["seconds"]
-    print(f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s")
+    print(
+        f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s, "
+        f"GNS check {secs['gns']:.1f} s"
+    )
 
 
 def _print_gns(gns: dict) -> None:

@@ -312,6 +312,9 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             )
         )
     warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs["exponent"], problem.exponent_theory)
+    start = time.perf_counter()
+    gns = gns_check(spec, by_data[-1]) if spec.gns_seeds else None
+    timings["gns"] = time.perf_counter() - start
     return {
         "experiment": EXPERIMENT,
         "warnings": [w.to_dict() for w in warnings],
@@ -339,6 +342,6 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
         "effective_dim": k_star,
         "cbs_by_dim": [c.summary() for c in by_dim],
         "dim_flatness": flat,
-        "gns": gns_check(spec, by_data[-1]) if spec.gns_seeds else None,
+        "gns": gns,
         "seconds": timings,
     }
