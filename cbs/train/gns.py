@@ -76,14 +76,21 @@ class GNSTracker:
 
     def read(self, ranks: Ranks) -> dict[str, float | int | None]:
         """The curve columns at an evaluation (every rank must call it); interval means are over the steps
-        since the previous call (None if there were none, and the EMAs None before the first step)."""
-        grad_sq, trace = self.averages()
-        pooled = torch.stack([grad_sq, trace, *self.state[2:]]).reshape(5, -1).mean(1)
-        # linear in |G_s|²: the mean over ranks (and replicas) is the pooled estimate
-        grad_sq, trace, sum_small, sum_big, n = ranks.mean(pooled).tolist()
+        since the previous call (None if there were none, and the EMAs None before the first step).
+
+        The estimators are linear in |G_s|², so the mean over ranks (and replicas) is the pooled estimate.
+        Every rank continues from the pooled EMAs, so the rank-0 checkpoint written after an evaluation
+        holds the whole run's state.
+        """
+        pooled = ranks.mean(self.state.reshape(5, -1).mean(1))
+        if self.state.dim() == 1:
+            self.state[:2] = pooled[:2]
         self.state[2:] = 0.0
-        if not self.steps:
-            grad_sq = trace = None
+        ema_grad_sq, ema_trace, sum_small, sum_big, n = pooled.tolist()
+        grad_sq = trace = None
+        if self.steps:
+            correction = 1.0 - self.decay**self.steps
+            grad_sq, trace = ema_grad_sq / correction, ema_trace / correction
         return {
             "grad_sq_small": sum_small / n if n else None,
             "grad_sq_big": sum_big / n if n else None,
