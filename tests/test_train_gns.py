@@ -42,12 +42,12 @@ def test_estimators_recover_known_gradient_moments():
 
 
 def test_tracker_bias_corrects_and_takes_the_ratio_of_averages():
-    tracker = GNSTracker(b_small=2, b_big=8, decay=0.9, device=torch.device("cpu"))
+    tracker = GNSTracker(decay=0.9, device=torch.device("cpu"))
     empty = tracker.read(Ranks())
     assert empty["b_simple"] is None and empty["grad_sq_small"] is None
     steps = [(5.0, 2.0), (9.0, 3.0), (4.0, 2.5)]
     for small, big in steps:
-        tracker.update(torch.tensor(small), torch.tensor(big))
+        tracker.update(torch.tensor(small), torch.tensor(big), 2, 8)
     est = [unbiased_estimates(s, b, 2, 8) for s, b in steps]
     weights = np.array([0.9**2, 0.9, 1.0]) * 0.1 / (1 - 0.9**3)  # bias-corrected EMA weights
     grad_sq = float(weights @ [g for g, _ in est])
@@ -59,9 +59,12 @@ def test_tracker_bias_corrects_and_takes_the_ratio_of_averages():
     assert out["grad_sq_small"] == pytest.approx(6.0) and out["grad_sq_big"] == pytest.approx(2.5)
     assert (out["b_small"], out["b_big"]) == (2, 8)
     # one step after a read: the interval means restart, the EMAs go on
-    tracker.update(torch.tensor(1.0), torch.tensor(0.5))
+    tracker.update(torch.tensor(1.0), torch.tensor(0.5), 4, 16)  # a batch schedule's next stage
     again = tracker.read(Ranks())
     assert again["grad_sq_small"] == 1.0 and again["gns_grad_sq"] != pytest.approx(grad_sq)
+    assert (again["b_small"], again["b_big"]) == (4, 16)
+    g4, t4 = unbiased_estimates(1.0, 0.5, 4, 16)
+    assert again["gns_grad_sq"] == pytest.approx((0.9 * grad_sq * (1 - 0.9**3) + 0.1 * g4) / (1 - 0.9**4))
 
 
 def test_probe_reads_the_first_micro_batch_gradient():
@@ -79,8 +82,7 @@ def test_probe_reads_the_first_micro_batch_gradient():
         None,
         enabled=True,
         decay=0.5,
-        batch_size=8,
-        per_rank=8,
+        max_batch_size=8,
         micro_batch_size=4,
         device=torch.device("cpu"),
     )
@@ -88,12 +90,12 @@ def test_probe_reads_the_first_micro_batch_gradient():
         (loss(sl) / 2).backward()
         probe.after_backward(first=i == 0)
     big = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
-    probe.end_step(big)
+    probe.end_step(big, 8)
     out = probe.tracker.read(Ranks())
     assert out["grad_sq_small"] == pytest.approx(expected_small, rel=1e-5)
     assert out["grad_sq_big"] == pytest.approx(float(big) ** 2, rel=1e-5)
     # one batch size only (no accumulation, one rank), or switched off: no probe
-    common = {"decay": 0.5, "batch_size": 8, "per_rank": 8, "device": torch.device("cpu")}
+    common = {"decay": 0.5, "max_batch_size": 8, "device": torch.device("cpu")}
     assert GradientProbe.for_run(model, None, enabled=True, micro_batch_size=8, **common) is None
     assert GradientProbe.for_run(model, None, enabled=False, micro_batch_size=4, **common) is None
 

@@ -97,13 +97,14 @@ def simulate_gns(
     """Run `sgd_steps` to the last of ``record_steps`` and feed cbs.train.gns.GNSTracker each step with
     |G_s|² (the first ``b_small`` samples' mean gradient, as a first micro-batch) and |G_b|² (the batch's)."""
     record_steps = np.asarray(record_steps, dtype=np.int64)
-    tracker = GNSTracker(b_small, batch, decay, torch.device("cpu"), replicas=n_seeds, dtype=torch.float64)
+    tracker = GNSTracker(decay, torch.device("cpu"), replicas=n_seeds, dtype=torch.float64)
     values, errors = [], []
     wanted = set(record_steps.tolist())
     for t, _, x, resid in sgd_steps(problem, batch, lr, int(record_steps.max()), n_seeds, seed):
         g_small = np.einsum("rbd,rb->rd", x[:, :b_small], resid[:, :b_small]) / b_small
         g_big = np.einsum("rbd,rb->rd", x, resid) / batch
-        tracker.update(torch.from_numpy((g_small**2).sum(1)), torch.from_numpy((g_big**2).sum(1)))
+        sq_small, sq_big = (torch.from_numpy((g**2).sum(1)) for g in (g_small, g_big))
+        tracker.update(sq_small, sq_big, b_small, batch)
         if t in wanted:
             grad_sq, trace = (v.numpy() for v in tracker.averages())
             ratio = trace.mean() / grad_sq.mean()

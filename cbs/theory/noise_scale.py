@@ -60,11 +60,11 @@ def noise_scale(
     grad_sq = exact.record_grad_sq[0]
     trace = expected_trace(problem, grad_sq, exact.record_risk[0])
     # the exact expected readings: E|G_B|² = |G|² + tr Σ / B through the same tracker
-    tracker = GNSTracker(b_small, batch, decay, torch.device("cpu"), dtype=torch.float64)
+    tracker = GNSTracker(decay, torch.device("cpu"), dtype=torch.float64)
     smoothed = []
     for t in range(1, n_steps + 1):
         g, tr = grad_sq[t - 1], trace[t - 1]
-        tracker.update(torch.tensor(g + tr / b_small), torch.tensor(g + tr / batch))
+        tracker.update(torch.tensor(g + tr / b_small), torch.tensor(g + tr / batch), b_small, batch)
         if t in steps:
             ema_grad_sq, ema_trace = tracker.averages()
             smoothed.append(float(ema_trace / ema_grad_sq))

@@ -41,33 +41,36 @@ class GNSTracker:
     """Bias-corrected EMAs of the two estimators and interval sums of |G_s|², |G_b|², kept on the device.
 
     ``update`` launches a few tiny kernels and never waits for the device; ``read`` (at evaluations, which
-    sync anyway) brings everything to the host once, averages over ranks, and starts a new interval. With
+    sync anyway) brings everything to the host once, averages over ranks, and starts a new interval. Each
+    step brings its own batch sizes (a batch schedule changes them); the columns report the latest. With
     ``replicas`` = n, every quantity is tracked for n independent runs at once (the theory testbed's seeds).
     """
 
     def __init__(
         self,
-        b_small: int,
-        b_big: int,
         decay: float,
         device: torch.device,
         *,
         replicas: int | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.b_small, self.b_big, self.decay = b_small, b_big, decay
+        self.decay = decay
         # [EMA |G|², EMA tr Σ, Σ|G_s|², Σ|G_b|², steps in the interval] (× replicas)
         shape = (5,) if replicas is None else (5, replicas)
         self.state = torch.zeros(shape, dtype=dtype, device=device)
         self.steps = 0  # optimizer steps seen (the EMA's bias correction is 1 − β^steps)
+        self.b_small: int | None = None  # the latest step's batch sizes
+        self.b_big: int | None = None
 
-    def update(self, sq_small: torch.Tensor, sq_big: torch.Tensor) -> None:
-        """Add one step's squared gradient norms (0-dim tensors on the device, or one value per replica)."""
-        estimates = torch.stack(unbiased_estimates(sq_small, sq_big, self.b_small, self.b_big))
+    def update(self, sq_small: torch.Tensor, sq_big: torch.Tensor, b_small: int, b_big: int) -> None:
+        """Add one step's squared gradient norms at batch sizes b_small < b_big (0-dim tensors on the
+        device, or one value per replica)."""
+        estimates = torch.stack(unbiased_estimates(sq_small, sq_big, b_small, b_big))
         self.state[:2].mul_(self.decay).add_(estimates.to(self.state.dtype), alpha=1.0 - self.decay)
         self.state[2:4].add_(torch.stack([sq_small, sq_big]).to(self.state.dtype))
         self.state[4].add_(1.0)
         self.steps += 1
+        self.b_small, self.b_big = b_small, b_big
 
     def averages(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The bias-corrected EMAs (|G|², tr Σ) on the device (per replica); NaN before the first step."""
@@ -102,11 +105,12 @@ class GNSTracker:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"state": self.state.cpu(), "steps": self.steps}
+        return {"state": self.state.cpu(), "steps": self.steps, "b_small": self.b_small, "b_big": self.b_big}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state.copy_(state["state"])
         self.steps = int(state["steps"])
+        self.b_small, self.b_big = state["b_small"], state["b_big"]
 
 
 COLUMNS = ("grad_sq_small", "grad_sq_big", "b_small", "b_big", "gns_trace", "gns_grad_sq", "b_simple")
@@ -119,19 +123,19 @@ class GradientProbe:
     after that backward, while the gradient holds it alone: one extra norm per step). Several ranks: G_s is
     each rank's accumulated gradient, read by a DDP communication hook just before the all-reduce (the
     ranks' EMAs are averaged at ``read``). G_b is the step's pre-clip gradient, whose norm the step computes
-    anyway.
+    anyway. A step with one batch size only (one rank, one micro-batch) is left out.
     """
 
     def __init__(
         self,
         params: list[torch.nn.Parameter],
         tracker: GNSTracker,
-        n_micro: int,
+        micro_batch_size: int,
         ddp: torch.nn.parallel.DistributedDataParallel | None,
     ) -> None:
-        self.params, self.tracker, self.n_micro = params, tracker, n_micro
-        self.parts: list[torch.Tensor] = []  # this step's pieces of |G_s|²
-        self.per_rank = ddp is not None
+        self.params, self.tracker, self.micro_batch_size = params, tracker, micro_batch_size
+        self.parts: list[torch.Tensor] = []  # this step's pieces of |G_s|² (per micro-batch: unscaled)
+        self.world = ddp.process_group.size() if ddp is not None else 1
         if ddp is not None:
             ddp.register_comm_hook(None, self._hook)
 
@@ -143,19 +147,16 @@ class GradientProbe:
         *,
         enabled: bool,
         decay: float,
-        batch_size: int,
-        per_rank: int,
+        max_batch_size: int,
         micro_batch_size: int,
         device: torch.device,
     ) -> GradientProbe | None:
-        """The probe of a run, or None when disabled or when a step sees one batch size only (one rank and
-        one micro-batch)."""
-        n_micro = per_rank // micro_batch_size
-        if not enabled or (ddp is None and n_micro < 2):
+        """The probe of a run, or None when disabled or when no step sees two batch sizes (one rank and
+        one micro-batch per step at the largest global batch ``max_batch_size``)."""
+        if not enabled or (ddp is None and max_batch_size <= micro_batch_size):
             return None
-        b_small = per_rank if ddp is not None else micro_batch_size
-        tracker = GNSTracker(b_small, batch_size, decay, device)
-        return cls([p for p in model.parameters() if p.requires_grad], tracker, n_micro, ddp)
+        tracker = GNSTracker(decay, device)
+        return cls([p for p in model.parameters() if p.requires_grad], tracker, micro_batch_size, ddp)
 
     def _hook(self, state, bucket):  # unannotated: DDP refuses the postponed (string) annotations
         self.parts.append(torch.linalg.vector_norm(bucket.buffer(), dtype=torch.float32).square())
@@ -163,18 +164,23 @@ class GradientProbe:
 
     def after_backward(self, *, first: bool) -> None:
         """Call after each micro-batch's backward: reads G_s after the first one (one rank)."""
-        if self.per_rank or not first:
+        if self.world > 1 or not first:
             return
         grads = [p.grad for p in self.params if p.grad is not None]
-        # the loss was divided by n_micro, so the gradient holds G_s / n_micro
-        norm = torch.nn.utils.get_total_norm(grads, foreach=True) * self.n_micro
-        self.parts.append(norm.float().square())
+        self.parts.append(torch.nn.utils.get_total_norm(grads, foreach=True).float().square())
 
-    def end_step(self, grad_norm: torch.Tensor) -> None:
-        """Call with the step's pre-clip gradient norm |G_b|, after the gradients are complete."""
+    def end_step(self, grad_norm: torch.Tensor, batch_size: int) -> None:
+        """Call with the step's pre-clip gradient norm |G_b| and global batch, once the gradients are
+        complete."""
         sq_small = torch.stack(self.parts).sum()
         self.parts.clear()
-        self.tracker.update(sq_small, grad_norm.float().square())
+        if self.world > 1:
+            b_small = batch_size // self.world
+        else:
+            b_small = self.micro_batch_size
+            sq_small = sq_small * (batch_size // b_small) ** 2  # the loss was divided by n_micro
+        if b_small < batch_size:
+            self.tracker.update(sq_small, grad_norm.float().square(), b_small, batch_size)
 
 
 def gns_columns(probe: GradientProbe | None, ranks: Ranks) -> dict[str, float | int | None]:
