@@ -151,6 +151,9 @@ def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, 
     first = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
     assert first.missing == [plan.trials[0].run_id] and first.ran == []
     assert first.retries == 1  # max_failures=1: one retry, then the trial is given up
+    # Tune's ResultGrid says why, in the error's own words (the data folder is gone)
+    assert set(first.errors) == {plan.trials[0].run_id}
+    assert "data" in first.errors[plan.trials[0].run_id].lower()
     assert (tmp_path / "results" / ".ray").is_dir()  # an incomplete grid keeps Ray's state and error files
     shutil.copytree(dataset, data)
     second = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     console.print("[bold]the whole store[/] (this and earlier invocations):")
     render(summary, console)
     console.print(invocation_line(outcome, summary, runs), highlight=False)
+    for run_id, error in sorted(outcome.errors.items()):
+        console.print(f"[red]trial {run_id} failed[/red]: {error}", highlight=False)
     if summary.missing or summary.waiting:
         console.print(
             f"[red]{len(summary.missing) + summary.waiting} grid points are not done[/red]: run the same command "

@@ -37,6 +37,9 @@ class SweepOutcome:
     missing: list[str] = field(default_factory=list)  # planned but not done (failed, or no target yet)
     no_target: list[str] = field(default_factory=list)  # cells whose reference runs gave no finite loss
     retries: int = 0  # failed trials Ray restarted from their last checkpoint
+    errors: dict[str, str] = field(
+        default_factory=dict
+    )  # run id -> the last error of a trial Tune gave up on
     healed: list[DamagedRun] = field(default_factory=list)  # damaged runs moved aside, to train again
 
 
@@ -169,12 +172,21 @@ def _run_phase(
             ],
         ),
     )
-    tuner.fit()
+    grid = tuner.fit()
     keep_event_files(store.root)
+    for result in grid:  # Tune's own record of a trial that errored (a crash can leave no row behind)
+        if result.error is not None:
+            outcome.errors[str(result.config["params"]["run_id"])] = _last_line(result.error)
     outcome.retries += progress.retries
     done = done_ids(store)
     outcome.ran += [t.run_id for t in todo if t.run_id in done]
     outcome.failed += [t.run_id for t in todo if t.run_id not in done]
+
+
+def _last_line(error: BaseException) -> str:
+    """The error's own last line (Ray wraps a trial's exception in a long traceback)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _trial_name(trial) -> str:
