@@ -111,6 +111,8 @@ def test_scheduled_run_follows_its_plan_and_resumes_bit_identically_mid_stage(co
     assert row["steps"] == 16 and row["tokens"] == 24 * 256
     c = _curve(ref)
     assert (c["tokens"] == [plan.tokens_after(s) for s in c["step"]]).all()
+    # the in-run GNS follows the stages: micro-batch 4 against each step's own global batch
+    assert (c["b_big"] == [plan.batch_at(s) for s in c["step"]]).all() and (c["b_small"] == 4).all()
     lr_after = c.loc[c["step"] > 8, "lr"]
     assert lr_after.tolist() == pytest.approx(
         [1e-2 * 2**0.5] * len(lr_after)

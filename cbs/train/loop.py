@@ -32,6 +32,7 @@ from cbs.train.device import autocast, deterministic_algorithms, device_name, pe
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
+from cbs.train.gns import GradientProbe, gns_columns
 from cbs.train.optimizers import build_optimizer
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
@@ -87,6 +88,15 @@ class Trainer:
             if self.ranks.world_size > 1
             else None
         )
+        self.gns = GradientProbe.for_run(
+            self.model,
+            self.ddp,
+            enabled=cfg.gns.enabled,
+            decay=cfg.gns.ema_decay,
+            max_batch_size=max(run.batches.batches),
+            micro_batch_size=run.micro_batch_size,
+            device=self.device,
+        )
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.schedule = LRSchedule(
@@ -127,6 +137,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "progress": dataclasses.asdict(progress),
             "rng": rng_state(),
+            **({"gns": self.gns.tracker.state_dict()} if self.gns is not None else {}),
         }
 
     def write_checkpoint(self, directory: Path | str) -> None:
@@ -143,6 +154,10 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
+        if (
+            self.gns is not None and "gns" in state
+        ):  # a checkpoint without it (GNS off, older cbs) restarts the EMA
+            self.gns.tracker.load_state_dict(state["gns"])
         self.session_start = time.perf_counter()
 
     def wall_time(self) -> float:
@@ -218,6 +233,8 @@ class Trainer:
                 with autocast(run.device, run.dtype):
                     loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
                 loss.backward()
+            if self.gns is not None:
+                self.gns.after_backward(first=i == 0)
             total += loss.detach()
         total = self.ranks.mean(total)
         if self.cfg.optim.grad_clip is not None:
@@ -227,6 +244,8 @@ class Trainer:
         else:
             grads = [q.grad for q in self.model.parameters() if q.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if self.gns is not None:
+            self.gns.end_step(norm, run.batches.batch_at(p.step))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ewa.update()
@@ -265,7 +284,7 @@ class Trainer:
             dict(self._evaluate(self.model)) if raw_due or last else dict.fromkeys(self.eval_windows)
         )
         train_loss = p.loss_sum / max(1, p.loss_count)
-        interval = self.interval_metrics()
+        interval = {**self.interval_metrics(), **gns_columns(self.gns, self.ranks)}
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
         p.interval_time_s, p.grad_norm_sum = 0.0, 0.0
         wall = self.wall_time()
