@@ -156,7 +156,7 @@ def run_cbs(args: argparse.Namespace) -> int:
         table = read_table(args.input)
     else:
         table = steps_to_target_table(
-            open_store(args.store, args.skip_damaged),
+            *open_store(args.store, args.skip_damaged).tables(),
             b_opt=args.b_opt,
             target=args.target,
             eval_set=args.eval_set,
