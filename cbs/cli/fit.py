@@ -306,13 +306,13 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
         raise FitError(f"--holdout {args.holdout} does not exist")
     from rich.console import Console
 
-    from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_loss_table
+    from cbs.fit.loss_to_loss_table import Columns, final_loss_table, fit_loss_to_loss_table
     from cbs.fit.tables import read_table, write_json
 
     table = (
         read_table(args.input)
         if args.input
-        else store_loss_table(open_store(args.store, args.skip_damaged), ewa=not args.raw_loss)
+        else final_loss_table(*open_store(args.store, args.skip_damaged).tables(), ewa=not args.raw_loss)
     )
     cols = Columns(args.group_col, args.n_col, args.d_col, args.x_group, args.x_col, args.y_group, args.y_col)
     analysis = fit_loss_to_loss_table(

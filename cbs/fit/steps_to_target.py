@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cbs.errors import FitError
+from cbs.fit.tables import require_run_tables
 from cbs.protocol import B_OPT
 from cbs.results.cell import CELL_KEYS, Cell, with_cells
 
@@ -123,13 +124,7 @@ def steps_to_target_table(
     first-evaluated loss of its runs) and the ends of the lr/β2/τ grid its runs tried (``lr_grid_min`` …
     ``ewa_tau_grid_max``).
     """
-    if not (isinstance(runs, pd.DataFrame) and isinstance(curves, pd.DataFrame)):
-        raise TypeError(
-            f"steps_to_target_table takes the runs and curves DataFrames, got {type(runs).__name__} and "
-            f"{type(curves).__name__}; pass *ResultsStore(path).tables()"
-        )
-    if runs.empty:
-        raise FitError("the results store has no runs; run a sweep first")
+    require_run_tables(runs, curves, "steps_to_target_table")
     runs = with_cells(runs)
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
