@@ -95,5 +95,6 @@ def cell_columns(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """A copy of a runs table with its CELL_KEYS columns set (``cell_columns``), ready to group by CELL_KEYS."""
+    """A copy of a runs table with its CELL_KEYS columns set (``cell_columns``), ready to group by CELL_KEYS; its
+    ``dataset`` column then holds the dataset's identity (fingerprint), no longer its path."""
     return runs.assign(**cell_columns(runs))
