@@ -71,7 +71,8 @@ def main() -> None:
     rows = []
     for b0, name, cfg in ((b, n, c) for b in FIRST_BATCHES for n, c in configs(b).items()):
         if cfg.run_id() not in done:
-            run_training(cfg, store=store)
+            trained = run_training(cfg, catch_failures=True)
+            store.write_run(trained.row, trained.curve)
         row = store.runs().set_index("run_id").loc[cfg.run_id()]
         run = resolve_config(cfg)
         rows.append(

@@ -41,7 +41,7 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved: the machine is shared
         for raw_every in (1, 8):
             cfg = TrainConfig.from_dict({**BASE, "eval": {**BASE["eval"], "raw_every": raw_every}})
-            row = run_training(cfg)
+            row = run_training(cfg).row
             run = resolve_config(cfg)
             windows = math.ceil(cfg.eval.eval_tokens / run.spec.seq_len)
             n_evals = len(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))

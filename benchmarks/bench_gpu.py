@@ -40,7 +40,7 @@ def bench(path: str, preset: str, compile_: bool, args: argparse.Namespace, devi
     mfu = format_mfu(model_flops_utilization(t.run, t.cbs))
     print(row(preset, compile_, 1, t.cbs, t.plain, t.ratio, mfu), flush=True)
     if device == "cuda" and torch.cuda.device_count() >= 2:
-        two = run_training(make_config(path, preset, BATCH, n_steps, device, compile_, workers=2))
+        two = run_training(make_config(path, preset, BATCH, n_steps, device, compile_, workers=2)).row
         ideal = 2 * t.plain
         tps = two["tokens_per_s"]
         print(row(preset, compile_, 2, tps, ideal, tps / ideal, format_mfu(two["mfu"])), flush=True)

@@ -32,7 +32,7 @@ FIT_COLUMNS = ["model", "data_tokens", "cbs", "cbs_lo", "cbs_hi", "s_min", "b_no
 
 
 def cbs_per_group(r: Replayed, n_boot: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = steps_to_target_table((r.runs, r.curves))
+    table = steps_to_target_table(r.runs, r.curves)
     fits = fit_cbs_table(table, n_boot=n_boot).to_frame()
     return table, fits[FIT_COLUMNS]
 

@@ -50,7 +50,7 @@ def main() -> None:
                     "parallel": {"workers": workers},
                 }
             )
-            row = run_training(cfg)
+            row = run_training(cfg).row
             base = base or row["tokens_per_s"]
             print(
                 f"  {workers} rank(s): {row['tokens_per_s']:>10,.0f} tokens/s  ({row['tokens_per_s'] / base:.2f}×)"

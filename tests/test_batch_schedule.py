@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_train_run import train_into
 
 from cbs.config import BatchStage, TrainConfig
 from cbs.errors import ConfigError
@@ -105,7 +106,7 @@ def test_scheduled_run_follows_its_plan_and_resumes_bit_identically_mid_stage(co
     schedule = [{"at_tokens": 0, "batch_size": 8}, {"at_tokens": 2048, "batch_size": 16}]
     cfg = _cfg(corpus, 24 * 256, batch_schedule=schedule, micro_batch_size=4)
     ref = ResultsStore(tmp_path / "ref")
-    row = run_training(cfg, store=ref)
+    row = train_into(ref, cfg)
     plan = resolve_config(cfg).batches
     assert plan.starts == (0, 8) and plan.steps == 8 + 8
     assert row["steps"] == 16 and row["tokens"] == 24 * 256
@@ -129,7 +130,7 @@ def test_scheduled_run_follows_its_plan_and_resumes_bit_identically_mid_stage(co
     with pytest.raises(Stop):
         run_training(cfg, on_eval=stop_inside_stage_two)
     resumed = ResultsStore(tmp_path / "resumed")
-    run_training(cfg, store=resumed, resume_from=tmp_path / "ckpt")
+    train_into(resumed, cfg, resume_from=tmp_path / "ckpt")
     pd.testing.assert_frame_equal(_curve(ref), _curve(resumed))
 
 

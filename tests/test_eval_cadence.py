@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_train_run import config, curve
+from test_train_run import config, curve, train_into
 
 from cbs.fit import steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.train import run_training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -24,8 +23,8 @@ def test_raw_every_keeps_the_ewa_curve_and_the_result(corpus, tmp_path, stop_at_
     over = {"target_loss": 4.6, "stop_at_target": stop_at_target}
     every = ResultsStore(tmp_path / "every")
     sparse = ResultsStore(tmp_path / "sparse")
-    row_every = run_training(config(corpus, steps=20, eval__raw_every=1, **over), store=every)
-    row_sparse = run_training(config(corpus, steps=20, eval__raw_every=3, **over), store=sparse)
+    row_every = train_into(every, config(corpus, steps=20, eval__raw_every=1, **over))
+    row_sparse = train_into(sparse, config(corpus, steps=20, eval__raw_every=3, **over))
     a, b = curve(every), curve(sparse)
     same = [c for c in a.columns if c not in ("eval_loss", "grad_norm")]
     pd.testing.assert_frame_equal(a[same], b[same])
@@ -46,6 +45,6 @@ def test_fits_read_the_ewa_loss_so_raw_cadence_does_not_move_steps_to_target(tmp
     masked = curves.copy()
     position = masked.groupby(["run_id", "eval_set"]).cumcount()
     masked.loc[position % 8 != 0, "eval_loss"] = np.nan
-    before = steps_to_target_table((runs, curves))
-    after = steps_to_target_table((runs, masked))
+    before = steps_to_target_table(runs, curves)
+    after = steps_to_target_table(runs, masked)
     pd.testing.assert_frame_equal(before, after)

@@ -12,6 +12,7 @@ import pytest
 from cbs.errors import FitError
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.fit.diagnostics import CODES, LINEAR_RATIO_RANGE
+from cbs.results import ResultsStore
 
 BATCHES = [8, 16, 32, 64, 128, 256, 512]
 B_OPT = 16
@@ -178,7 +179,7 @@ def test_committed_cpu_reproduction_fires_only_what_applies():
     """results/cpu-cbs: B_noise 8–33 ≫ b_opt = 1 and B* 3–8 inside 1–32 or 1–64; what fires is the lr grid
     edge (22 of the 62 per-batch optima, as the write-up says) and, at micro-37k D=125760, a doubling from
     b_opt costing 2/1.65 = 1.21× (above the 20% overhead)."""
-    analysis = fit_cbs_table(steps_to_target_table(CPU_STORE), n_boot=20)
+    analysis = fit_cbs_table(steps_to_target_table(*ResultsStore(CPU_STORE).tables()), n_boot=20)
     fired = {g.label: [w.code for w in g.warnings] for g in analysis.groups}
     assert all(set(codes) <= {"lr_edge", "b_opt_not_linear"} for codes in fired.values()), fired
     assert fired["micro-37k, D=125760"] == ["b_opt_not_linear", "lr_edge"]

@@ -18,7 +18,7 @@ from cbs.fit.hparams import (
     HparamColumns,
     fit_hparam_laws,
 )
-from cbs.fit.hparams_store import store_hparam_table
+from cbs.fit.hparams_store import run_hparam_table
 from cbs.results import ResultsStore
 
 COMPUTE = [1e17, 1e18, 1e19, 1e20, 1e21]
@@ -158,7 +158,7 @@ def test_store_runs_count_when_their_loss_at_d_is_a_d_token_runs(tmp_path):
     _store_run(store, "short", 2, "reached_target", 800, budget=4000)  # stopped before D: censored
     _store_run(store, "cosine", 1, "completed", 2000, schedule="cosine", budget=2000)  # decays to 2D, not D
     _store_run(store, "exact", 30, "completed", 800, budget=1000)  # 300-token steps: ends within a step of D
-    t = store_hparam_table(store.root).set_index("run_id")
+    t = run_hparam_table(*store.tables()).set_index("run_id")
     d_loss = np.interp(np.log(1000), np.log([800, 1250]), [9.2, 8.75])
     assert t.loc["past", "loss"] == pytest.approx(d_loss)
     assert np.isnan(t.loc["short", "loss"]) and "censored" in t.loc["short", "loss_note"]

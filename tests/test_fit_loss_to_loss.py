@@ -13,7 +13,7 @@ import pytest
 from cbs.cli import main
 from cbs.errors import FitError
 from cbs.fit import fit_loss_to_loss
-from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_loss_table
+from cbs.fit.loss_to_loss_table import Columns, final_loss_table, fit_loss_to_loss_table
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law, refit_weighted
 from cbs.results import ResultsStore
 
@@ -201,7 +201,7 @@ def l2l_store(tmp_path) -> ResultsStore:
 
 
 def test_loss_to_loss_from_a_results_store(l2l_store):
-    table = store_loss_table(l2l_store.root)
+    table = final_loss_table(*l2l_store.tables())
     assert set(table.columns) >= {"dataset", "n_params", "data_tokens", "val_a", "val_b"}
     cols = Columns("dataset", "n_params", "data_tokens", "a", "val_a", "b", "val_a")
     fit = fit_loss_to_loss_table(table, cols, E_x=E_X, E_y=E_Y, n_boot=20).fit

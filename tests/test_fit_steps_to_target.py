@@ -57,7 +57,7 @@ def test_first_crossing_interpolates_between_evaluations():
 
 
 def test_table_from_store(store):
-    table = steps_to_target_table(store, b_opt=256)
+    table = steps_to_target_table(*store.tables(), b_opt=256)
     tiny = table[table["model"] == "tiny"].set_index("batch_size")
     assert (tiny["target_loss"] == 2.0).all()
     assert tiny.loc[128, "steps_to_target"] == pytest.approx(560.0)
@@ -70,29 +70,29 @@ def test_table_from_store(store):
     assert (small["data_tokens"] == 5 * 10**7).all()  # token_budget stands in for a null data_tokens
     assert (small["target_loss"] == 1.5).all()  # the runs' shared target_loss, not the B_opt rule
     assert small.loc[64, "steps_to_target"] == pytest.approx(60.0)  # 40 + 0.5/1.0·40
-    # the same from the two tables directly, and from the store's path
-    pd.testing.assert_frame_equal(steps_to_target_table((store.runs(), store.curves())), table)
-    pd.testing.assert_frame_equal(steps_to_target_table(str(store.root)), table)
+    # the fit takes tables, never a store or a path: a path is a TypeError that names the adapter
+    with pytest.raises(TypeError, match=r"ResultsStore\(path\)\.tables\(\)"):
+        steps_to_target_table(str(store.root), store.curves())
 
 
 def test_explicit_targets_and_eval_set(store):
-    table = steps_to_target_table(store, target=2.5)
+    table = steps_to_target_table(*store.tables(), target=2.5)
     assert table.set_index(["model", "batch_size"]).loc[("tiny", 256), "steps_to_target"] == pytest.approx(
         100 + 0.3 / 0.6 * 100  # b256b: 2.8 → 2.2 crosses 2.5 first
     )
-    other = steps_to_target_table(store, target=2.5, eval_set="other")
+    other = steps_to_target_table(*store.tables(), target=2.5, eval_set="other")
     assert (other["steps_to_target"] == 0.0).all()
 
 
 def test_b_opt_rule_needs_a_b_opt_run(store):
     with pytest.raises(FitError, match="no evaluated run at B_opt=512"):
-        steps_to_target_table(store, b_opt=512, target="b-opt")  # group "small" has no 512 run
+        steps_to_target_table(*store.tables(), b_opt=512, target="b-opt")  # group "small" has no 512 run
 
 
 def test_empty_store_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FitError, match="no runs"):
-        steps_to_target_table(ResultsStore(tmp_path / "empty"))
+        steps_to_target_table(*ResultsStore(tmp_path / "empty").tables())
 
 
 def test_reference_batch_comes_from_the_runs_unless_given(tmp_path):
@@ -100,9 +100,9 @@ def test_reference_batch_comes_from_the_runs_unless_given(tmp_path):
     st = ResultsStore(tmp_path / "results")
     for batch, loss_at_end in ((64, 2.0), (128, 1.8), (256, 1.9)):
         _run(st, f"r{batch}", batch, 1e-3, [0, 100, 200], [4.0, 3.0, loss_at_end], reference=128)
-    recorded = steps_to_target_table(st)
+    recorded = steps_to_target_table(*st.tables())
     assert (recorded["b_opt"] == 128).all() and (recorded["target_loss"] == 1.8).all()
-    given = steps_to_target_table(st, b_opt=256)
+    given = steps_to_target_table(*st.tables(), b_opt=256)
     assert (given["b_opt"] == 256).all() and (given["target_loss"] == 1.9).all()
 
 
@@ -111,7 +111,7 @@ def test_table_keeps_what_the_diagnostics_need(store):
     diagnostics flag the lr on the edge (B = 512: 2e-3 of {1e-3, 2e-3}; B = 256: 1e-3 sets the target)."""
     from cbs.fit import diagnose_group
 
-    table = steps_to_target_table(store, b_opt=256).query("model == 'tiny'")
+    table = steps_to_target_table(*store.tables(), b_opt=256).query("model == 'tiny'")
     tiny = table.set_index("batch_size")
     assert tiny.loc[512, ["lr_grid_min", "lr_grid_max"]].tolist() == [1e-3, 2e-3]
     assert tiny.loc[128, "lr_grid_min"] == tiny.loc[128, "lr_grid_max"] == 1e-3

@@ -133,7 +133,7 @@ def test_synthetic_store_steps_follow_the_hyperbola(tmp_path):
 
     groups = GROUPS[:1]
     store = write_store(tmp_path, groups=groups, batches=(64, 256, 1024))
-    table = steps_to_target_table(store)
+    table = steps_to_target_table(*store.tables())
     n, d = groups[0]
     a, b = true_params(n, d)
     expected = [round(a + b / batch) for batch in (64, 256, 1024)]

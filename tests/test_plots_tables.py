@@ -103,7 +103,7 @@ def test_loss_to_loss_refuses_an_unknown_group(sweep_subset):
 
 def test_cbs_scaling_from_fit_json(tmp_path):
     store = write_store(tmp_path / "store")
-    analysis = fit_cbs_table(steps_to_target_table(store), n_boot=30)
+    analysis = fit_cbs_table(steps_to_target_table(*store.tables()), n_boot=30)
     path = tmp_path / "fit.json"
     write_json(path, analysis.to_dict())
     fig, reasons = cbs_scaling_from_json(path, n_boot=30)

@@ -83,11 +83,11 @@ def synthetic_store(
 @pytest.mark.parametrize("seed", range(40))
 def test_pruned_replay_gives_the_same_steps_table(seed):
     runs, curves = synthetic_store(seed)
-    base = steps_to_target_table((runs, curves))
+    base = steps_to_target_table(runs, curves)
     for level in ("prune", "batch_range"):
         r = replay(runs, curves, level)
         assert r.tokens <= replay(runs, curves, "target").tokens
-        pd.testing.assert_frame_equal(steps_to_target_table((r.runs, r.curves))[UNCHANGED], base[UNCHANGED])
+        pd.testing.assert_frame_equal(steps_to_target_table(r.runs, r.curves)[UNCHANGED], base[UNCHANGED])
 
 
 def test_replay_prunes_and_skips_on_a_sample_grid():
@@ -100,10 +100,10 @@ def test_replay_prunes_and_skips_on_a_sample_grid():
 
 def test_pruned_replay_gives_the_same_cbs_fit():
     runs, curves = synthetic_store(3)
-    base = fit_cbs_table(steps_to_target_table((runs, curves)), n_boot=50).to_frame()
+    base = fit_cbs_table(steps_to_target_table(runs, curves), n_boot=50).to_frame()
     r = replay(runs, curves, "batch_range")
     pd.testing.assert_frame_equal(
-        fit_cbs_table(steps_to_target_table((r.runs, r.curves)), n_boot=50).to_frame(), base
+        fit_cbs_table(steps_to_target_table(r.runs, r.curves), n_boot=50).to_frame(), base
     )
 
 
@@ -167,7 +167,7 @@ def test_stopper_seeds_from_the_store(tmp_path):
     board = Board(tmp_path / ".prune")
     board.reset()
     PruneStopper(board, arms).seed(targeted, curves)
-    table = steps_to_target_table((runs, curves)).set_index("batch_size")
+    table = steps_to_target_table(runs, curves).set_index("batch_size")
     for b in targeted.batch_size.unique():
         bound = board.bound(f"c-B{b}")
         expected = table.loc[b, "steps_to_target"]
@@ -193,17 +193,16 @@ def test_summary_reports_tokens_saved_by_pruning(capsys):
 
 
 def test_a_run_stopped_by_its_guard_is_stored_with_its_curve_and_reason(corpus, tmp_path, one_thread):
-    from test_train_run import config
+    from test_train_run import config, train_into
 
     from cbs.results import ResultsStore
-    from cbs.train import run_training
 
     def prune_after_step_4(metrics, write_checkpoint):
         if metrics["step"] >= 4:
             raise RunStopped("pruned", "pruned at step 4: test")
 
     store = ResultsStore(tmp_path)
-    row = run_training(config(corpus), store=store, on_eval=prune_after_step_4)
+    row = train_into(store, config(corpus), on_eval=prune_after_step_4)
     stored = store.runs().iloc[0]
     assert (stored.status, stored.stop_reason) == ("pruned", "pruned at step 4: test") and pd.isna(
         stored.error

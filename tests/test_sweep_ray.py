@@ -21,6 +21,7 @@ import torch
 import yaml
 from rich.console import Console
 from test_sweep_spec import make_dataset, spec_dict
+from test_train_run import train_into
 
 from cbs.cli import main
 from cbs.config import ParallelConfig
@@ -28,7 +29,6 @@ from cbs.errors import ConfigError
 from cbs.results import ResultsStore
 from cbs.sweep import Resources, parse_spec, plan_sweep, run_sweep
 from cbs.sweep.cluster import check_resources, ray_session
-from cbs.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # Ray startup and real (tiny) training runs: about a minute for the file
@@ -197,7 +197,7 @@ def test_two_worker_trial_gives_the_one_process_run(ray_cluster, dataset, tmp_pa
     outcome = run_sweep(plan, tmp_path / "two", console=Console(quiet=True))
     assert outcome.ran == [plan.trials[0].run_id] and not outcome.missing
     one = ResultsStore(tmp_path / "one")
-    run_training(dataclasses.replace(plan.trials[0].config, parallel=ParallelConfig()), store=one)
+    train_into(one, dataclasses.replace(plan.trials[0].config, parallel=ParallelConfig()))
     two = ResultsStore(tmp_path / "two")
     assert two.runs().run_id.tolist() == one.runs().run_id.tolist()
     losses = ["train_loss", "eval_loss", "ewa_eval_loss"]
@@ -264,7 +264,7 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the 1-CPU Ray worker
     try:
-        run_training(trials[run_id].config, store=reference)
+        train_into(reference, trials[run_id].config)
     finally:
         torch.set_num_threads(threads)
     resumed, whole = curves[curves.run_id == run_id], reference.curves()

@@ -117,7 +117,7 @@ def test_report_and_store_agree(study: tuple[dict, ResultsStore], tmp_path: Path
             assert curve.step[curve.ewa_eval_loss <= run.target_loss].min() == run.steps_to_target
             assert (curve.tokens == curve.step * run.batch_size).all()
     assert (runs.reference_batch_size == report["b_ref"]).all()
-    table = steps_to_target_table(store)  # B_ref read from the runs, as `cbs fit cbs` does
+    table = steps_to_target_table(*store.tables())  # B_ref read from the runs, as `cbs fit cbs` does
     for row in rows:
         cell = table[(table.n_params == row["dim"]) & (table.data_tokens == row["data_size"])].dropna(
             subset=["steps_to_target"]

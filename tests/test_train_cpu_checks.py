@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train_run import train_into
 
 from cbs.config import TrainConfig
 from cbs.results import ResultsStore
-from cbs.train import run_training
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,7 +32,7 @@ def losses(corpus: str, tmp_path, name: str, on_eval=None, **over) -> pd.DataFra
         }
     )
     store = ResultsStore(tmp_path / name)
-    assert run_training(cfg, store=store, on_eval=on_eval)["status"] == "completed"
+    assert train_into(store, cfg, on_eval=on_eval)["status"] == "completed"
     return store.curves().sort_values(["step", "eval_set"]).reset_index(drop=True)[["step", *LOSSES]]
 
 

@@ -7,12 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_train_run import config, curve
+from test_train_run import config, curve, train_into
 
 from cbs.config import TrainConfig
 from cbs.errors import ConfigError
 from cbs.results import ResultsStore
-from cbs.train import run_training
 from cbs.train.distributed import Ranks
 from cbs.train.gns import COLUMNS, GNSTracker, GradientProbe, unbiased_estimates
 
@@ -103,8 +102,8 @@ def test_probe_reads_the_first_micro_batch_gradient():
 def test_runs_with_micro_batches_record_the_noise_scale(corpus, tmp_path):
     on, off = ResultsStore(tmp_path / "on"), ResultsStore(tmp_path / "off")
     seen = []
-    run_training(config(corpus, micro_batch_size=2), store=on, on_eval=lambda m, _: seen.append(m))
-    run_training(config(corpus, micro_batch_size=2, gns={"enabled": False}), store=off)
+    train_into(on, config(corpus, micro_batch_size=2), on_eval=lambda m, _: seen.append(m))
+    train_into(off, config(corpus, micro_batch_size=2, gns={"enabled": False}))
     c = on.curves()
     assert (c.b_small == 2).all() and (c.b_big == 8).all()
     assert np.isfinite(c[["grad_sq_small", "grad_sq_big", "gns_trace", "gns_grad_sq"]]).all().all()

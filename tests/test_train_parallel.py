@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_train_run import config as run_config
-from test_train_run import curve
+from test_train_run import curve, train_into
 
 from cbs.cli import main
 from cbs.config import TrainConfig
@@ -51,7 +51,7 @@ def test_ranks_shard_global_batches_in_order():
 @pytest.mark.slow
 def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
     one = ResultsStore(tmp_path / "one")
-    row1 = run_training(config(corpus), store=one)
+    row1 = train_into(one, config(corpus))
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config(corpus).to_dict()))
     args = [
@@ -97,7 +97,7 @@ def test_killed_two_rank_run_resumes_from_its_checkpoint(corpus, tmp_path):
     uninterrupted curve) and on 1 process (within RTOL)."""
     cfg = config(corpus)
     ref = ResultsStore(tmp_path / "ref")
-    run_training(config(corpus, parallel={"workers": 2}), store=ref)
+    train_into(ref, config(corpus, parallel={"workers": 2}))
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     ckpt = tmp_path / "ckpt" / "state.pt"
@@ -126,8 +126,8 @@ def test_killed_two_rank_run_resumes_from_its_checkpoint(corpus, tmp_path):
         time.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)  # no orphaned rank keeps training
     two, one = ResultsStore(tmp_path / "two"), ResultsStore(tmp_path / "one")
-    run_training(config(corpus, parallel={"workers": 2}), store=two, resume_from=ckpt.parent)
-    run_training(cfg, store=one, resume_from=ckpt.parent)
+    train_into(two, config(corpus, parallel={"workers": 2}), resume_from=ckpt.parent)
+    train_into(one, cfg, resume_from=ckpt.parent)
     pd.testing.assert_frame_equal(curve(ref), curve(two))  # same ranks, same reduction order: exact
     np.testing.assert_allclose(curve(ref)[LOSSES], curve(one)[LOSSES], rtol=RTOL)
 
@@ -170,7 +170,7 @@ def test_a_failing_two_rank_run_is_stored_with_a_store_and_raised_without(corpus
     with pytest.raises(RuntimeError, match="boom"):
         run_training(cfg, on_eval=boom)
     store = ResultsStore(tmp_path)
-    row = run_training(cfg, store=store, on_eval=boom)
+    row = train_into(store, cfg, on_eval=boom)
     assert row["status"] == "failed" and "boom" in row["error"]
     assert store.runs().status.tolist() == ["failed"]
     with pytest.raises(RuntimeError, match="rank [01] of 2 failed: .*no checkpoint at"):  # every rank fails

@@ -45,6 +45,13 @@ def config(corpus: str, steps: int = 12, **over) -> TrainConfig:
     return TrainConfig.from_dict(base)
 
 
+def train_into(store: ResultsStore, cfg: TrainConfig, **kwargs: object) -> dict:
+    """Train, then store the row and curve (failures included), as `cbs train --store` and a sweep trial do."""
+    trained = run_training(cfg, catch_failures=True, **kwargs)
+    store.write_run(trained.row, trained.curve)
+    return trained.row
+
+
 def curve(store: ResultsStore) -> pd.DataFrame:
     """The curve without its timings (wall time, tokens/s, MFU, peak memory), which differ run to run."""
     timings = ["wall_time_s", "tokens_per_s", "mfu", "peak_memory_bytes"]
@@ -133,8 +140,8 @@ def test_run_row_curve_and_determinism(corpus, tmp_path):
         corpus, data={"path": corpus, "eval_sets": [{"name": "val"}, {"name": "other", "path": str(other)}]}
     )
     a, b = ResultsStore(tmp_path / "a"), ResultsStore(tmp_path / "b")
-    row = run_training(cfg, store=a)
-    run_training(cfg, store=b)
+    row = train_into(a, cfg)
+    train_into(b, cfg)
     assert set(row) == set(RUNS_SCHEMA.names)
     assert row["status"] == "completed" and row["steps"] == 12 and row["tokens"] == 12 * 256
     assert row["eval_sets"] == ["val", "other"] and row["mfu"] is None and row["tokens_per_s"] > 0
@@ -150,8 +157,8 @@ def test_run_row_curve_and_determinism(corpus, tmp_path):
 
 def test_micro_batches_do_not_change_the_result(corpus, tmp_path):
     whole, split = ResultsStore(tmp_path / "w"), ResultsStore(tmp_path / "s")
-    run_training(config(corpus), store=whole)
-    run_training(config(corpus, micro_batch_size=2), store=split)
+    train_into(whole, config(corpus))
+    train_into(split, config(corpus, micro_batch_size=2))
     a, b = curve(whole), curve(split)
     np.testing.assert_allclose(
         a[["train_loss", "eval_loss", "ewa_eval_loss"]],
@@ -161,25 +168,25 @@ def test_micro_batches_do_not_change_the_result(corpus, tmp_path):
 
 
 def test_stop_at_target(corpus, tmp_path):
-    full = run_training(config(corpus, steps=20), store=ResultsStore(tmp_path / "full"))
+    full = train_into(ResultsStore(tmp_path / "full"), config(corpus, steps=20))
     c = curve(ResultsStore(tmp_path / "full"))
     c = c[c.eval_set == "val"]
     target = float(c.ewa_eval_loss.iloc[len(c) // 2])
     first_hit = int(c[c.ewa_eval_loss <= target].step.min())
     assert first_hit < full["steps"]
     seen = []
-    row = run_training(config(corpus, steps=20, target_loss=target), on_eval=lambda m, _: seen.append(m))
+    row = run_training(config(corpus, steps=20, target_loss=target), on_eval=lambda m, _: seen.append(m)).row
     assert row["status"] == "reached_target" and row["steps_to_target"] == row["steps"] == first_hit
     assert seen[-1]["done"] and seen[-1]["status_so_far"] == "reached_target"
     assert all(m["status_so_far"] == "running" for m in seen[:-1])
-    row = run_training(config(corpus, steps=20, target_loss=target, stop_at_target=False))
+    row = run_training(config(corpus, steps=20, target_loss=target, stop_at_target=False)).row
     assert row["status"] == "completed" and row["steps_to_target"] == first_hit and row["steps"] == 20
 
 
 def test_divergence_is_a_result(corpus, tmp_path):
     store = ResultsStore(tmp_path)
-    row = run_training(
-        config(corpus, steps=40, optim={"lr": 50.0, "warmup_steps": 0, "grad_clip": None}), store=store
+    row = train_into(
+        store, config(corpus, steps=40, optim={"lr": 50.0, "warmup_steps": 0, "grad_clip": None})
     )
     assert row["status"] == "diverged" and row["steps"] < 40
     assert store.runs().status.tolist() == ["diverged"]
@@ -190,8 +197,8 @@ def test_divergence_is_caught_between_checks(corpus, tmp_path):
     caught, at most every − 1 steps late, and stored like any diverged run."""
     cfg = config(corpus, steps=40, optim={"lr": 50.0, "warmup_steps": 0, "grad_clip": None})
     each, every16 = ResultsStore(tmp_path / "1"), ResultsStore(tmp_path / "16")
-    first = run_training(dataclasses.replace(cfg, divergence_check_every=1), store=each)
-    late = run_training(dataclasses.replace(cfg, divergence_check_every=16), store=every16)
+    first = train_into(each, dataclasses.replace(cfg, divergence_check_every=1))
+    late = train_into(every16, dataclasses.replace(cfg, divergence_check_every=16))
     assert first["status"] == late["status"] == "diverged"
     assert first["steps"] <= late["steps"] < min(40, first["steps"] + 16)
     assert late["final_train_loss"] == first["final_train_loss"]  # the diverging step's loss, found late
@@ -201,9 +208,9 @@ def test_divergence_is_caught_between_checks(corpus, tmp_path):
 def test_curve_has_interval_speed_and_health(corpus, tmp_path):
     store = ResultsStore(tmp_path)
     seen = []
-    run_training(
+    train_into(
+        store,
         config(corpus, optim={"lr": 1e-2, "warmup_steps": 3, "grad_clip": 1.0}),
-        store=store,
         on_eval=lambda m, _: seen.append(m),
     )
     c = store.curves()
@@ -212,21 +219,24 @@ def test_curve_has_interval_speed_and_health(corpus, tmp_path):
     assert all(m["tokens_per_s"] > 0 and m["grad_norm"] > 0 and m["mfu"] is None for m in seen)
 
 
-def test_failure_is_stored_with_a_store_and_raised_without(corpus, tmp_path):
+def test_failure_is_returned_to_store_with_catch_failures_and_raised_without(corpus, tmp_path):
     def boom(metrics, write_checkpoint):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         run_training(config(corpus), on_eval=boom)
-    row = run_training(config(corpus), store=ResultsStore(tmp_path), on_eval=boom)
-    assert row["status"] == "failed" and "boom" in row["error"] and row["steps"] == 1
+    failed = run_training(config(corpus), catch_failures=True, on_eval=boom)
+    assert failed.row["status"] == "failed" and "boom" in failed.row["error"] and failed.row["steps"] == 1
+    assert not any(tmp_path.iterdir())  # training writes no store: the caller stores what it returns
+    ResultsStore(tmp_path).write_run(failed.row, failed.curve)
+    assert ResultsStore(tmp_path).runs().status.tolist() == ["failed"]
 
 
 def test_resume_from_checkpoint_gives_the_same_curve(corpus, tmp_path):
     """In micro-batches of 4, so the in-run GNS (its EMA state checkpointed) is resumed exactly too."""
     cfg = config(corpus, steps=20, micro_batch_size=4)
     ref = ResultsStore(tmp_path / "ref")
-    ref_row = run_training(cfg, store=ref)
+    ref_row = train_into(ref, cfg)
 
     class Stop(Exception):
         pass
@@ -239,7 +249,7 @@ def test_resume_from_checkpoint_gives_the_same_curve(corpus, tmp_path):
     with pytest.raises(Stop):
         run_training(cfg, on_eval=stop_after_step_8)
     resumed = ResultsStore(tmp_path / "resumed")
-    row = run_training(cfg, store=resumed, resume_from=tmp_path / "ckpt")
+    row = train_into(resumed, cfg, resume_from=tmp_path / "ckpt")
     pd.testing.assert_frame_equal(curve(ref), curve(resumed))
     assert curve(resumed).b_simple.notna().any()
     assert row["status"] == ref_row["status"] and row["final_ewa_eval_loss"] == ref_row["final_ewa_eval_loss"]
@@ -264,7 +274,7 @@ def test_tiny_model_learns_well_below_the_unigram_entropy(corpus):
         optim={"lr": 1e-2, "warmup_steps": 30},
         eval={"eval_tokens": 8192, "n_log": 4, "n_dense": 2},
     )
-    row = run_training(cfg)
+    row = run_training(cfg).row
     assert row["status"] == "completed"
     assert row["final_eval_loss"] < unigram_entropy - 0.7, (row["final_eval_loss"], unigram_entropy)
     assert row["final_ewa_eval_loss"] < unigram_entropy - 0.7
@@ -324,7 +334,7 @@ def test_example_config_loads():
 
 
 def test_bf16_autocast_path_on_cpu(corpus):
-    row = run_training(config(corpus, steps=4, dtype="bf16"))
+    row = run_training(config(corpus, steps=4, dtype="bf16")).row
     assert row["status"] == "completed" and row["dtype"] == "bf16" and math.isfinite(row["final_eval_loss"])
 
 
@@ -334,6 +344,6 @@ def test_bf16_autocast_path_on_cpu(corpus):
 )
 @pytest.mark.parametrize("compile_", [False, True])
 def test_cuda_run(corpus, compile_):
-    row = run_training(config(corpus, steps=12, device="cuda", compile=compile_))
+    row = run_training(config(corpus, steps=12, device="cuda", compile=compile_)).row
     assert row["status"] == "completed" and row["dtype"] == "bf16" and row["device"] != "cpu"
     assert row["tokens_per_s"] > 0 and math.isfinite(row["final_ewa_eval_loss"])

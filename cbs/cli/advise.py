@@ -78,7 +78,7 @@ def _fit_dict(source: Path) -> tuple[dict, int | None, str]:
     seq = store.runs()["seq_len"].dropna().unique()
     if len(seq) > 1:
         raise FitError(f"the store {source} mixes sequence lengths {sorted(seq)}; fit one length at a time")
-    analysis = fit_cbs_table(steps_to_target_table(store))
+    analysis = fit_cbs_table(steps_to_target_table(*store.tables()))
     return analysis.to_dict(), int(seq[0]) if len(seq) else None, f"store {source}"
 
 

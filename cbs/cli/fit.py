@@ -141,7 +141,7 @@ def run_cbs(args: argparse.Namespace) -> int:
         table = read_table(args.input)
     else:
         table = steps_to_target_table(
-            open_store(args.store, args.skip_damaged),
+            *open_store(args.store, args.skip_damaged).tables(),
             b_opt=args.b_opt,
             target=args.target,
             eval_set=args.eval_set,
@@ -193,13 +193,13 @@ def run_loss_to_loss(args: argparse.Namespace) -> int:
     _one_source(args)
     if args.holdout is not None and not args.holdout.is_file():
         raise FitError(f"--holdout {args.holdout} does not exist")
-    from cbs.fit.loss_to_loss_table import Columns, fit_loss_to_loss_table, store_loss_table
+    from cbs.fit.loss_to_loss_table import Columns, final_loss_table, fit_loss_to_loss_table
     from cbs.fit.tables import read_table, write_json
 
     table = (
         read_table(args.input)
         if args.input
-        else store_loss_table(open_store(args.store, args.skip_damaged), ewa=not args.raw_loss)
+        else final_loss_table(*open_store(args.store, args.skip_damaged).tables(), ewa=not args.raw_loss)
     )
     cols = Columns(args.group_col, args.n_col, args.d_col, args.x_group, args.x_col, args.y_group, args.y_col)
     analysis = fit_loss_to_loss_table(

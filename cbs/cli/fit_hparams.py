@@ -52,7 +52,7 @@ def run_hparams(args: argparse.Namespace) -> int:
 
     from cbs.atomic import write_text_atomic
     from cbs.fit.hparams import HparamColumns, fit_hparam_laws
-    from cbs.fit.hparams_store import store_hparam_table
+    from cbs.fit.hparams_store import run_hparam_table
     from cbs.fit.tables import read_table, write_csv, write_json
 
     if args.store is None and (args.eval_set or args.runs_csv):
@@ -68,7 +68,7 @@ def run_hparams(args: argparse.Namespace) -> int:
     if args.input is not None:
         table = read_table(args.input)
     else:
-        table = store_hparam_table(open_store(args.store, args.skip_damaged), eval_set=args.eval_set)
+        table = run_hparam_table(*open_store(args.store, args.skip_damaged).tables(), eval_set=args.eval_set)
         if args.runs_csv:
             write_csv(args.runs_csv, table)
     analysis = fit_hparam_laws(table, cols, band=args.band, n_boot=args.n_boot, seed=args.seed)

@@ -94,7 +94,10 @@ def run_train(args: argparse.Namespace) -> int:
             write_checkpoint(args.checkpoint)
 
     store = ResultsStore(args.results) if args.results else None
-    row = run_training(cfg, store=store, resume_from=args.resume, on_eval=on_eval)
+    trained = run_training(cfg, catch_failures=store is not None, resume_from=args.resume, on_eval=on_eval)
+    if store is not None and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 stores
+        store.write_run(trained.row, trained.curve)
+    row = trained.row
     table = Table(title=f"run {row['run_id']}", show_header=False)
     for key in (
         "status",

@@ -9,7 +9,7 @@ from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
 from cbs.fit.critical_batch import AlphaVariant, CbsFit, fit_cbs
 from cbs.fit.diagnostics import FitWarning, diagnose_group
 from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
-from cbs.fit.loss_to_loss_table import Columns, LossToLossAnalysis, fit_loss_to_loss_table, store_loss_table
+from cbs.fit.loss_to_loss_table import Columns, LossToLossAnalysis, final_loss_table, fit_loss_to_loss_table
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
 from cbs.fit.result import FitResult, SolverDiagnostics
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
@@ -30,6 +30,7 @@ __all__ = [
     "ScalingLawFit",
     "SolverDiagnostics",
     "diagnose_group",
+    "final_loss_table",
     "first_crossing",
     "fit_cbs",
     "fit_cbs_table",
@@ -39,5 +40,4 @@ __all__ = [
     "fit_power_law",
     "fit_scaling_law",
     "steps_to_target_table",
-    "store_loss_table",
 ]

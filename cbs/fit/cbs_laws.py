@@ -1,6 +1,7 @@
 """Per-group CBS fits from a steps-to-target table, and the scaling laws of the CBS across groups.
 
-Groups are (model, n_params, data_tokens). Laws: B* vs N (N in millions of non-embedding parameters),
+Groups are cells (cbs.results.cell: model, n_params, data_tokens, dataset, optimizer; a table without the
+dataset or optimizer column is one dataset, AdamW). Laws: B* vs N (N in millions of non-embedding parameters),
 B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its variable takes ≥ 3 distinct values
 (the joint law: both vary and are not collinear); an absent law says why in ``laws_absent``.
 """
@@ -22,6 +23,7 @@ from cbs.fit.result import SolverDiagnostics, fmt, number, warnings_from
 from cbs.fit.steps_to_target import HYPERPARAMETERS, reference_batch
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
 from cbs.protocol import CBS_OVERHEAD
+from cbs.results.cell import CELL_KEYS, DEFAULT_OPTIMIZER
 
 UNITS = {
     "n_params": "millions of non-embedding parameters",
@@ -37,12 +39,14 @@ MIN_DISTINCT = 3
 
 @dataclass(frozen=True)
 class CbsGroup:
-    """The CBS fit of one (model, data budget) group, or why it has none."""
+    """The CBS fit of one group (a cell: model, N, D, dataset, optimizer), or why it has none."""
 
     model: str
     n_params: float
     data_tokens: float
     fit: CbsFit | None
+    dataset: str = ""  # the dataset's fingerprint ("" where the table does not say)
+    optimizer: str = DEFAULT_OPTIMIZER
     error: str | None = None
     unreached_batch_sizes: list[float] = field(default_factory=list)
     target_loss: float | None = None
@@ -83,6 +87,8 @@ class CbsGroup:
             "n_params": self.n_params,
             "n_params_millions": self.n_params / 1e6,
             "data_tokens": self.data_tokens,
+            "dataset": self.dataset,
+            "optimizer": self.optimizer,
             "target_loss": self.target_loss,
             "unreached_batch_sizes": self.unreached_batch_sizes,
             "error": self.error,
@@ -105,6 +111,8 @@ class CbsGroup:
             unreached_batch_sizes=[float(b) for b in data.get("unreached_batch_sizes", [])],
             target_loss=None if target is None else float(target),
             warnings=warnings_from(data.get("warnings")),
+            dataset=str(data.get("dataset", "")),
+            optimizer=str(data.get("optimizer", DEFAULT_OPTIMIZER)),
         )
 
 
@@ -311,6 +319,8 @@ class CbsAnalysis:
                     "model": g.model,
                     "n_params_millions": g.n_params / 1e6,
                     "data_tokens": g.data_tokens,
+                    "dataset": g.dataset,
+                    "optimizer": g.optimizer,
                     "cbs": f.cbs if f else np.nan,
                     "cbs_lo": f.cbs_ci[0] if f else np.nan,
                     "cbs_hi": f.cbs_ci[1] if f else np.nan,
@@ -330,7 +340,7 @@ class CbsAnalysis:
 def _fit_group(
     key: tuple, grp: pd.DataFrame, b_opt: float | None, overhead: float, n_boot: int, seed: int
 ) -> CbsGroup:
-    model, n_params, data_tokens = key
+    model, n_params, data_tokens, dataset, optimizer = key
     reached = grp[np.isfinite(grp["steps_to_target"].to_numpy(float))]
     unreached = sorted(float(b) for b in grp.loc[~grp.index.isin(reached.index), "batch_size"])
     target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
@@ -338,6 +348,8 @@ def _fit_group(
         model=str(model),
         n_params=float(n_params),
         data_tokens=float(data_tokens),
+        dataset=str(dataset),
+        optimizer=str(optimizer),
         unreached_batch_sizes=unreached,
         target_loss=float(target[0]) if len(target) == 1 else None,
     )
@@ -423,10 +435,10 @@ def fit_cbs_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> CbsAnalysis:
-    """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
+    """Fit the CBS per group (cell) of a steps-to-target table, then the CBS laws across groups.
 
     Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens,
-    target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
+    dataset and optimizer (the rest of the cell key: two datasets at one model and D are two groups), target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
     best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
     group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
     if none can be, FitError lists why. Every group carries its ``warnings``
@@ -435,11 +447,17 @@ def fit_cbs_table(
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = _numeric(table)
     table["model"] = table["model"].astype(str)
+    table["dataset"] = table["dataset"].fillna("").astype(str) if "dataset" in table else ""
+    table["optimizer"] = (
+        table["optimizer"].fillna(DEFAULT_OPTIMIZER).astype(str)
+        if "optimizer" in table
+        else DEFAULT_OPTIMIZER
+    )
     groups = [
         _fit_group(key, grp, b_opt, overhead, n_boot, seed)
-        for key, grp in table.groupby(["model", "n_params", "data_tokens"], dropna=False, sort=True)
+        for key, grp in table.groupby(CELL_KEYS, dropna=False, sort=True)
     ]
-    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model))
+    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model, g.dataset, g.optimizer))
     if all(g.fit is None for g in groups):
         reasons = "; ".join(
             f"{g.model}/D={g.data_tokens:g}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings)

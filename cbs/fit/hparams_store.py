@@ -1,4 +1,4 @@
-"""A results store as the runs table of `cbs fit hparams`: one row per run with its loss at the budget D.
+"""A runs table and its curves as the table of `cbs fit hparams`: one row per run with its loss at the budget D.
 
 A run counts for its cell (N, D) when its loss at D tokens is the loss of a run trained to D: it trained
 through D tokens (to within one optimizer step) and either its budget was D or its lr schedule is constant (a constant-lr run stopped later,
@@ -10,14 +10,11 @@ Other runs stay in the table with ``loss`` NaN and ``loss_note`` saying why.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from cbs.errors import FitError
 from cbs.fit.steps_to_target import _primary_curves
-from cbs.results import ResultsStore
+from cbs.fit.tables import require_run_tables
 
 RUN_COLUMNS = ["run_id", "preset", "n_params", "flops_per_token", "batch_size", "batch_tokens", "lr", "beta2",
                "ewa_tau", "schedule", "token_budget", "status", "tokens"]  # fmt: skip
@@ -37,14 +34,14 @@ def _loss_at(run: pd.Series, curve: pd.DataFrame | None) -> tuple[float, str]:
     return float(np.interp(np.log(d), np.log(tokens), loss)), ""
 
 
-def store_hparam_table(root: str | Path | ResultsStore, *, eval_set: str | None = None) -> pd.DataFrame:
-    """One row per run: the run's config columns, ``data_tokens`` (D, else its token budget), ``compute``
-    = flops_per_token·D, ``loss`` (EWA eval loss at D, NaN where it is not a D-token run's) and ``loss_note``."""
-    store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
-    runs = store.runs()
-    if runs.empty:
-        raise FitError(f"the results store {store.root} has no runs; run a sweep first")
-    curves = _primary_curves(runs, store.curves(runs["run_id"]), eval_set)
+def run_hparam_table(
+    runs: pd.DataFrame, curves: pd.DataFrame, *, eval_set: str | None = None
+) -> pd.DataFrame:
+    """One row per run of a runs table and its curves (``ResultsStore.tables()``): the run's config columns,
+    ``data_tokens`` (D, else its token budget), ``compute`` = flops_per_token·D, ``loss`` (EWA eval loss at D, NaN
+    where it is not a D-token run's) and ``loss_note``."""
+    require_run_tables(runs, curves, "run_hparam_table")
+    curves = _primary_curves(runs, curves, eval_set)
     by_run = dict(tuple(curves.sort_values(["run_id", "tokens"]).groupby("run_id")))
     out = runs[RUN_COLUMNS].copy()
     out["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"]).astype(float)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,7 @@ from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
 from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
 from cbs.fit.result import JsonEquality, SolverDiagnostics, fmt
 from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
-from cbs.fit.tables import Numeric, numeric_columns, require_columns
-from cbs.results import ResultsStore
+from cbs.fit.tables import Numeric, numeric_columns, require_columns, require_run_tables
 
 INTERVALS = ("joint", "e-fixed")
 
@@ -168,14 +166,11 @@ class LossToLossAnalysis(JsonEquality):
         )
 
 
-def store_loss_table(root: str | Path | ResultsStore, *, ewa: bool = True) -> pd.DataFrame:
-    """A wide table from a results store: one row per run with dataset, n_params, data_tokens and the final
-    (last evaluated step) loss on every eval set as a column named after the set."""
-    store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
-    runs = store.runs()
-    if runs.empty:
-        raise FitError(f"the results store {store.root} has no runs")
-    curves = store.curves(runs["run_id"])
+def final_loss_table(runs: pd.DataFrame, curves: pd.DataFrame, *, ewa: bool = True) -> pd.DataFrame:
+    """A wide table from a runs table and its curves (``ResultsStore.tables()``): one row per run with dataset,
+    n_params, data_tokens and the final (last evaluated step) loss on every eval set as a column named after
+    the set."""
+    require_run_tables(runs, curves, "final_loss_table")
     loss = "ewa_eval_loss" if ewa else "eval_loss"
     last = curves.dropna(subset=[loss]).sort_values("step").groupby(["run_id", "eval_set"])[loss].last()
     wide = last.unstack("eval_set").reset_index()

@@ -1,22 +1,20 @@
-"""Steps-to-target from a results store: the target loss per (model, data budget) group, and per batch size
-the first evaluation crossing of the target, interpolated between evaluations and minimised over lr, β2, τ."""
+"""Steps-to-target from a runs table and its curves: the target loss per cell (cbs.results.cell: model, N, D,
+dataset, optimizer; seeds pooled), and per batch size the first evaluation crossing of the target, interpolated
+between evaluations and minimised over lr, β2, τ and seeds."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cbs.errors import FitError
+from cbs.fit.tables import require_run_tables
 from cbs.protocol import B_OPT
-from cbs.results import ResultsStore
+from cbs.results.cell import CELL_KEYS, Cell, with_cells
 
 HYPERPARAMETERS = ("lr", "beta2", "ewa_tau")  # minimised over per batch size; their grid ends are kept
 TABLE_COLUMNS = [
-    "model",
-    "n_params",
-    "data_tokens",
+    *CELL_KEYS,
     "b_opt",
     "batch_size",
     "steps_to_target",
@@ -29,7 +27,7 @@ TABLE_COLUMNS = [
     "initial_loss",
     *(f"{hp}_grid_{end}" for hp in HYPERPARAMETERS for end in ("min", "max")),
 ]
-GROUP_KEYS = ["model", "n_params", "data_tokens"]
+GROUP_KEYS = CELL_KEYS
 
 
 def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> float:
@@ -43,14 +41,6 @@ def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> floa
         return float(steps[0])
     s0, s1, l0, l1 = steps[i - 1], steps[i], losses[i - 1], losses[i]
     return float(s0 + (l0 - target) / (l0 - l1) * (s1 - s0))
-
-
-def _load(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if isinstance(source, tuple) and len(source) == 2:
-        return source[0].copy(), source[1]
-    store = source if isinstance(source, ResultsStore) else ResultsStore(Path(source))
-    runs = store.runs()
-    return runs, store.curves(runs["run_id"]) if not runs.empty else store.curves([])
 
 
 def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | None) -> pd.DataFrame:
@@ -104,7 +94,7 @@ def _group_targets(
             ref = best.reindex(grp.loc[grp["batch_size"] == b_opt, "run_id"]).dropna()
             if ref.empty:
                 raise FitError(
-                    f"group model={key[0]} data_tokens={key[2]} has no evaluated run at B_opt={b_opt:g} to set "
+                    f"group {Cell(*key).label} has no evaluated run at B_opt={b_opt:g} to set "
                     "the target loss; run that batch size, pass --b-opt, or give --target"
                 )
             out[key] = float(ref.min())
@@ -114,13 +104,16 @@ def _group_targets(
 
 
 def steps_to_target_table(
-    source: object,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
     *,
     b_opt: float | None = None,
     target: str | float = "auto",
     eval_set: str | None = None,
 ) -> pd.DataFrame:
-    """Steps-to-target per (model, data_tokens, batch_size) from a results store (or a (runs, curves) pair).
+    """Steps-to-target per cell and batch size from a runs table and its curves (``ResultsStore.runs()`` and
+    ``.curves()``; ``ResultsStore.tables()`` reads both). The table's first columns are
+    the cell's (CELL_KEYS): two datasets or optimizers at the same model and D are two groups.
 
     b_opt: the reference batch size; None takes each group's recorded ``reference_batch_size`` (else 256).
     It is returned per row (column ``b_opt``) so that `fit_cbs_table` uses the same one.
@@ -131,11 +124,8 @@ def steps_to_target_table(
     first-evaluated loss of its runs) and the ends of the lr/β2/τ grid its runs tried (``lr_grid_min`` …
     ``ewa_tau_grid_max``).
     """
-    runs, curves = _load(source)
-    if runs.empty:
-        raise FitError("the results store has no runs; run a sweep first")
-    runs["model"] = runs["preset"].fillna(runs["n_params"].astype(str))
-    runs["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"])
+    require_run_tables(runs, curves, "steps_to_target_table")
+    runs = with_cells(runs)
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
     initial = cur.groupby("run_id")["loss"].first()  # cur is sorted by (run_id, step)
@@ -163,9 +153,7 @@ def steps_to_target_table(
             }
             rows.append(
                 {
-                    "model": key[0],
-                    "n_params": key[1],
-                    "data_tokens": key[2],
+                    **dict(zip(CELL_KEYS, key, strict=True)),
                     "b_opt": b_opts[key],
                     "batch_size": batch,
                     "steps_to_target": best_steps if reached else np.nan,

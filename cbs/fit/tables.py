@@ -38,6 +38,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise FitError(f"input table {path} must end in .csv or .parquet")
 
 
+def require_run_tables(runs: object, curves: object, what: str) -> None:
+    """TypeError unless ``runs`` and ``curves`` are DataFrames: the fits take tables, and
+    ``ResultsStore(path).tables()`` reads them from a store."""
+    if not (isinstance(runs, pd.DataFrame) and isinstance(curves, pd.DataFrame)):
+        raise TypeError(
+            f"{what} takes the runs and curves DataFrames, got {type(runs).__name__} and "
+            f"{type(curves).__name__}; pass *ResultsStore(path).tables()"
+        )
+    if runs.empty:
+        raise FitError("the results store has no runs; run a sweep first")
+
+
 def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     """Refuse a table that lacks any of ``columns``, naming the missing ones and those present."""
     missing = [c for c in columns if c not in table.columns]

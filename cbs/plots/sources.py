@@ -59,7 +59,7 @@ class StoreSource:
     @cached_property
     def table(self) -> pd.DataFrame:
         """Steps to target per (model, data_tokens, batch_size), as `cbs fit cbs` computes it."""
-        return steps_to_target_table((self.runs, self.curves), b_opt=self.b_opt, target=self.target)
+        return steps_to_target_table(self.runs, self.curves, b_opt=self.b_opt, target=self.target)
 
     @cached_property
     def analysis(self) -> CbsAnalysis:

@@ -115,6 +115,11 @@ class ResultsStore:
         df = df.drop_duplicates(["run_id", "step", "eval_set"], keep="last")
         return df.sort_values(["run_id", "eval_set", "step"]).reset_index(drop=True)
 
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The runs table and the curves of its runs (what the fits take: `cbs.fit.steps_to_target_table`)."""
+        runs = self.runs()
+        return runs, self.curves(runs["run_id"])
+
     def _read(self, table: str, schema: pa.Schema, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         folder = self.root / table
         if not self.root.is_dir():

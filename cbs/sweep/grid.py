@@ -1,9 +1,8 @@
-"""Grid expansion: a SweepSpec becomes one TrainConfig per grid point, grouped into model × data cells."""
+"""Grid expansion: a SweepSpec becomes one TrainConfig per grid point (cells: cbs.results.cell)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -12,22 +11,6 @@ from typing import Any
 
 from cbs.config import TrainConfig, apply_overrides
 from cbs.sweep.spec import SweepSpec
-
-# Fields minimised over when the target is taken (lr, β2, τ, ...), and run-control fields: everything else
-# (model, data, budget, seed, divergence rule) identifies the experiment cell that shares one target.
-_NOT_CELL = (
-    "experiment",
-    "batch_size",
-    "micro_batch_size",
-    "optim",
-    "eval",
-    "ewa_tau",
-    "target_loss",
-    "stop_at_target",
-    "device",
-    "dtype",
-    "compile",
-)
 
 
 @dataclass(frozen=True)
@@ -68,12 +51,6 @@ def absolute_paths(config: TrainConfig, cwd: Path | None = None) -> TrainConfig:
         if es.path is not None:
             es.path = str((cwd / Path(es.path).expanduser()).resolve())
     return out
-
-
-def cell_key(config: TrainConfig) -> str:
-    """Short id of the model × data cell of a config (shared by all its batch sizes and optimiser settings)."""
-    payload = {k: v for k, v in config.to_dict().items() if k not in _NOT_CELL}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def target_config(

@@ -17,7 +17,8 @@ import pandas as pd
 from cbs.config import TrainConfig
 from cbs.errors import CbsError, ConfigError
 from cbs.protocol import chinchilla_tokens
-from cbs.sweep.grid import GridPoint, cell_key, expand_grid, target_config
+from cbs.results.cell import Cell
+from cbs.sweep.grid import GridPoint, expand_grid, target_config
 from cbs.sweep.spec import SweepSpec
 from cbs.sweep.trial import DONE_STATUSES
 
@@ -31,7 +32,7 @@ class Trial:
     point: GridPoint
     config: TrainConfig
     phase: str  # "budget": trains to its token budget | "target": stops at its cell's target loss
-    cell: str
+    cell: Cell  # cbs.results.cell: the runs sharing one target (all seeds of it)
     n_params: int
     tokens: int  # token cap of the run
     flops_per_token: float
@@ -51,23 +52,23 @@ class SweepPlan:
     spec: SweepSpec
     budget: list[Trial]  # phase 1 (everything when the spec has no target rule)
     pending_target: list[Trial]  # phase 2, shown with a placeholder target until the cell's R_opt is known
-    data_tokens: dict[str, int]  # nominal data size D per cell
+    data_tokens: dict[Cell, int]  # nominal data size D per cell
     warnings: list[str] = field(default_factory=list)
 
     @property
     def trials(self) -> list[Trial]:
         return self.budget + self.pending_target
 
-    def reference_ids(self) -> dict[str, list[str]]:
+    def reference_ids(self) -> dict[Cell, list[str]]:
         """Run ids of each cell's reference (b_opt) runs."""
-        out: dict[str, list[str]] = {}
+        out: dict[Cell, list[str]] = {}
         ref = self.spec.target.reference_batch_size if self.spec.target else None
         for t in self.budget:
             if t.config.batch_size == ref:
                 out.setdefault(t.cell, []).append(t.run_id)
         return out
 
-    def targets(self, runs: pd.DataFrame) -> dict[str, float]:
+    def targets(self, runs: pd.DataFrame) -> dict[Cell, float]:
         """R_opt per cell whose reference runs are all done: their best finite EWA eval loss."""
         status = dict(zip(runs.get("run_id", []), runs.get("status", []), strict=True))
         out = {}
@@ -80,7 +81,7 @@ class SweepPlan:
                 out[cell] = float(min(losses))
         return out
 
-    def target_trials(self, targets: dict[str, float]) -> list[Trial]:
+    def target_trials(self, targets: dict[Cell, float]) -> list[Trial]:
         """Phase-2 trials of the cells whose target is known, with their real target loss."""
         mult = self.spec.target.budget_multiple if self.spec.target else 1.0
         return [
@@ -111,7 +112,7 @@ def plan_sweep(spec: SweepSpec, cwd: Path | None = None, require_data: bool = Tr
         for p in points:
             if p.config.batch_size == ref:
                 continue
-            cell = cell_key(p.config)
+            cell = _trial(p, p.config, "target", require_data).cell
             if cell not in data_tokens:
                 raise ConfigError(
                     f"target.reference_batch_size={ref} has no run in the cell of {p.label()}: add {ref} to "
@@ -140,7 +141,14 @@ def _trial(point: GridPoint, config: TrainConfig, phase: str, require_data: bool
         sizes = (m.n_params, tokens, m.flops_per_token, config.data_tokens or tokens)
     n_params, tokens, fpt, data_tokens = sizes
     return Trial(
-        point, config, phase, cell_key(point.config), int(n_params), int(tokens), float(fpt), int(data_tokens)
+        point,
+        config,
+        phase,
+        Cell.of_config(config, n_params, data_tokens),
+        int(n_params),
+        int(tokens),
+        float(fpt),
+        int(data_tokens),
     )
 
 

@@ -92,7 +92,9 @@ def run_sweep(
             targets = plan.targets(stored_runs(store))
             refs = plan.reference_ids()
             done = done_ids(store)
-            outcome.no_target = sorted(c for c, ids in refs.items() if c not in targets and set(ids) <= done)
+            outcome.no_target = sorted(
+                c.label for c, ids in refs.items() if c not in targets and set(ids) <= done
+            )
             for cell in outcome.no_target:
                 console.print(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"

@@ -14,19 +14,18 @@ from rich.console import Console
 from cbs.console import Column, print_fitted_table
 from cbs.presets import model_label
 from cbs.results import STATUSES
+from cbs.results.cell import CELL_KEYS, with_cells
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
 
 if TYPE_CHECKING:
     from cbs.sweep.runner import SweepOutcome
 
-CELL_COLUMNS = ["preset", "n_params", "dataset", "data_tokens", "seed"]
-
 
 @dataclass
 class Summary:
     counts: dict[str, int]
-    cells: pd.DataFrame  # one row per model × data cell: runs, best loss, target, reached
+    cells: pd.DataFrame  # one row per cell (cbs.results.cell): runs, seeds, best loss, target, reached
     tokens_trained: int
     tokens_saved: int  # token caps not used by runs that stopped at their target
     flops_saved: float
@@ -56,18 +55,21 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     cut = runs[runs.status.isin(["pruned", "skipped_past_cbs"])]
     pruned = (cut.token_budget - cut.tokens.fillna(0)).clip(lower=0)
     targeted = runs[runs.target_loss.notna()]
-    ok = runs[runs.status != "diverged"]
+    ok = with_cells(runs[runs.status != "diverged"])
     cells = (
-        ok.groupby(CELL_COLUMNS, dropna=False)
+        ok.groupby(CELL_KEYS, dropna=False)
         .agg(
             runs=("run_id", "size"),
+            seeds=("seed", "nunique"),
             best_ewa_eval_loss=("best_ewa_eval_loss", "min"),
             target_loss=("target_loss", "min"),
             reached=("status", lambda s: int((s == "reached_target").sum())),
         )
         .reset_index()
         if len(ok)
-        else pd.DataFrame(columns=[*CELL_COLUMNS, "runs", "best_ewa_eval_loss", "target_loss", "reached"])
+        else pd.DataFrame(
+            columns=[*CELL_KEYS, "runs", "seeds", "best_ewa_eval_loss", "target_loss", "reached"]
+        )
     )
     summary = Summary(
         counts=counts,
@@ -125,10 +127,10 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
     console.print(f"runs: {sum(summary.counts.values())} ({counts})")
     if len(summary.cells):
         columns = (
-            Column("preset"),
+            Column("model"),
             Column("N", drop=4, justify="right"),
             Column("D tokens", justify="right"),
-            Column("seed", drop=5),
+            Column("seeds", drop=5, justify="right"),
             Column("runs", drop=3, justify="right"),
             Column("best EWA\nloss", justify="right"),
             Column("target", drop=1, justify="right"),
@@ -136,10 +138,10 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
         )
         rows = [
             (
-                str(row.preset),
+                str(row.model),
                 f"{row.n_params:,}",
                 f"{row.data_tokens:,}",
-                str(row.seed),
+                str(row.seeds),
                 str(row.runs),
                 _num(row.best_ewa_eval_loss),
                 _num(row.target_loss),

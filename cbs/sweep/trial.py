@@ -87,7 +87,9 @@ def run_trial(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
-        row = run_training(cfg, store=store, resume_from=resume_dir, on_eval=on_eval)
+        trained = run_training(cfg, catch_failures=True, resume_from=resume_dir, on_eval=on_eval)
+    store.write_run(trained.row, trained.curve)  # a failed run is stored too: `cbs status` lists it
+    row = trained.row
     if row["status"] == "failed":
         if earlier is not None:
             shutil.rmtree(earlier, ignore_errors=True)

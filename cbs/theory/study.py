@@ -166,7 +166,7 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
     runs = to_table([run for run, _ in rows], RUNS_SCHEMA, "runs").to_pandas()
     curves = [dict(point, run_id=run["run_id"]) for run, curve in rows for point in curve]
     curves = to_table(curves, CURVES_SCHEMA, "curves").to_pandas()
-    table = steps_to_target_table((runs, curves), b_opt=spec.grid.b_ref, target="auto")
+    table = steps_to_target_table(runs, curves, b_opt=spec.grid.b_ref, target="auto")
     try:
         analysis = fit_cbs_table(
             table, b_opt=spec.grid.b_ref, overhead=spec.overhead, n_boot=spec.n_boot, seed=spec.seed

@@ -2,8 +2,8 @@
 
 The calling process stays the run's face: rank 0 relays each evaluation to it, so ``on_eval(metrics,
 write_checkpoint)`` is called here, in this process (where a Ray Tune session or the console lives), and
-``write_checkpoint(dir)`` has rank 0 write the checkpoint before ``on_eval`` goes on. Rank 0 writes the
-results store; if a rank dies before rank 0 has stored the row, this process stores the run as failed.
+``write_checkpoint(dir)`` has rank 0 write the checkpoint before ``on_eval`` goes on. Rank 0 sends its row and
+curve back here, where ``run_ranks`` returns them; if a rank dies first, this process makes the failed row.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.multiprocessing as mp
 
 from cbs.config import TrainConfig
-from cbs.results import ResultsStore
+
+if TYPE_CHECKING:
+    from cbs.train.loop import TrainedRun
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +35,15 @@ PARENT_POLL_S = 1.0  # how often a rank checks that its launcher is still alive
 def run_ranks(
     cfg: TrainConfig,
     *,
-    store: ResultsStore | None = None,
+    catch_failures: bool = False,
     resume_from: str | Path | None = None,
     on_eval: Any = None,
-) -> dict[str, Any]:
-    """Train ``cfg`` on ``cfg.parallel.workers`` local ranks and return rank 0's runs-table row (the contract of
+) -> TrainedRun:
+    """Train ``cfg`` on ``cfg.parallel.workers`` local ranks and return rank 0's row and curve (the contract of
     ``run_training``). A rank that dies, or an exception in ``on_eval``, ends every rank; the run is then
-    stored as failed (with a store; its curve so far is not kept) or the error is raised (without: a
-    RuntimeError naming the rank for a rank that died)."""
-    from cbs.train.loop import Progress, runs_row
+    returned as failed (with ``catch_failures``; its curve so far is not kept) or the error is raised
+    (without: a RuntimeError naming the rank for a rank that died)."""
+    from cbs.train.loop import Progress, TrainedRun, runs_row
     from cbs.train.resolve import resolve_config
 
     run = resolve_config(cfg)  # ConfigError/DataError here, before any process starts
@@ -51,16 +53,16 @@ def run_ranks(
     spawn = mp.get_context("spawn")
     events, replies = spawn.Queue(), spawn.Queue()
     with tempfile.TemporaryDirectory(prefix="cbs-ranks-") as tmp:
-        args = (cfg.to_dict(), workers, f"{tmp}/store", store, resume_from, threads, events, replies)
+        args = (cfg.to_dict(), workers, f"{tmp}/store", catch_failures, resume_from, threads, events, replies)
         ranks = mp.start_processes(_rank_main, args=args, nprocs=workers, join=False, start_method="spawn")
         try:
             return _serve(ranks, events, replies, on_eval)
         except Exception as exc:
             if isinstance(exc, mp.ProcessRaisedException | mp.ProcessExitedException):
                 error = f"rank {exc.error_index} of {workers} failed: {str(exc).strip().splitlines()[-1]}"
-                if store is None:
+                if not catch_failures:
                     raise RuntimeError(f"run {cfg.run_id()}: {error}") from exc
-            elif store is None:
+            elif not catch_failures:
                 raise
             else:
                 error = f"{type(exc).__name__}: {exc}"
@@ -69,16 +71,15 @@ def run_ranks(
             row = runs_row(
                 cfg, run, Progress(status="failed"), started=started, wall_time_s=wall, error=error
             )
-            store.write_run(row, [])
-            return row
+            return TrainedRun(row, [])
         finally:
             for process in ranks.processes:
                 if process.is_alive():
                     process.terminate()
 
 
-def _serve(ranks: mp.ProcessContext, events: Any, replies: Any, on_eval: Any) -> dict[str, Any]:
-    """Answer rank 0's evaluations until it sends the row; raise as soon as any rank fails."""
+def _serve(ranks: mp.ProcessContext, events: Any, replies: Any, on_eval: Any) -> TrainedRun:
+    """Answer rank 0's evaluations until it sends its row and curve; raise as soon as any rank fails."""
 
     def receive() -> tuple[str, Any]:
         while True:
@@ -141,13 +142,13 @@ def _rank_main(
     cfg_dict: dict[str, Any],
     workers: int,
     init_file: str,
-    store: ResultsStore | None,
+    catch_failures: bool,
     resume_from: str | Path | None,
     threads: int,
     events: Any,
     replies: Any,
 ) -> None:
-    """One rank: join the process group, train, and (rank 0) store the run and send its row."""
+    """One rank: join the process group, train, and (rank 0) send its row and curve."""
     from cbs.train.distributed import process_group, resolve_backend
     from cbs.train.loop import run_training
     from cbs.train.resolve import resolve_config
@@ -159,11 +160,11 @@ def _rank_main(
     backend = resolve_backend(cfg.parallel.backend, device)
     with process_group(backend, device, rank, workers, rank, f"file://{init_file}"):
         main = rank == 0
-        row = run_training(
+        trained = run_training(
             cfg,
-            store=store if main else None,
+            catch_failures=catch_failures and main,
             resume_from=resume_from,
             on_eval=_Relay(events, replies) if main else None,
         )
         if main:
-            events.put(("row", row))
+            events.put(("row", trained))

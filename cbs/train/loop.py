@@ -1,5 +1,6 @@
 """One training run: ``run_training(cfg)`` trains, evaluates raw and EWA weights on every eval set on the eval
-schedule, applies the stop rules, and returns (and stores) the runs-table row and the curve."""
+schedule, applies the stop rules, and returns the runs-table row and the curve (the caller stores them:
+``ResultsStore.write_run``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
 from cbs.errors import ConfigError, RunStopped
 from cbs.model import build_model
-from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
@@ -367,33 +367,43 @@ class Trainer:
             on_eval(metrics, self.write_checkpoint)
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """What one run gives: its runs-table row (RUNS_SCHEMA) and curve rows (CURVES_SCHEMA, without run_id), for
+    ``ResultsStore.write_run(trained.row, trained.curve)``."""
+
+    row: dict[str, Any]
+    curve: list[dict[str, Any]]
+
+
 def run_training(
     cfg: TrainConfig,
     *,
-    store: ResultsStore | None = None,
+    catch_failures: bool = False,
     resume_from: str | Path | None = None,
     on_eval: OnEval | None = None,
-) -> dict[str, Any]:
-    """Train one run and return its runs-table row; with ``store``, write the row and curve atomically.
+) -> TrainedRun:
+    """Train one run and return its runs-table row and curve (training writes no results store).
 
     The config is resolved and validated first (ConfigError/DataError before anything is built). After every
     evaluation ``on_eval(metrics, write_checkpoint)`` is called (the last call has ``done`` True and the final
     ``status_so_far``); ``write_checkpoint(dir)`` saves the full state and ``run_training(cfg,
     resume_from=dir)`` continues it, giving the same curve. Divergence is a result (status "diverged"); any
-    other exception during training gives status "failed" with ``error`` set when a store is given (the row
-    is stored and returned) and is re-raised otherwise; ``RunStopped`` raised by ``on_eval`` ends the run with
-    its status and ``stop_reason`` (curve kept up to that evaluation). The run_id is ``cfg.run_id()`` of the config as given.
-    With ``cfg.parallel.workers`` > 1 outside a process group the run is launched on that many local ranks
-    (cbs.train.launch) with the same contract; inside one, only rank 0 reports, checkpoints and stores.
+    other exception during training gives status "failed" with ``error`` set when ``catch_failures`` (the row
+    is returned, to be stored like any other) and is re-raised otherwise; ``RunStopped`` raised by ``on_eval``
+    ends the run with its status and ``stop_reason`` (curve kept up to that evaluation). The run_id is
+    ``cfg.run_id()`` of the config as given. With ``cfg.parallel.workers`` > 1 outside a process group the run
+    is launched on that many local ranks (cbs.train.launch) with the same contract; inside one, only rank 0
+    reports and checkpoints, and the other ranks' row and curve are not for storing.
     """
     if cfg.parallel.workers > 1 and Ranks.current().world_size == 1:
         if not launched_by_torchrun():
             from cbs.train.launch import run_ranks
 
-            return run_ranks(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
+            return run_ranks(cfg, catch_failures=catch_failures, resume_from=resume_from, on_eval=on_eval)
         with torchrun_group(cfg):
-            return run_training(cfg, store=store, resume_from=resume_from, on_eval=on_eval)
-    store = store if Ranks.current().is_main else None  # rank 0 alone writes the store
+            return run_training(cfg, catch_failures=catch_failures, resume_from=resume_from, on_eval=on_eval)
+    catch_failures = catch_failures and Ranks.current().is_main  # rank 0 alone reports a failed run
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
@@ -406,7 +416,7 @@ def run_training(
     except RunStopped as exc:  # on_eval ended the run on purpose (sweep pruning): a result, not a failure
         stopped = exc
     except Exception as exc:
-        if store is None:
+        if not catch_failures:
             raise
         log.exception("run %s failed", cfg.run_id())
         error = f"{type(exc).__name__}: {exc}"
@@ -420,9 +430,7 @@ def run_training(
     )
     row = runs_row(cfg, run, progress, started=started, wall_time_s=wall, error=error)
     row["stop_reason"] = stopped.reason if stopped is not None else None
-    if store is not None:
-        store.write_run(row, progress.curve)
-    return row
+    return TrainedRun(row, progress.curve)
 
 
 def torchrun_group(cfg: TrainConfig) -> contextlib.AbstractContextManager:
