@@ -19,6 +19,7 @@ from cbs.errors import FitError
 
 if TYPE_CHECKING:
     from cbs.fit import CbsAnalysis
+    from cbs.fit.cbs_laws import SubsetLaw
 
 
 def _common(p: argparse.ArgumentParser, json_help: str) -> None:
@@ -245,15 +246,27 @@ def _law_lines(analysis: CbsAnalysis) -> list[str]:
         for line, name in zip(lines, analysis.laws, strict=True)
     ]
     lines += [f"no {name} law: {why}" for name, why in analysis.laws_absent.items()]
-    return lines
+    return lines + [_subset_line(law) for law in analysis.subset_laws]
+
+
+def _subset_line(law: SubsetLaw) -> str:
+    """'subset law: B* = 2.054·N^-0.123 with N (millions) at D = 1.258e+05 tokens over 4 groups; exponent CI …'."""
+    var = "N (millions)" if law.variable == "n_params" else "D (tokens)"
+    ((key, value),) = law.fixed.items()
+    at = {"data_tokens": ("D", "tokens"), "n_params": ("N", "params")}.get(key)
+    where = f"at {at[0]} = {value:.4g} {at[1]}" if at else f"along D ≈ {value:g}·N"
+    f = law.law
+    return (
+        f"subset law: B* = {f.coefficient:.4g}·{var.split()[0]}^{f.exponent:.3f} with {var} {where} over "
+        f"{f.n_points} groups; exponent CI {f.exponent_ci[0]:.3f}–{f.exponent_ci[1]:.3f}, R² {f.r2:.3f}"
+    )
 
 
 def run_scaling_law(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from cbs.fit import fit_scaling_law
-    from cbs.fit.tables import read_table, scaling_law_points, write_json
+    from cbs.fit.tables import fit_scaling_law_points, read_table, scaling_law_points, write_json
 
     points = scaling_law_points(
         read_table(args.input),
@@ -261,17 +274,10 @@ def run_scaling_law(args: argparse.Namespace) -> int:
         d_col=args.d_col,
         flops_col=args.flops_col,
         loss_col=args.loss_col,
+        drop_highest=args.drop_highest,
     )
-    if args.drop_highest:
-        points = points.sort_values("loss").iloc[: -args.drop_highest]
-    fit = fit_scaling_law(
-        points["n"].to_numpy(),
-        points["d"].to_numpy(),
-        points["loss"],
-        form=args.form,
-        n_starts=args.n_starts,
-        n_boot=args.n_boot,
-        seed=args.seed,
+    fit = fit_scaling_law_points(
+        points, form=args.form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
     )
     payload = fit.to_dict()
     console = Console()

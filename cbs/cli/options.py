@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
-    from cbs.plots.sources import StoreSource
+    from cbs.fit import CbsAnalysis
+    from cbs.fit.store_fits import StoreFits
     from cbs.results import ResultsStore
 
 
@@ -128,11 +129,12 @@ def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:
     return store
 
 
-def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
-    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`."""
-    from cbs.plots.sources import StoreSource
+def store_source(root: str | Path, args: argparse.Namespace, fitted: CbsAnalysis | None = None) -> StoreFits:
+    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`
+    (and its CBS analysis, when ``fitted`` gives one)."""
+    from cbs.fit.store_fits import StoreFits
 
-    return StoreSource(
+    return StoreFits(
         open_store(root, args.skip_damaged),
         b_opt=args.b_opt,
         overhead=args.overhead,
@@ -140,4 +142,5 @@ def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
         n_boot=args.n_boot,
         seed=args.seed,
         n_starts=args.n_starts,
+        fitted=fitted,
     )
