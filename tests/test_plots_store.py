@@ -10,7 +10,7 @@ from test_plots_synthetic import GROUPS, LR_SLOWDOWN, make_run, true_cbs, true_p
 from cbs.fit import first_crossing, fit_cbs_table
 from cbs.fit.store_fits import StoreFits
 from cbs.plots import style
-from cbs.plots.cbs_scaling import SCALE, cbs_scaling, select_panels
+from cbs.plots.cbs_scaling import SCALE, cbs_scaling, select_panels, teaser
 from cbs.plots.curves import loss_curves
 from cbs.plots.registry import STORE_FIGURES, FigureUnavailable, make_store_figures
 from cbs.plots.scaling_law import log_bands, scaling_law_figure
@@ -92,8 +92,8 @@ def test_teaser_draws_the_fits_subset_laws_with_bands_and_forecasts(source):
     np.testing.assert_allclose(sorted(panels[1].cbs), sorted(at_n.values()))
 
 
-def test_teaser_refuses_with_reasons():
-    rows = [
+ONE_MODEL = pd.DataFrame(
+    [
         {
             "model": "m",
             "n_params": 1e6,
@@ -104,7 +104,17 @@ def test_teaser_refuses_with_reasons():
         for d in (1e7, 2e7, 4e7)
         for b in (64, 128, 256, 512)
     ]
-    panels, reasons = select_panels(fit_cbs_table(pd.DataFrame(rows), n_boot=N_BOOT))
+)
+
+
+def test_teaser_without_resamples_draws_the_law_and_no_band():
+    fig, _ = teaser(fit_cbs_table(ONE_MODEL, n_boot=0))
+    assert line(fig, "law") and not [c for c in fig.axes[0].collections if c.get_gid() == "band"]
+    assert np.isfinite(fig.axes[0].get_ylim()).all()
+
+
+def test_teaser_refuses_with_reasons():
+    panels, reasons = select_panels(fit_cbs_table(ONE_MODEL, n_boot=N_BOOT))
     assert [p.law.variable for p in panels] == ["data_tokens"]
     assert any("CBS vs model size: no data size is shared by ≥ 3 fitted model sizes" in r for r in reasons)
     assert any("Chinchilla line: fewer than 3 fitted model sizes" in r for r in reasons)

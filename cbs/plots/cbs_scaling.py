@@ -101,10 +101,18 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
     inside = np.geomspace(lo, hi, 100)
     beyond = np.geomspace(hi, hi * 10**FORECAST_DECADES, 60)
     everywhere = np.concatenate([inside, beyond[1:]])
-    band_lo, band_hi = panel.band(everywhere)
-    ax.fill_between(
-        everywhere, band_lo, band_hi, color=color, alpha=0.2, lw=0, label="95% band of the fit", gid="band"
-    )
+    band_lo, band_hi = panel.band(everywhere) if len(panel.law.law.samples) else (panel.cbs, panel.cbs)
+    if len(panel.law.law.samples):  # no band without bootstrap resamples (--n-boot 0)
+        ax.fill_between(
+            everywhere,
+            band_lo,
+            band_hi,
+            color=color,
+            alpha=0.2,
+            lw=0,
+            label="95% band of the fit",
+            gid="band",
+        )
     ax.plot(inside, panel.predict(inside), "-", color=color, label="power-law fit", gid="law")
     ax.plot(beyond, panel.predict(beyond), "--", color=color, label="forecast", gid="forecast")
     yerr = np.vstack([panel.cbs - panel.cbs_lo, panel.cbs_hi - panel.cbs])
@@ -133,8 +141,8 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
         bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
     )
     log_axis(ax, "x")
-    top = max(float(np.max(panel.cbs_hi)), float(np.max(band_hi)))
-    bottom = min(float(np.min(panel.cbs_lo)), float(np.min(band_lo)))
+    top = float(np.nanmax([*panel.cbs, *panel.cbs_hi, *band_hi]))
+    bottom = float(np.nanmin([*panel.cbs, *panel.cbs_lo, *band_lo]))
     ax.set_ylim(bottom / 1.5, top * 2.5)  # head room for the equation
     log_axis(ax, "y", min_span=4.0)
     ax.set_title(panel.title)
