@@ -140,20 +140,10 @@ def _run_table(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
 
 
 def _scaling_law(args: argparse.Namespace) -> tuple[Figure, list[str]]:
-    from cbs.fit.tables import fit_scaling_law_points, read_table, scaling_law_points
+    from cbs.cli.options import fit_scaling_law_input
     from cbs.plots.scaling_law import scaling_law_figure
 
-    points = scaling_law_points(
-        read_table(args.input),
-        n_col=args.n_col,
-        d_col=args.d_col,
-        flops_col=args.flops_col,
-        loss_col=args.loss_col,
-        drop_highest=args.drop_highest,
-    )
-    fit = fit_scaling_law_points(
-        points, form=args.form or "chinchilla", n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
-    )
+    points, fit = fit_scaling_law_input(args, args.form or "chinchilla")
     n, d, loss, excluded = (points[c].to_numpy() for c in ("n", "d", "loss", "excluded"))
     return scaling_law_figure(n, d, loss, fit, excluded=excluded), []
 

@@ -13,6 +13,7 @@ from cbs.cli.options import (
     add_nd_columns,
     add_scaling_law_options,
     add_skip_damaged,
+    fit_scaling_law_input,
     open_store,
 )
 from cbs.errors import FitError
@@ -266,19 +267,9 @@ def run_scaling_law(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from cbs.fit.tables import fit_scaling_law_points, read_table, scaling_law_points, write_json
+    from cbs.fit.tables import write_json
 
-    points = scaling_law_points(
-        read_table(args.input),
-        n_col=args.n_col,
-        d_col=args.d_col,
-        flops_col=args.flops_col,
-        loss_col=args.loss_col,
-        drop_highest=args.drop_highest,
-    )
-    fit = fit_scaling_law_points(
-        points, form=args.form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
-    )
+    _, fit = fit_scaling_law_input(args, args.form)
     payload = fit.to_dict()
     console = Console()
     ci = fit.intervals()

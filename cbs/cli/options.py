@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from cbs.fit import CbsAnalysis
+    from cbs.fit.scaling_law import ScalingLawFit
     from cbs.fit.store_fits import StoreFits
     from cbs.results import ResultsStore
 
@@ -116,6 +119,25 @@ def add_scaling_law_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
         metavar="K",
         help="drop the K highest-loss rows first (Besiroglu et al. drop 5 of Chinchilla's)",
     )
+
+
+def fit_scaling_law_input(args: argparse.Namespace, form: str) -> tuple[pd.DataFrame, ScalingLawFit]:
+    """The points of ``--input`` (`scaling_law_points`, with `add_nd_columns`/`add_scaling_law_options`) and
+    their L(N, D) fit of ``form``: the one preparation `cbs fit scaling-law` and its figure share."""
+    from cbs.fit.tables import fit_scaling_law_points, read_table, scaling_law_points
+
+    points = scaling_law_points(
+        read_table(args.input),
+        n_col=args.n_col,
+        d_col=args.d_col,
+        flops_col=args.flops_col,
+        loss_col=args.loss_col,
+        drop_highest=args.drop_highest,
+    )
+    fit = fit_scaling_law_points(
+        points, form=form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
+    )
+    return points, fit
 
 
 def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:

@@ -56,19 +56,15 @@ def fit_loss_to_loss_set(
     x_col: str = "val_loss",
     test_cols: Sequence[str] | None = None,
     test_col: str | None = None,
-    holdout: pd.DataFrame | None = None,
-    form: str = "kaplan",
-    interval: str = "joint",
-    n_starts: int = 4500,
-    n_boot: int = 1000,
-    seed: int = 0,
+    **options: object,
 ) -> LossToLossSet:
     """Fit every pair of the three kinds (defaults fit the released sweep.csv once ``group_col``, ``n_col``,
     ``d_col`` name its columns). train-to-train: x = ``x_col`` of ``x_group`` models (default: the first
     group), y = ``x_col`` of each other group's; train-to-test: y = each of ``test_cols`` (default: every
     eval/*_val/CrossEntropyLoss column other than the x set's own) of the ``x_group`` models; test-to-test:
     x and y = ``test_col`` of ``x_group`` and of each other group. E_x, E_y come from one L(N, D) fit of
-    ``form`` per (group, column), shared by all pairs. FitError where no pair can be fitted."""
+    ``form`` per (group, column), shared by all pairs. ``options`` go to every `fit_loss_to_loss_table` call
+    (holdout, form, interval, n_starts, n_boot, seed; its defaults). FitError where no pair can be fitted."""
     require_columns(table, [group_col, n_col, d_col, x_col], "a loss-to-loss figure")
     groups = sorted(table[group_col].astype(str).unique())
     x_group = x_group or groups[0]
@@ -95,10 +91,7 @@ def fit_loss_to_loss_set(
         for label, y_group, xc, yc in pairs:
             cols = Columns(group_col, n_col, d_col, x_group, xc, y_group, yc)
             try:
-                analysis = fit_loss_to_loss_table(
-                    table, cols, holdout=holdout, form=form, interval=interval, n_starts=n_starts,
-                    n_boot=n_boot, seed=seed, law_cache=cache,
-                )  # fmt: skip
+                analysis = fit_loss_to_loss_table(table, cols, law_cache=cache, **options)
             except CbsError as exc:
                 notes.append(f"{kind}, {label}: {exc}")
                 continue
