@@ -163,3 +163,19 @@ def test_the_store_l_nd_fit_keeps_every_bootstrap_resample(tmp_path):
     store = write_store(tmp_path / "store")
     fit = StoreFits(store.root, n_boot=250, n_starts=16).scaling_law[3]
     assert len(fit.samples) > 200  # the figures' L(N, D) fit is no longer capped at 200 resamples
+
+
+def test_report_takes_the_cbs_numbers_from_the_fit_json(fitted, tmp_path):
+    store, path = fitted
+    payload = json.loads(path.read_text())
+    first = payload["groups"][0]  # numbers no fit of the store gives: the page must show them
+    first["cbs"], first["cbs_ci"] = first["cbs"] * 1.5, [v * 1.5 for v in first["cbs_ci"]]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(payload))
+    out = tmp_path / "report"
+    assert (
+        main(["report", str(store), "--fit", str(edited), "--out", str(out), "--format", "png", *FAST]) == 0
+    )
+    page = (out / "report.md").read_text()
+    assert f"| {first['cbs']:.4g} [{first['cbs_ci'][0]:.4g}, {first['cbs_ci'][1]:.4g}] |" in page
+    assert "CBS fits read from a `cbs fit cbs --json` output, 40 resamples" in page

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cbs.cli.options import (
     add_bootstrap_options,
     add_cbs_options,
+    add_fit_json,
     add_n_starts,
     add_nd_columns,
     add_scaling_law_options,
@@ -54,12 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--only", help="comma list of figures to make (default: all the data supports); see docs/figures.md"
     )
     add_cbs_options(g)
-    g.add_argument(
-        "--fit",
-        type=Path,
-        metavar="FIT.json",
-        help="draw the CBS figures from this `cbs fit cbs --json` output of the store instead of fitting it",
-    )
+    add_fit_json(g)
 
     g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | theory)")
     g.add_argument(
@@ -100,11 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_store(args: argparse.Namespace, formats: tuple[str, ...]) -> int:
-    from cbs.fit.cbs_json import load_cbs_analysis
     from cbs.plots.registry import make_store_figures, parse_only
 
     names = parse_only(args.only)
-    src = store_source(args.source, args, load_cbs_analysis(args.fit) if args.fit else None)
+    src = store_source(args.source, args)
     out = args.out or src.store.root / "figures"
     made, skipped = make_store_figures(src, out, names, formats, strict=bool(args.only))
     print(f"figures in {out} ({', '.join(formats)})")

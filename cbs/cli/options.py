@@ -13,7 +13,6 @@ from cbs.protocol import B_OPT, CBS_OVERHEAD
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cbs.fit import CbsAnalysis
     from cbs.fit.scaling_law import ScalingLawFit
     from cbs.fit.store_fits import StoreFits
     from cbs.results import ResultsStore
@@ -151,10 +150,23 @@ def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:
     return store
 
 
-def store_source(root: str | Path, args: argparse.Namespace, fitted: CbsAnalysis | None = None) -> StoreFits:
-    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`
-    (and its CBS analysis, when ``fitted`` gives one)."""
+def add_fit_json(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--fit FIT.json: draw from a `cbs fit cbs --json` output of the store instead of fitting it."""
+    p.add_argument(
+        "--fit",
+        type=Path,
+        metavar="FIT.json",
+        help="take the CBS fits from this `cbs fit cbs --json` output of the store instead of fitting it",
+    )
+
+
+def store_source(root: str | Path, args: argparse.Namespace) -> StoreFits:
+    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`,
+    and the CBS fits of ``args.fit`` (`add_fit_json`) where given."""
+    from cbs.fit.cbs_json import load_cbs_analysis
     from cbs.fit.store_fits import StoreFits
+
+    fitted = load_cbs_analysis(args.fit) if args.fit else None
 
     return StoreFits(
         open_store(root, args.skip_damaged),

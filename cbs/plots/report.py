@@ -169,6 +169,13 @@ def _b_opt(src: StoreFits) -> str:
     return f"{b_opt:g}" if b_opt is not None else "per group (see the table)"
 
 
+def _fits_from(src: StoreFits) -> str:
+    """'1000 resamples, seed 0', or, for fits read from a JSON, where they come from."""
+    if src.fitted is not None:
+        return f"CBS fits read from a `cbs fit cbs --json` output, {src.fitted.n_boot} resamples"
+    return f"{src.n_boot} resamples, seed {src.seed}"
+
+
 def build(src: StoreFits, made: Sequence[Made], skipped: Sequence[Skipped], page_dir: Path) -> list[Block]:
     """The page's blocks, in order."""
     runs = src.runs
@@ -176,7 +183,7 @@ def build(src: StoreFits, made: Sequence[Made], skipped: Sequence[Skipped], page
         Block(
             "p",
             f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {_b_opt(src)} and "
-            f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({src.n_boot} resamples, seed {src.seed}). "
+            f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({_fits_from(src)}). "
             f"cbs {__version__}.",
         ),
         Block("h2", "Runs"),
