@@ -44,7 +44,7 @@ reproduce: setup data
 	done; \
 	$(BIN)/python analysis/cpu_reproduction.py $(REPRO) $(REPRO_SPECS) --out $(REPRO)/fits && \
 	$(BIN)/cbs fit cbs $(REPRO) --json $(REPRO)/fits/all.json --markdown $(REPRO)/fits/all.md && \
-	$(BIN)/cbs figures $(REPRO) --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
+	$(BIN)/cbs figures $(REPRO) --fit $(REPRO)/fits/all.json --format png --only cbs-scaling,steps-vs-batch,lr-sensitivity,scaling-law && \
 	$(BIN)/cbs report $(REPRO) --format png && \
 	echo "make reproduce: $$(( $$(date +%s) - start )) s"
 

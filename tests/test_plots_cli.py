@@ -29,7 +29,7 @@ def test_figures_makes_what_the_store_supports(store, tmp_path, capsys):
     assert (tmp_path / "cbs-scaling.png").stat().st_size > 5_000
     assert not list(tmp_path.glob("*.pdf"))
     # one model size per data size and one data size per model size: the teaser keeps the Chinchilla panel
-    assert "panel left out: CBS vs model size: at most 1 model size(s) share a data size; needs ≥ 3" in out
+    assert "panel left out: CBS vs model size: no data size is shared by ≥ 3 fitted model sizes" in out
     assert "skipped  theory: not a `cbs theory` store" in out
     assert "skipped  scaling-law: L(N, D) needs ≥ 6 (model, data size) groups" in out
     # B_noise = 200 < 5·B_opt and the best lr 1e-3 is the bottom of {1e-3, 3e-3}: the fits' warnings are printed

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from cbs.fit import fit_cbs_table
+from cbs.fit.cbs_json import load_cbs_analysis
 from cbs.fit.tables import write_json
 from cbs.plots.cbs_scaling import cbs_scaling, select_panels
 from cbs.plots.report import cbs_table, warning_items
-from cbs.plots.sources import points_from_json
 from cbs.plots.steps import steps_vs_batch
 
 BATCHES = [8, 16, 32, 64, 128, 256]
@@ -50,9 +50,9 @@ def test_scaling_panel_draws_warned_groups_hollow_also_from_json(tmp_path):
     path = tmp_path / "fit.json"
     write_json(path, analysis.to_dict())
     assert [w["code"] for w in json.loads(path.read_text())["groups"][1]["warnings"]] == ["lr_edge"]
-    points = points_from_json(path)
-    assert [p.warnings for p in points] == [(), ("lr_edge",), ()]
-    panels, _ = select_panels(points, n_boot=20)
+    loaded = load_cbs_analysis(path)
+    assert [[w.code for w in g.warnings] for g in loaded.groups] == [[], ["lr_edge"], []]
+    panels, _ = select_panels(loaded)
     fig = cbs_scaling(panels)
     (warned,) = [a for a in fig.axes[0].get_lines() if a.get_gid() == "warned"]
     assert list(warned.get_xdata()) == [2e6] and warned.get_markerfacecolor() == "white"

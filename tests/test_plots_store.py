@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_plots_synthetic import GROUPS, LR_SLOWDOWN, make_run, true_cbs, true_params, write_store
 
-from cbs.fit import first_crossing
+from cbs.fit import first_crossing, fit_cbs_table
+from cbs.fit.store_fits import StoreFits
 from cbs.plots import style
-from cbs.plots.cbs_scaling import CbsPoint, cbs_scaling, select_panels
+from cbs.plots.cbs_scaling import SCALE, cbs_scaling, select_panels, teaser
 from cbs.plots.curves import loss_curves
 from cbs.plots.registry import STORE_FIGURES, FigureUnavailable, make_store_figures
 from cbs.plots.scaling_law import log_bands, scaling_law_figure
 from cbs.plots.sensitivity import sensitivity
-from cbs.plots.sources import StoreSource
 from cbs.plots.steps import steps_vs_batch
 
 N_BOOT = 40
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> StoreSource:
+def source(tmp_path_factory) -> StoreFits:
     root = tmp_path_factory.mktemp("store")
     write_store(root)
-    return StoreSource(root, n_boot=N_BOOT, n_starts=16)
+    return StoreFits(root, n_boot=N_BOOT, n_starts=16)
 
 
 def line(fig, gid):
@@ -59,36 +60,64 @@ def test_steps_vs_batch_draws_the_fitted_hyperbola_and_cbs(source):
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
 
 
-def test_teaser_draws_power_laws_bands_and_forecasts(source):
-    panels, reasons = select_panels(source.points, n_boot=N_BOOT)
-    assert reasons == [] and [p.variable for p in panels] == ["N", "D", "N"]
+def test_teaser_draws_the_fits_subset_laws_with_bands_and_forecasts(source):
+    panels, reasons = select_panels(source.analysis)
+    assert reasons == [] and [p.law.name for p in panels] == [
+        "n_params@data_tokens=8e+06",
+        "data_tokens@n_params=400000",
+        "n_params@tokens_per_param=20",
+    ]
+    assert [p.law for p in panels] == [
+        next(law for law in source.analysis.subset_laws if law.name == p.law.name) for p in panels
+    ]
     fig = cbs_scaling(panels)
     for ax, panel in zip(fig.axes, panels, strict=False):
+        fit, scale = panel.law.law, SCALE[panel.law.variable]
         law = next(a for a in ax.get_lines() if a.get_gid() == "law")
         x = law.get_xdata()
-        np.testing.assert_allclose(law.get_ydata(), panel.law.coefficient * x**panel.law.exponent, rtol=1e-12)
+        np.testing.assert_allclose(law.get_ydata(), fit.coefficient * (x / scale) ** fit.exponent, rtol=1e-12)
         assert x.min() == pytest.approx(panel.x.min()) and x.max() == pytest.approx(panel.x.max())
         forecast = next(a for a in ax.get_lines() if a.get_gid() == "forecast")
         assert forecast.get_linestyle() == "--" and forecast.get_xdata().max() == pytest.approx(
             10 * panel.x.max()
         )
-        np.testing.assert_allclose(forecast.get_ydata(), panel.law.predict(forecast.get_xdata()))
+        np.testing.assert_allclose(forecast.get_ydata(), fit.predict(forecast.get_xdata() / scale))
         band = next(c for c in ax.collections if c.get_gid() == "band")
-        lo, hi = panel.law.band(np.geomspace(panel.x.min(), 10 * panel.x.max(), 5))
+        lo, hi = fit.band(np.geomspace(panel.x.min(), 10 * panel.x.max(), 5) / scale)
         ys = band.get_paths()[0].vertices[:, 1]
         assert ys.min() <= lo.min() * 1.001 and ys.max() >= hi.max() * 0.999
     # fixed data: the synthetic CBS depends on D only, so its exponent in N is ~0; in D it is positive
-    assert abs(panels[0].law.exponent) < 0.01 and panels[1].law.exponent > 0.05
-    at_n = {p.data_tokens: p.cbs for p in source.points if p.n_params == 400_000}
+    assert abs(panels[0].law.law.exponent) < 0.01 and panels[1].law.law.exponent > 0.05
+    at_n = {g.data_tokens: g.fit.cbs for g in source.groups if g.n_params == 400_000}
     np.testing.assert_allclose(sorted(panels[1].cbs), sorted(at_n.values()))
 
 
+ONE_MODEL = pd.DataFrame(
+    [
+        {
+            "model": "m",
+            "n_params": 1e6,
+            "data_tokens": d,
+            "batch_size": b,
+            "steps_to_target": 100 + d / b / 1e4,
+        }
+        for d in (1e7, 2e7, 4e7)
+        for b in (64, 128, 256, 512)
+    ]
+)
+
+
+def test_teaser_without_resamples_draws_the_law_and_no_band():
+    fig, _ = teaser(fit_cbs_table(ONE_MODEL, n_boot=0))
+    assert line(fig, "law") and not [c for c in fig.axes[0].collections if c.get_gid() == "band"]
+    assert np.isfinite(fig.axes[0].get_ylim()).all()
+
+
 def test_teaser_refuses_with_reasons():
-    one_model = [CbsPoint("m", 1e6, d, 300.0 + d / 1e6, 290.0, 310.0 + d / 1e6) for d in (1e7, 2e7, 4e7)]
-    panels, reasons = select_panels(one_model, n_boot=N_BOOT)
-    assert [p.variable for p in panels] == ["D"]
-    assert any("CBS vs model size: at most 1 model size(s)" in r for r in reasons)
-    assert any("Chinchilla line: 1 model size(s)" in r for r in reasons)
+    panels, reasons = select_panels(fit_cbs_table(ONE_MODEL, n_boot=N_BOOT))
+    assert [p.law.variable for p in panels] == ["data_tokens"]
+    assert any("CBS vs model size: no data size is shared by ≥ 3 fitted model sizes" in r for r in reasons)
+    assert any("Chinchilla line: fewer than 3 fitted model sizes" in r for r in reasons)
 
 
 def test_loss_curves_plot_the_stored_curves(source):
@@ -131,7 +160,7 @@ def test_sensitivity_marks_diverged_runs(tmp_path):
     row, curve = make_run(*GROUPS[0], 64, 3e-3, preset="tiny-100k", eval_set="val")
     row.update(run_id="diverged-run", lr=1e-2, status="diverged", best_ewa_eval_loss=None)
     store.write_run(row, [dict(c, ewa_eval_loss=float("nan"), eval_loss=float("nan")) for c in curve])
-    src = StoreSource(tmp_path, n_boot=N_BOOT)
+    src = StoreFits(tmp_path, n_boot=N_BOOT)
     fig = sensitivity(src.runs_with_steps, "lr")
     n, d = GROUPS[0]
     cross = line(fig, f"diverged:{n}:{d}:64")
@@ -180,8 +209,8 @@ def test_a_requested_figure_the_data_cannot_support_raises(source, tmp_path):
         make_store_figures(source, tmp_path, ["theory"], ("png",), strict=True)
     small = tmp_path / "one-model"
     write_store(small, groups=GROUPS[:1], batches=(64, 256, 1024), lrs=(1e-3,))
-    src = StoreSource(small, n_boot=N_BOOT)
-    with pytest.raises(FigureUnavailable, match="cbs-scaling: CBS vs model size: at most 1 model size"):
+    src = StoreFits(small, n_boot=N_BOOT)
+    with pytest.raises(FigureUnavailable, match="cbs-scaling: .*CBS vs model size: no data size is shared"):
         make_store_figures(src, tmp_path, ["cbs-scaling"], ("png",), strict=True)
     with pytest.raises(FigureUnavailable, match="lr-sensitivity: every batch size was run at a single lr"):
         make_store_figures(src, tmp_path, ["lr-sensitivity"], ("png",), strict=True)
@@ -191,17 +220,16 @@ def test_theory_store_gives_the_theory_panel(tmp_path):
     dim = 100_000
     groups = [(dim, d) for d in (2_000_000, 8_000_000, 32_000_000)]
     write_store(tmp_path, groups=groups, lrs=(1e-3,), preset_prefix="linreg", eval_set="risk")
-    src = StoreSource(tmp_path, n_boot=N_BOOT)
+    src = StoreFits(tmp_path, n_boot=N_BOOT)
     made, _ = make_store_figures(src, tmp_path / "fig", ["theory"], ("png",), strict=True)
     assert made[0].paths[0].stat().st_size > 5_000
-    from cbs.plots.cbs_scaling import law_panel
-    from cbs.plots.theory import theory_figure
+    from cbs.plots.theory import theory_from_analysis
 
-    panel = law_panel("CBS vs data size", "D", src.points, N_BOOT, 0)
-    fig = theory_figure(src.groups, panel)
-    law = next(a for a in fig.axes[1].get_lines() if a.get_gid() == "law")
-    np.testing.assert_allclose(law.get_ydata(), panel.law.predict(law.get_xdata()))
-    assert panel.law.exponent > 0  # the CBS grows with D
+    fig = theory_from_analysis(src.analysis)
+    (law,) = src.analysis.subset_laws  # one dimension, three data sizes: the law of CBS vs D
+    drawn = next(a for a in fig.axes[1].get_lines() if a.get_gid() == "law")
+    np.testing.assert_allclose(drawn.get_ydata(), law.law.predict(drawn.get_xdata()))
+    assert law.variable == "data_tokens" and law.law.exponent > 0  # the CBS grows with D
 
 
 def test_save_writes_each_format_atomically(tmp_path):

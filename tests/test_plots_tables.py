@@ -7,17 +7,16 @@ import pandas as pd
 import pytest
 from test_plots_synthetic import write_store
 
+from cbs.cli import main
 from cbs.errors import CbsError
 from cbs.fit import fit_cbs_table, steps_to_target_table
-from cbs.fit.tables import write_json
+from cbs.fit.cbs_json import load_cbs_analysis
+from cbs.fit.loss_to_loss_panels import fit_loss_to_loss_set
+from cbs.fit.tables import fit_scaling_law_points, scaling_law_points, write_json
+from cbs.plots.cbs_scaling import teaser
 from cbs.plots.curves import loss_curves
 from cbs.plots.loss_to_loss import loss_to_loss_figure, loss_to_loss_panels
-from cbs.plots.tables import (
-    cbs_scaling_from_json,
-    loss_to_loss_from_table,
-    scaling_law_from_table,
-    theory_from_json,
-)
+from cbs.plots.scaling_law import scaling_law_figure
 
 
 def lines(fig, prefix):
@@ -26,15 +25,12 @@ def lines(fig, prefix):
 
 def test_chinchilla_scaling_law_figure(shared_data):
     table = pd.read_csv(shared_data / "chinchilla" / "svg_extracted_data.csv")
-    fig = scaling_law_from_table(
-        table,
-        n_col="Model Size",
-        flops_col="Training FLOP",
-        loss_col="loss",
-        drop_highest=5,
-        n_starts=200,
-        n_boot=0,
+    points = scaling_law_points(
+        table, n_col="Model Size", d_col="", flops_col="Training FLOP", loss_col="loss", drop_highest=5
     )
+    fit = fit_scaling_law_points(points, n_starts=200, n_boot=0)
+    n, d, loss, excluded = (points[c].to_numpy() for c in ("n", "d", "loss", "excluded"))
+    fig = scaling_law_figure(n, d, loss, fit, excluded=excluded)
     excluded = next(c for ax in fig.axes for c in ax.collections if c.get_gid() == "excluded")
     assert len(excluded.get_offsets()) == 5
     assert np.sort(excluded.get_offsets()[:, 1])[0] >= np.sort(table["loss"])[-5]
@@ -55,7 +51,7 @@ def sweep_subset(shared_data):
 def test_loss_to_loss_figure_draws_the_fitted_laws_and_held_out_runs(sweep_subset):
     table, holdout = sweep_subset
     test_cols = ["eval/c4_val/CrossEntropyLoss", "eval/starcoder_val/CrossEntropyLoss"]
-    panels, notes = loss_to_loss_panels(
+    fits = fit_loss_to_loss_set(
         table,
         group_col="data",
         n_col="params",
@@ -65,11 +61,18 @@ def test_loss_to_loss_figure_draws_the_fitted_laws_and_held_out_runs(sweep_subse
         test_cols=test_cols,
         test_col="eval/c4_val/CrossEntropyLoss",
         holdout=holdout,
+        form="chinchilla",
+        interval="e-fixed",
         n_starts=16,
         n_boot=10,
     )
-    assert notes == [] and [p.title for p in panels] == ["Train-to-train", "Train-to-test", "Test-to-test"]
-    fig = loss_to_loss_figure(panels)
+    panels = loss_to_loss_panels(fits)
+    assert fits.notes == [] and [p.title for p in panels] == [
+        "Train-to-train",
+        "Train-to-test",
+        "Test-to-test",
+    ]
+    fig = loss_to_loss_figure(fits)
     fw = holdout.set_index("data")
     for p, panel in enumerate(panels):
         assert len(panel.curves) == 2
@@ -98,7 +101,7 @@ def test_loss_to_loss_figure_draws_the_fitted_laws_and_held_out_runs(sweep_subse
 def test_loss_to_loss_refuses_an_unknown_group(sweep_subset):
     table, _ = sweep_subset
     with pytest.raises(CbsError, match="'c4' is not in column 'data'"):
-        loss_to_loss_from_table(table, group_col="data", n_col="params", d_col="tokens", x_group="c4")
+        fit_loss_to_loss_set(table, group_col="data", n_col="params", d_col="tokens", x_group="c4")
 
 
 def test_cbs_scaling_from_fit_json(tmp_path):
@@ -106,7 +109,7 @@ def test_cbs_scaling_from_fit_json(tmp_path):
     analysis = fit_cbs_table(steps_to_target_table(*store.tables()), n_boot=30)
     path = tmp_path / "fit.json"
     write_json(path, analysis.to_dict())
-    fig, reasons = cbs_scaling_from_json(path, n_boot=30)
+    fig, reasons = teaser(load_cbs_analysis(path))
     assert reasons == [] and len(fig.axes) == 3
     points = next(c for c in fig.axes[1].containers)  # errorbar container of the fixed-model panel
     y = np.sort(points.lines[0].get_ydata())
@@ -118,7 +121,7 @@ def test_cbs_scaling_from_json_refuses_other_files(tmp_path):
     path = tmp_path / "x.json"
     path.write_text('{"E": 1.8}')
     with pytest.raises(CbsError, match="not a `cbs fit cbs --json` output"):
-        cbs_scaling_from_json(path)
+        load_cbs_analysis(path)
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +137,18 @@ def theory_outputs(tmp_path_factory):
     return root / "store", root / "theory.json"
 
 
-def test_theory_figure_from_cbs_theory_json(theory_outputs):
+def test_theory_figure_from_cbs_theory_json(theory_outputs, tmp_path, monkeypatch):
     import json
+
+    from cbs.plots import style
 
     _, path = theory_outputs
     payload = json.loads(path.read_text())
-    fig = theory_from_json(path, n_boot=20)
+    drawn = []
+    monkeypatch.setattr(style, "save", lambda fig, *a, **k: drawn.append(fig) or [])
+    args = ["figures", "theory", "--input", str(path), "--n-boot", "20", "--out", str(tmp_path)]
+    assert main([*args, "--format", "png"]) == 0
+    (fig,) = drawn
     steps_ax, cbs_ax = fig.axes[:2]
     cells = sorted(payload["cbs_by_data"], key=lambda c: c["data_size"])
     for i, cell in enumerate(cells):
@@ -155,11 +164,11 @@ def test_theory_figure_from_cbs_theory_json(theory_outputs):
 
 
 def test_theory_store_figure_uses_the_recorded_reference_batch(theory_outputs, tmp_path):
+    from cbs.fit.store_fits import StoreFits
     from cbs.plots.registry import make_store_figures
-    from cbs.plots.sources import StoreSource
 
     store, path = theory_outputs
-    src = StoreSource(store, n_boot=20)
+    src = StoreFits(store, n_boot=20)
     assert src.is_theory() and src.analysis.b_opt == 1  # B_ref = 1, as `cbs theory` records it
     made, _ = make_store_figures(src, tmp_path, ["theory"], ("png",), strict=True)
     assert made[0].paths[0].stat().st_size > 5_000

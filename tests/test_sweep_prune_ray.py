@@ -27,7 +27,7 @@ def test_pruned_and_unpruned_sweeps_give_the_same_table_and_fit(tmp_path):
         for prune in (False, True):
             stores[prune] = ResultsStore(tmp_path / f"prune-{prune}")
             run_sweep(plan, stores[prune].root, console=Console(quiet=True), prune=prune)
-    tables = {p: steps_to_target_table(s) for p, s in stores.items()}
+    tables = {p: steps_to_target_table(*s.tables()) for p, s in stores.items()}
     pd.testing.assert_frame_equal(tables[True][UNCHANGED], tables[False][UNCHANGED])
     fits = {p: fit_cbs_table(t, n_boot=50).to_frame() for p, t in tables.items()}
     pd.testing.assert_frame_equal(fits[True], fits[False])

@@ -12,6 +12,7 @@ from cbs.cli.options import (
     add_nd_columns,
     add_scaling_law_options,
     add_skip_damaged,
+    fit_scaling_law_input,
     open_store,
 )
 from cbs.errors import FitError
@@ -162,27 +163,9 @@ def run_cbs(args: argparse.Namespace) -> int:
 
 
 def run_scaling_law(args: argparse.Namespace) -> int:
-    from cbs.fit import fit_scaling_law
-    from cbs.fit.tables import read_table, scaling_law_points, write_json
+    from cbs.fit.tables import write_json
 
-    points = scaling_law_points(
-        read_table(args.input),
-        n_col=args.n_col,
-        d_col=args.d_col,
-        flops_col=args.flops_col,
-        loss_col=args.loss_col,
-    )
-    if args.drop_highest:
-        points = points.sort_values("loss").iloc[: -args.drop_highest]
-    fit = fit_scaling_law(
-        points["n"].to_numpy(),
-        points["d"].to_numpy(),
-        points["loss"],
-        form=args.form,
-        n_starts=args.n_starts,
-        n_boot=args.n_boot,
-        seed=args.seed,
-    )
+    _, fit = fit_scaling_law_input(args, args.form)
     print(fit.report(predict=args.predict, compute=args.compute))
     if args.json:
         write_json(args.json, fit.to_dict(predict=args.predict, compute=args.compute))

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 if TYPE_CHECKING:
-    from cbs.plots.sources import StoreSource
+    import pandas as pd
+
+    from cbs.fit.scaling_law import ScalingLawFit
+    from cbs.fit.store_fits import StoreFits
     from cbs.results import ResultsStore
 
 
@@ -117,6 +120,25 @@ def add_scaling_law_options(p: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
+def fit_scaling_law_input(args: argparse.Namespace, form: str) -> tuple[pd.DataFrame, ScalingLawFit]:
+    """The points of ``--input`` (`scaling_law_points`, with `add_nd_columns`/`add_scaling_law_options`) and
+    their L(N, D) fit of ``form``: the one preparation `cbs fit scaling-law` and its figure share."""
+    from cbs.fit.tables import fit_scaling_law_points, read_table, scaling_law_points
+
+    points = scaling_law_points(
+        read_table(args.input),
+        n_col=args.n_col,
+        d_col=args.d_col,
+        flops_col=args.flops_col,
+        loss_col=args.loss_col,
+        drop_highest=args.drop_highest,
+    )
+    fit = fit_scaling_law_points(
+        points, form=form, n_starts=args.n_starts, n_boot=args.n_boot, seed=args.seed
+    )
+    return points, fit
+
+
 def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:
     """The results store at ``root``; with ``skip_damaged`` its damaged runs are left out of every table and
     listed here as warnings on stderr (without it, reading them raises DamagedStoreError naming them)."""
@@ -128,11 +150,25 @@ def open_store(root: str | Path, skip_damaged: bool) -> ResultsStore:
     return store
 
 
-def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
-    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`."""
-    from cbs.plots.sources import StoreSource
+def add_fit_json(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--fit FIT.json: draw from a `cbs fit cbs --json` output of the store instead of fitting it."""
+    p.add_argument(
+        "--fit",
+        type=Path,
+        metavar="FIT.json",
+        help="take the CBS fits from this `cbs fit cbs --json` output of the store instead of fitting it",
+    )
 
-    return StoreSource(
+
+def store_source(root: str | Path, args: argparse.Namespace) -> StoreFits:
+    """A results store with the analysis settings of `add_cbs_options`, `add_bootstrap_options`, `add_n_starts`,
+    and the CBS fits of ``args.fit`` (`add_fit_json`) where given."""
+    from cbs.fit.cbs_json import load_cbs_analysis
+    from cbs.fit.store_fits import StoreFits
+
+    fitted = load_cbs_analysis(args.fit) if args.fit else None
+
+    return StoreFits(
         open_store(root, args.skip_damaged),
         b_opt=args.b_opt,
         overhead=args.overhead,
@@ -140,4 +176,5 @@ def store_source(root: str | Path, args: argparse.Namespace) -> StoreSource:
         n_boot=args.n_boot,
         seed=args.seed,
         n_starts=args.n_starts,
+        fitted=fitted,
     )

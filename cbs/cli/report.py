@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cbs.cli.options import add_bootstrap_options, add_cbs_options, add_n_starts, store_source
+from cbs.cli.options import add_bootstrap_options, add_cbs_options, add_fit_json, add_n_starts, store_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", default="pdf,png", help="figure formats besides the embedded PNG (default pdf,png)"
     )
     add_cbs_options(p)
+    add_fit_json(p)
     add_bootstrap_options(p)
     add_n_starts(p)
     p.set_defaults(func=run)

@@ -8,6 +8,7 @@ B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its v
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law
 from cbs.fit.result import SolverDiagnostics, fmt, number, warnings_from
 from cbs.fit.steps_to_target import HYPERPARAMETERS, reference_batch
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
-from cbs.protocol import CBS_OVERHEAD
+from cbs.protocol import CBS_OVERHEAD, CHINCHILLA_TOKENS_PER_PARAM
 from cbs.results.cell import CELL_KEYS, DEFAULT_OPTIMIZER
 
 UNITS = {
@@ -35,6 +36,12 @@ UNITS = {
     "steps_to_target": "optimizer steps",
 }
 MIN_DISTINCT = 3
+CHINCHILLA_TOLERANCE = 1.5  # "on the Chinchilla line": D/N within this factor of 20 tokens per parameter
+FORMS = {
+    "n_params": "cbs = coefficient * n_params_millions ** exponent",
+    "data_tokens": "cbs = coefficient * data_tokens ** exponent",
+    "joint": "cbs = coefficient * n_params_millions ** exponents.n_params * data_tokens ** exponents.data_tokens",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,11 @@ class CbsGroup:
     unreached_batch_sizes: list[float] = field(default_factory=list)
     target_loss: float | None = None
     warnings: list[FitWarning] = field(default_factory=list)  # cbs.fit.diagnostics, fitted or not
+
+    @property
+    def key(self) -> tuple[str, float, float]:
+        """(model, n_params, data_tokens): the group's identity."""
+        return (self.model, self.n_params, self.data_tokens)
 
     @property
     def label(self) -> str:
@@ -117,6 +129,56 @@ class CbsGroup:
 
 
 @dataclass(frozen=True)
+class SubsetLaw:
+    """B* = c·x^k over a subset of the fitted groups: x = ``variable`` (N in millions, or D in tokens) with the
+    other variable held at ``fixed`` ({"data_tokens": D} or {"n_params": N}), or along the Chinchilla line
+    ({"tokens_per_param": 20}: D/N within a factor CHINCHILLA_TOLERANCE of it)."""
+
+    variable: str
+    fixed: dict[str, float]
+    groups: list[tuple[str, float, float]]  # (model, n_params, data_tokens) of the groups fitted, in x order
+    law: PowerLawFit
+
+    @property
+    def name(self) -> str:
+        """'n_params@data_tokens=125760': the law's variable and what is held fixed."""
+        ((key, value),) = self.fixed.items()
+        return f"{self.variable}@{key}={value:g}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The law's numbers, its groups, and its bootstrap samples (log c, k) that give its band."""
+        return {
+            "name": self.name,
+            "variable": self.variable,
+            "fixed": dict(self.fixed),
+            "form": FORMS[self.variable],
+            "groups": [{"model": m, "n_params": n, "data_tokens": d} for m, n, d in self.groups],
+            **self.law.to_dict(),
+            "bootstrap_samples": self.law.samples.tolist(),
+        }
+
+    def line(self) -> str:
+        """'subset law: B* = 2.054·N^-0.123 with N (millions) at D = 1.258e+05 tokens over 4 groups; …'."""
+        var = "N (millions)" if self.variable == "n_params" else "D (tokens)"
+        ((key, value),) = self.fixed.items()
+        at = {"data_tokens": ("D", "tokens"), "n_params": ("N", "params")}.get(key)
+        where = f"at {at[0]} = {value:.4g} {at[1]}" if at else f"along D ≈ {value:g}·N"
+        f = self.law
+        return (
+            f"subset law: B* = {f.coefficient:.4g}·{var.split()[0]}^{f.exponent:.3f} with {var} {where} over "
+            f"{f.n_points} groups; exponent CI {f.exponent_ci[0]:.3f}–{f.exponent_ci[1]:.3f}, R² {f.r2:.3f}"
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SubsetLaw:
+        """The subset law ``to_dict`` wrote, with its bootstrap samples (so its band can be drawn)."""
+        groups = [(str(g["model"]), float(g["n_params"]), float(g["data_tokens"])) for g in data["groups"]]
+        samples = np.asarray(data.get("bootstrap_samples", []), dtype=np.float64).reshape(-1, 2)
+        law = dataclasses.replace(PowerLawFit.from_dict(data), samples=samples)
+        return cls(str(data["variable"]), {k: float(v) for k, v in data["fixed"].items()}, groups, law)
+
+
+@dataclass(frozen=True)
 class CbsAnalysis:
     """Per-group CBS fits and the CBS scaling laws across groups."""
 
@@ -125,6 +187,7 @@ class CbsAnalysis:
     laws_absent: dict[str, str]
     overhead: float
     n_boot: int
+    subset_laws: list[SubsetLaw] = field(default_factory=list)  # laws over subsets of groups (`_subset_laws`)
 
     @property
     def b_opt(self) -> float | None:
@@ -220,7 +283,8 @@ class CbsAnalysis:
                 )
             note = self.law_warning_note(name)
             lines.append(line + (f"; warnings of its groups: {note}" if note else ""))
-        return lines + [f"no {name} law: {why}" for name, why in self.laws_absent.items()]
+        lines += [f"no {name} law: {why}" for name, why in self.laws_absent.items()]
+        return lines + [law.line() for law in self.subset_laws]
 
     def warning_lines(self) -> list[str]:
         """'micro-4k, D=71280: lr_edge — <message>', one per warning of each group."""
@@ -278,6 +342,7 @@ class CbsAnalysis:
             laws_absent=dict(data["laws_absent"]),
             overhead=float(data["overhead"]),
             n_boot=int(data["n_boot"]),
+            subset_laws=[SubsetLaw.from_dict(d) for d in data.get("subset_laws", [])],
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -288,11 +353,7 @@ class CbsAnalysis:
             if other and self.fixed_value(other) is not None:
                 law_d[f"at_fixed_{other}"] = self.fixed_value(other)
             law_d["variables"] = ["n_params", "data_tokens"] if name == "joint" else [name]
-            law_d["form"] = {
-                "n_params": "cbs = coefficient * n_params_millions ** exponent",
-                "data_tokens": "cbs = coefficient * data_tokens ** exponent",
-                "joint": "cbs = coefficient * n_params_millions ** exponents.n_params * data_tokens ** exponents.data_tokens",
-            }[name]
+            law_d["form"] = FORMS[name]
             law_d["warnings"] = self.law_warnings(name)
             laws[name] = law_d
         return {
@@ -304,6 +365,7 @@ class CbsAnalysis:
             "groups": [g.to_dict() for g in self.groups],
             "laws": laws,
             "laws_absent": self.laws_absent,
+            "subset_laws": [law.to_dict() for law in self.subset_laws],
             "diagnostics": self.diagnostics.to_dict(),
         }
 
@@ -409,6 +471,31 @@ def _laws(
     return laws, absent
 
 
+def _subset_laws(groups: list[CbsGroup], n_boot: int, seed: int) -> list[SubsetLaw]:
+    """B* vs N at each data size, B* vs D at each model size, and B* vs N along the Chinchilla line, wherever
+    the subset spans ≥ MIN_DISTINCT values of its variable (a subset whose law cannot be fitted is left out)."""
+    ok = [g for g in groups if g.fit is not None and np.isfinite(g.data_tokens)]
+    subsets: list[tuple[str, dict[str, float], list[CbsGroup]]] = []
+    for variable, other in (("n_params", "data_tokens"), ("data_tokens", "n_params")):
+        for value in sorted({getattr(g, other) for g in ok}):
+            subsets.append((variable, {other: value}, [g for g in ok if getattr(g, other) == value]))
+    ratio = CHINCHILLA_TOKENS_PER_PARAM
+    line = [g for g in ok if abs(np.log(g.data_tokens / g.n_params / ratio)) <= np.log(CHINCHILLA_TOLERANCE)]
+    subsets.append(("n_params", {"tokens_per_param": ratio}, line))
+    out = []
+    for variable, fixed, members in subsets:
+        members = sorted(members, key=lambda g: (getattr(g, variable), g.model))
+        x = np.array([g.n_params / 1e6 if variable == "n_params" else g.data_tokens for g in members])
+        if np.unique(x).size < MIN_DISTINCT:
+            continue
+        try:
+            law = fit_power_law(x, [g.fit.cbs for g in members], n_boot=n_boot, seed=seed)
+        except FitError:
+            continue
+        out.append(SubsetLaw(variable, fixed, [g.key for g in members], law))
+    return out
+
+
 def _numeric(table: pd.DataFrame) -> pd.DataFrame:
     """The steps-to-target table with its numbers checked (`numeric_columns`): N and B in every row; steps
     (empty or inf: not reached), D, the target, b_opt and the diagnostics' columns where given."""
@@ -442,7 +529,9 @@ def fit_cbs_table(
     best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
     group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
     if none can be, FitError lists why. Every group carries its ``warnings``
-    (`cbs.fit.diagnostics.diagnose_group`), and each law in the JSON the warnings of its groups.
+    (`cbs.fit.diagnostics.diagnose_group`), and each law in the JSON the warnings of its groups. The laws over
+    subsets of groups (per data size, per model size, along the Chinchilla line) that figures draw are in
+    ``subset_laws``, fitted with the same bootstrap.
     """
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = _numeric(table)
@@ -471,4 +560,5 @@ def fit_cbs_table(
         laws_absent=absent,
         overhead=float(overhead),
         n_boot=n_boot,
+        subset_laws=_subset_laws(groups, n_boot, seed),
     )

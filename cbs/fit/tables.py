@@ -7,12 +7,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cbs.atomic import write_text_atomic
 from cbs.errors import FitError
+
+if TYPE_CHECKING:
+    from cbs.fit.scaling_law import ScalingLawFit
 
 # Cells that mean "no value" where a column allows one (e.g. a target never reached); elsewhere they are named.
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -172,14 +176,40 @@ def to_markdown(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def scaling_law_points(
-    table: pd.DataFrame, *, n_col: str, d_col: str, flops_col: str | None, loss_col: str
+    table: pd.DataFrame,
+    *,
+    n_col: str,
+    d_col: str,
+    flops_col: str | None,
+    loss_col: str,
+    drop_highest: int = 0,
 ) -> pd.DataFrame:
-    """Columns ``n``, ``d``, ``loss`` of an L(N, D) table (D = C/(6N) where ``flops_col`` names the training
-    FLOP C), in the table's row order; every cell is checked finite and > 0 (`numeric_columns`)."""
+    """Columns ``n``, ``d``, ``loss``, ``excluded`` of an L(N, D) table, in the table's row order: D = C/(6N)
+    where ``flops_col`` names the training FLOP C; ``excluded`` marks the ``drop_highest`` highest losses (ties:
+    the later row), which `fit_scaling_law_points` leaves out. Every cell is checked finite and > 0
+    (`numeric_columns`); FitError if dropping would leave fewer than the fit's 6 points."""
     source = flops_col or d_col
     checked = numeric_columns(
         table, [Numeric(n_col), Numeric(source), Numeric(loss_col)], "the scaling-law table"
     )
+    if drop_highest < 0 or (drop_highest and len(checked) - drop_highest < 6):
+        raise FitError(
+            f"--drop-highest {drop_highest} leaves {len(checked) - drop_highest} of {len(checked)} points; "
+            "L(N, D) needs at least 6: drop fewer"
+        )
     n = checked[n_col]
     d = checked[source] / (6.0 * n) if flops_col else checked[source]
-    return pd.DataFrame({"n": n, "d": d, "loss": checked[loss_col]})
+    loss = checked[loss_col]
+    excluded = np.zeros(len(loss), bool)
+    if drop_highest:
+        excluded[np.argsort(loss.to_numpy(), kind="stable")[-drop_highest:]] = True
+    return pd.DataFrame({"n": n, "d": d, "loss": loss, "excluded": excluded})
+
+
+def fit_scaling_law_points(points: pd.DataFrame, **options: object) -> ScalingLawFit:
+    """`fit_scaling_law` of the points of `scaling_law_points` that are not ``excluded`` (``options``: form,
+    n_starts, n_boot, seed): the one L(N, D) fit of a table that `cbs fit scaling-law` and its figure share."""
+    from cbs.fit.scaling_law import fit_scaling_law
+
+    kept = points[~points["excluded"]]
+    return fit_scaling_law(kept["n"].to_numpy(), kept["d"].to_numpy(), kept["loss"].to_numpy(), **options)

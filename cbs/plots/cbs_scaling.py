@@ -1,7 +1,8 @@
 """The teaser: CBS vs model size (fixed data), vs data size (fixed model), along the Chinchilla line.
 
-Each panel shows the per-group CBS with its interval, the fitted power law B* = c·x^k (solid over the data,
-dashed as a forecast beyond it) and its bootstrap band.
+Each panel draws one of the fit's subset laws (`cbs.fit.cbs_laws.SubsetLaw`, carried by `cbs fit cbs` and its
+JSON) with the CBS of its groups: the points with their intervals, the law (solid over the data, dashed as a
+forecast beyond it) and its bootstrap band. Nothing here fits: the printed law is the fit's.
 """
 
 from __future__ import annotations
@@ -13,119 +14,85 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cbs.fit import PowerLawFit, fit_power_law
+from cbs.errors import FitError
+from cbs.fit import CbsAnalysis, CbsGroup
+from cbs.fit.cbs_laws import MIN_DISTINCT, SubsetLaw
 from cbs.plots.style import OKABE_ITO, human, log_axis, new_figure, styled
-from cbs.protocol import CHINCHILLA_TOKENS_PER_PARAM
 
 FORECAST_DECADES = 1.0  # how far past the largest measured x the dashed forecast runs
-MIN_POINTS = 3  # a power law with an interval needs three CBS values
-CHINCHILLA_TOLERANCE = 1.5  # "on the Chinchilla line": D/N within a factor 1.5 of 20 tokens per parameter
-
-
-@dataclass(frozen=True)
-class CbsPoint:
-    """The CBS of one (model, data size) group with its 95% interval."""
-
-    model: str
-    n_params: float
-    data_tokens: float
-    cbs: float
-    cbs_lo: float
-    cbs_hi: float
-    warnings: tuple[str, ...] = ()  # the group's warning codes (cbs.fit.diagnostics): drawn hollow
+SCALE = {"n_params": 1e6, "data_tokens": 1.0}  # the laws' x units: N in millions, D in tokens
 
 
 @dataclass(frozen=True)
 class ScalingPanel:
-    """One panel: CBS at x (with 95% intervals) and the power law fitted to them."""
+    """One panel: a subset law and the CBS (with 95% intervals) of the groups it was fitted over, at x."""
 
     title: str
-    variable: str  # "N" or "D"
-    x: np.ndarray
+    law: SubsetLaw
+    x: np.ndarray  # N in parameters or D in tokens
     cbs: np.ndarray
     cbs_lo: np.ndarray
     cbs_hi: np.ndarray
-    law: PowerLawFit
-    unit: float = 0.0  # x unit of the printed law; 0: millions of parameters (N) or billions of tokens (D)
-    warned: np.ndarray | None = None  # per point: the group carries warnings (drawn hollow)
+    warned: np.ndarray  # per point: the group carries warnings (drawn hollow)
 
-    def __post_init__(self) -> None:
-        if not self.unit:
-            object.__setattr__(self, "unit", 1e6 if self.variable == "N" else 1e9)
+    def predict(self, x: object) -> np.ndarray:
+        """The law at ``x`` (parameters or tokens)."""
+        return self.law.law.predict(np.asarray(x, dtype=np.float64) / SCALE[self.law.variable])
 
-
-def law_panel(
-    title: str, variable: str, points: list[CbsPoint], n_boot: int, seed: int, unit: float = 0.0
-) -> ScalingPanel:
-    """A panel of CBS vs ``variable`` ("N" or "D") with the power law fitted to ``points``."""
-    points = sorted(points, key=lambda p: p.n_params if variable == "N" else p.data_tokens)
-    x = np.array([p.n_params if variable == "N" else p.data_tokens for p in points])
-    cbs = np.array([p.cbs for p in points])
-    law = fit_power_law(x, cbs, n_boot=n_boot, seed=seed)
-    lo, hi = (np.array([getattr(p, k) for p in points]) for k in ("cbs_lo", "cbs_hi"))
-    warned = np.array([bool(p.warnings) for p in points])
-    return ScalingPanel(title, variable, x, cbs, lo, hi, law, unit, warned)
+    def band(self, x: object) -> tuple[np.ndarray, np.ndarray]:
+        """The law's pointwise 95% bootstrap band at ``x``."""
+        return self.law.law.band(np.asarray(x, dtype=np.float64) / SCALE[self.law.variable])
 
 
-def _widest(points: list[CbsPoint], fixed: str, varying: str) -> tuple[float, list[CbsPoint]]:
-    """The value of ``fixed`` shared by the most distinct values of ``varying`` (ties: the largest)."""
-    by_value: dict[float, dict[float, CbsPoint]] = {}
-    for p in points:
-        if np.isfinite(getattr(p, fixed)):
-            by_value.setdefault(getattr(p, fixed), {})[getattr(p, varying)] = p
-    if not by_value:
-        return np.nan, []
-    value = max(by_value, key=lambda v: (len(by_value[v]), v))
-    return value, list(by_value[value].values())
+def law_panel(title: str, law: SubsetLaw, groups: Sequence[CbsGroup]) -> ScalingPanel:
+    """The panel of ``law``: its groups (found among ``groups`` by key) at their N or D, in the law's order."""
+    by_key = {g.key: g for g in groups}
+    missing = [k for k in law.groups if k not in by_key or by_key[k].fit is None]
+    if missing:
+        raise FitError(f"the law {law.name} names groups without a fit in the analysis: {missing}")
+    members = [by_key[k] for k in law.groups]
+    x = np.array([getattr(g, law.variable) for g in members])
+    cbs, lo, hi = (np.array(v) for v in zip(*[(g.fit.cbs, *g.fit.cbs_ci) for g in members], strict=True))
+    warned = np.array([bool(g.warnings) for g in members])
+    return ScalingPanel(title, law, x, cbs, lo, hi, warned)
 
 
-def select_panels(
-    points: Sequence[CbsPoint],
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    chinchilla_tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM,
-) -> tuple[list[ScalingPanel], list[str]]:
-    """The teaser's panels that ``points`` support, and for each missing one the reason it cannot be drawn."""
-    points = list(points)
-    panels, reasons = [], []
-    d_fixed, at_d = _widest(points, "data_tokens", "n_params")
-    if len(at_d) >= MIN_POINTS:
-        panels.append(law_panel(f"Fixed data (D = {human(d_fixed)})", "N", at_d, n_boot, seed))
+def widest_law(laws: Sequence[SubsetLaw], variable: str, fixed: str) -> SubsetLaw | None:
+    """The law in ``variable`` at a fixed ``fixed`` with the most groups (ties: the largest fixed value)."""
+    candidates = [law for law in laws if law.variable == variable and fixed in law.fixed]
+    return max(candidates, key=lambda law: (len(law.groups), law.fixed[fixed]), default=None)
+
+
+def select_panels(analysis: CbsAnalysis) -> tuple[list[ScalingPanel], list[str]]:
+    """The teaser's panels the fit's subset laws give, and for each missing one the reason it cannot be drawn."""
+    laws, panels, reasons = analysis.subset_laws, [], []
+    if law := widest_law(laws, "n_params", "data_tokens"):
+        title = f"Fixed data (D = {human(law.fixed['data_tokens'])})"
+        panels.append(law_panel(title, law, analysis.groups))
+    else:
+        reasons.append(f"CBS vs model size: no data size is shared by ≥ {MIN_DISTINCT} fitted model sizes")
+    if law := widest_law(laws, "data_tokens", "n_params"):
+        panels.append(law_panel(f"Fixed model (N = {human(law.fixed['n_params'])})", law, analysis.groups))
+    else:
+        reasons.append(f"CBS vs data size: no model size is shared by ≥ {MIN_DISTINCT} fitted data sizes")
+    if law := widest_law(laws, "n_params", "tokens_per_param"):
+        title = f"Chinchilla line (D ≈ {law.fixed['tokens_per_param']:g}N)"
+        panels.append(law_panel(title, law, analysis.groups))
     else:
         reasons.append(
-            f"CBS vs model size: at most {len(at_d)} model size(s) share a data size; needs ≥ {MIN_POINTS}"
-        )
-    n_fixed, at_n = _widest(points, "n_params", "data_tokens")
-    if len(at_n) >= MIN_POINTS:
-        panels.append(law_panel(f"Fixed model (N = {human(n_fixed)})", "D", at_n, n_boot, seed))
-    else:
-        reasons.append(
-            f"CBS vs data size: at most {len(at_n)} data size(s) share a model size; needs ≥ {MIN_POINTS}"
-        )
-    ratio = np.array([p.data_tokens / p.n_params for p in points])
-    on_line = {
-        p.n_params: p
-        for p, r in zip(points, ratio, strict=True)
-        if np.isfinite(r) and abs(np.log(r / chinchilla_tokens_per_param)) <= np.log(CHINCHILLA_TOLERANCE)
-    }
-    if len(on_line) >= MIN_POINTS:
-        title = f"Chinchilla line (D ≈ {chinchilla_tokens_per_param:g}N)"
-        panels.append(law_panel(title, "N", list(on_line.values()), n_boot, seed))
-    else:
-        reasons.append(
-            f"CBS along the Chinchilla line: {len(on_line)} model size(s) trained on ≈ "
-            f"{chinchilla_tokens_per_param:g} tokens/param; needs ≥ {MIN_POINTS}"
+            f"CBS along the Chinchilla line: fewer than {MIN_DISTINCT} fitted model sizes trained on ≈ 20 "
+            "tokens/param"
         )
     return panels, reasons
 
 
-def law_label(law: PowerLawFit, variable: str, unit: float) -> str:
-    """'B* = 93.2·(N/1M)^0.470 [0.41, 0.53]': coefficient for x in the paper's units, exponent 95% CI."""
-    coef = law.coefficient * unit**law.exponent
-    lo, hi = law.exponent_ci
-    x = variable if unit == 1 else f"({variable}/{human(unit)})"
-    return f"$B^* = {coef:.3g}\\,{x}^{{{law.exponent:.3f}}}$\nexponent 95% CI [{lo:.2f}, {hi:.2f}]"
+def law_label(law: SubsetLaw) -> str:
+    """'B* = 2.05·(N/1M)^-0.123' and the exponent's 95% CI: the fit's coefficient (N in millions, D in
+    tokens) and exponent as `cbs fit cbs` reports them."""
+    fit = law.law
+    lo, hi = fit.exponent_ci
+    x = "(N/1M)" if law.variable == "n_params" else "D"
+    return f"$B^* = {fit.coefficient:.3g}\\,{x}^{{{fit.exponent:.3f}}}$\nexponent 95% CI [{lo:.2f}, {hi:.2f}]"
 
 
 def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
@@ -134,12 +101,20 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
     inside = np.geomspace(lo, hi, 100)
     beyond = np.geomspace(hi, hi * 10**FORECAST_DECADES, 60)
     everywhere = np.concatenate([inside, beyond[1:]])
-    band_lo, band_hi = panel.law.band(everywhere)
-    ax.fill_between(
-        everywhere, band_lo, band_hi, color=color, alpha=0.2, lw=0, label="95% band of the fit", gid="band"
-    )
-    ax.plot(inside, panel.law.predict(inside), "-", color=color, label="power-law fit", gid="law")
-    ax.plot(beyond, panel.law.predict(beyond), "--", color=color, label="forecast", gid="forecast")
+    band_lo, band_hi = panel.band(everywhere) if len(panel.law.law.samples) else (panel.cbs, panel.cbs)
+    if len(panel.law.law.samples):  # no band without bootstrap resamples (--n-boot 0)
+        ax.fill_between(
+            everywhere,
+            band_lo,
+            band_hi,
+            color=color,
+            alpha=0.2,
+            lw=0,
+            label="95% band of the fit",
+            gid="band",
+        )
+    ax.plot(inside, panel.predict(inside), "-", color=color, label="power-law fit", gid="law")
+    ax.plot(beyond, panel.predict(beyond), "--", color=color, label="forecast", gid="forecast")
     yerr = np.vstack([panel.cbs - panel.cbs_lo, panel.cbs_hi - panel.cbs])
     ax.errorbar(
         panel.x,
@@ -153,25 +128,26 @@ def draw_panel(ax: Axes, panel: ScalingPanel, color: str) -> None:
         label="measured CBS (95% CI)",
         gid="points",
     )
-    if panel.warned is not None and panel.warned.any():
+    if panel.warned.any():
         ax.plot(panel.x[panel.warned], panel.cbs[panel.warned], "o", mfc="white", mec="0.15", ms=4, mew=0.9,
                 label="group with warnings (see report)", gid="warned", zorder=5)  # fmt: skip
     ax.text(
         0.03,
         0.97,
-        law_label(panel.law, panel.variable, panel.unit),
+        law_label(panel.law),
         transform=ax.transAxes,
         va="top",
         fontsize=7.5,
         bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.9},
     )
     log_axis(ax, "x")
-    top = max(float(np.max(panel.cbs_hi)), float(np.max(band_hi)))
-    bottom = min(float(np.min(panel.cbs_lo)), float(np.min(band_lo)))
+    top = float(np.nanmax([*panel.cbs, *panel.cbs_hi, *band_hi]))
+    bottom = float(np.nanmin([*panel.cbs, *panel.cbs_lo, *band_lo]))
     ax.set_ylim(bottom / 1.5, top * 2.5)  # head room for the equation
     log_axis(ax, "y", min_span=4.0)
     ax.set_title(panel.title)
-    ax.set_xlabel("Model size N (non-embedding params)" if panel.variable == "N" else "Data size D (tokens)")
+    n_axis = panel.law.variable == "n_params"
+    ax.set_xlabel("Model size N (non-embedding params)" if n_axis else "Data size D (tokens)")
 
 
 @styled
@@ -184,3 +160,12 @@ def cbs_scaling(panels: Sequence[ScalingPanel]) -> Figure:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(4, 2 * len(panels)))
     return fig
+
+
+def teaser(analysis: CbsAnalysis) -> tuple[Figure, list[str]]:
+    """`cbs_scaling` of the panels `select_panels` finds, and the reasons for those left out; FitError when
+    none can be drawn."""
+    panels, reasons = select_panels(analysis)
+    if not panels:
+        raise FitError("no teaser panel can be drawn: " + "; ".join(reasons))
+    return cbs_scaling(panels), reasons

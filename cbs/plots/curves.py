@@ -9,20 +9,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cbs.errors import ResultsError
+from cbs.fit.store_fits import primary_eval_set
 from cbs.plots.style import human, log_axis, new_figure, ordered_colors, styled
 
 LOSS_COLUMNS = {"eval_loss": "raw weights", "ewa_eval_loss": "EWA weights"}
 X_COLUMNS = {"step": "optimizer steps", "tokens": "training tokens"}
-
-
-def primary_eval_set(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
-    """The eval set the runs name first (``eval_sets[0]``), else the most common one in the curves."""
-    firsts = [s[0] for s in runs.get("eval_sets", pd.Series(dtype=object)).dropna() if len(s)]
-    if firsts:
-        return pd.Series(firsts).mode().iloc[0]
-    if curves.empty:
-        raise ResultsError("the curves dataset is empty: the runs have no evaluation points to plot")
-    return curves["eval_set"].mode().iloc[0]
 
 
 def best_run_per_batch(runs: pd.DataFrame, preferred: Collection[str] = ()) -> pd.DataFrame:

@@ -10,14 +10,14 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from cbs.errors import CbsError, ConfigError, ResultsError
+from cbs.fit.store_fits import StoreFits, primary_eval_set
 from cbs.plots import style
-from cbs.plots.cbs_scaling import MIN_POINTS, cbs_scaling, law_panel, select_panels
-from cbs.plots.curves import loss_curves, primary_eval_set
+from cbs.plots.cbs_scaling import teaser
+from cbs.plots.curves import loss_curves
 from cbs.plots.scaling_law import scaling_law_figure
 from cbs.plots.sensitivity import HYPERPARAMETERS, sensitivity, varied_groups
-from cbs.plots.sources import StoreSource
 from cbs.plots.steps import steps_vs_batch
-from cbs.plots.theory import theory_figure
+from cbs.plots.theory import theory_from_analysis
 from cbs.results.health import DamagedStoreError
 
 MAX_GROUPS_PER_FIGURE = 6
@@ -55,7 +55,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
-def _loss_curves(src: StoreSource) -> list[Drawn]:
+def _loss_curves(src: StoreFits) -> list[Drawn]:
     try:
         targets, fastest = src.targets(), set(src.table["run_id"].dropna())
     except CbsError:  # no target can be set (e.g. no B_opt run): curves without the target line
@@ -73,7 +73,7 @@ def _loss_curves(src: StoreSource) -> list[Drawn]:
     return out
 
 
-def _steps(src: StoreSource) -> list[Drawn]:
+def _steps(src: StoreFits) -> list[Drawn]:
     groups = src.groups
     if not groups:
         raise FigureUnavailable(
@@ -91,19 +91,15 @@ def _steps(src: StoreSource) -> list[Drawn]:
     ]
 
 
-def _cbs_scaling(src: StoreSource) -> list[Drawn]:
-    panels, reasons = select_panels(src.points, n_boot=src.n_boot, seed=src.seed)
-    if not panels:
-        raise FigureUnavailable("; ".join(reasons))
-    return [
-        Drawn("cbs-scaling", cbs_scaling(panels), note="; ".join(f"panel left out: {r}" for r in reasons))
-    ]
+def _cbs_scaling(src: StoreFits) -> list[Drawn]:
+    fig, reasons = teaser(src.analysis)
+    return [Drawn("cbs-scaling", fig, note="; ".join(f"panel left out: {r}" for r in reasons))]
 
 
-def _sensitivity(param: str) -> Callable[[StoreSource], list[Drawn]]:
+def _sensitivity(param: str) -> Callable[[StoreFits], list[Drawn]]:
     column = HYPERPARAMETERS[param].column
 
-    def build(src: StoreSource) -> list[Drawn]:
+    def build(src: StoreFits) -> list[Drawn]:
         if not varied_groups(src.runs, column):
             raise FigureUnavailable(
                 f"every batch size was run at a single {column} in every group; sweep ≥ 2 values of {column}"
@@ -113,7 +109,7 @@ def _sensitivity(param: str) -> Callable[[StoreSource], list[Drawn]]:
     return build
 
 
-def _scaling_law(src: StoreSource) -> list[Drawn]:
+def _scaling_law(src: StoreFits) -> list[Drawn]:
     n, d, loss, fit = src.scaling_law
     return [
         Drawn(
@@ -122,26 +118,17 @@ def _scaling_law(src: StoreSource) -> list[Drawn]:
     ]
 
 
-def _theory(src: StoreSource) -> list[Drawn]:
+def _theory(src: StoreFits) -> list[Drawn]:
     if not src.is_theory():
         raise FigureUnavailable("not a `cbs theory` store (its presets are not linreg-*); run `cbs theory`")
-    by_dim: dict[float, list] = {}
-    for g in src.groups:
-        by_dim.setdefault(g.n_params, []).append(g)
-    dim, groups = max(by_dim.items(), key=lambda kv: (len(kv[1]), kv[0]), default=(0, []))
-    if len(groups) < MIN_POINTS:
-        raise FigureUnavailable(f"at most {len(groups)} data sizes share a dimension; needs ≥ {MIN_POINTS}")
-    groups = sorted(groups, key=lambda g: g.data_tokens)
-    points = [p for p in src.points if p.n_params == dim]
-    panel = law_panel("CBS vs data size", "D", points, src.n_boot, src.seed, unit=1.0)
-    return [Drawn("theory", theory_figure(groups, panel))]
+    return [Drawn("theory", theory_from_analysis(src.analysis))]
 
 
 @dataclass(frozen=True)
 class FigureSpec:
     name: str
     description: str
-    build: Callable[[StoreSource], list[Drawn]]
+    build: Callable[[StoreFits], list[Drawn]]
 
 
 STORE_FIGURES = {
@@ -189,7 +176,7 @@ def parse_only(text: str | Sequence[str] | None) -> list[str]:
 
 
 def make_store_figures(
-    src: StoreSource,
+    src: StoreFits,
     out_dir: Path,
     names: Iterable[str],
     formats: Sequence[str] = style.FORMATS,

@@ -17,10 +17,10 @@ from cbs import __version__
 from cbs.atomic import fsync_dir, write_text_atomic
 from cbs.errors import CbsError
 from cbs.fit import JointPowerLawFit
+from cbs.fit.store_fits import StoreFits
 from cbs.fit.tables import to_markdown
 from cbs.plots import style
 from cbs.plots.registry import STORE_FIGURES, Made, Skipped, make_store_figures
-from cbs.plots.sources import StoreSource
 
 FIGURES_DIR = "figures"
 
@@ -81,7 +81,7 @@ def summary_table(runs: pd.DataFrame, theory: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cbs_table(src: StoreSource) -> pd.DataFrame:
+def cbs_table(src: StoreFits) -> pd.DataFrame:
     """One row per (model, data size) group: target, S_min, B_noise and B* with 95% intervals, the batch sizes
     that never reached the target, and the warning codes (`warning_items` has their messages)."""
     theory = src.is_theory()
@@ -111,12 +111,12 @@ def cbs_table(src: StoreSource) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def warning_items(src: StoreSource) -> list[str]:
+def warning_items(src: StoreFits) -> list[str]:
     """'micro-4k, D=71280 — lr_edge: <message>' for every warning of every group (cbs.fit.diagnostics)."""
     return [f"{g.label} — {w.code}: {w.message}" for g in src.analysis.groups for w in g.warnings]
 
 
-def held_fixed(src: StoreSource, law: str) -> str:
+def held_fixed(src: StoreFits, law: str) -> str:
     """'D = 8M' when the other variable takes one value across the fitted groups, else 'pooled'."""
     other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(law)
     if other is None:
@@ -127,7 +127,7 @@ def held_fixed(src: StoreSource, law: str) -> str:
     return f"D = {style.human(value)}" if other == "data_tokens" else f"N = {value:.4g}M"
 
 
-def laws_table(src: StoreSource) -> tuple[pd.DataFrame, list[str]]:
+def laws_table(src: StoreFits) -> tuple[pd.DataFrame, list[str]]:
     """The CBS power laws `cbs fit cbs` reports (units stated), and why absent ones are absent."""
     rows = []
     for name, law in src.analysis.laws.items():
@@ -153,7 +153,7 @@ def laws_table(src: StoreSource) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), absent
 
 
-def scaling_law_table(src: StoreSource) -> pd.DataFrame:
+def scaling_law_table(src: StoreFits) -> pd.DataFrame:
     _, _, _, fit = src.scaling_law
     intervals = fit.intervals()
     return pd.DataFrame(
@@ -164,19 +164,26 @@ def scaling_law_table(src: StoreSource) -> pd.DataFrame:
     )
 
 
-def _b_opt(src: StoreSource) -> str:
+def _b_opt(src: StoreFits) -> str:
     b_opt = src.analysis.b_opt
     return f"{b_opt:g}" if b_opt is not None else "per group (see the table)"
 
 
-def build(src: StoreSource, made: Sequence[Made], skipped: Sequence[Skipped], page_dir: Path) -> list[Block]:
+def _fits_from(src: StoreFits) -> str:
+    """'1000 resamples, seed 0', or, for fits read from a JSON, where they come from."""
+    if src.fitted is not None:
+        return f"CBS fits read from a `cbs fit cbs --json` output, {src.fitted.n_boot} resamples"
+    return f"{src.n_boot} resamples, seed {src.seed}"
+
+
+def build(src: StoreFits, made: Sequence[Made], skipped: Sequence[Skipped], page_dir: Path) -> list[Block]:
     """The page's blocks, in order."""
     runs = src.runs
     blocks = [
         Block(
             "p",
             f"Results store `{src.store.root}`: {len(runs)} runs. CBS with B_opt = {_b_opt(src)} and "
-            f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({src.n_boot} resamples, seed {src.seed}). "
+            f"overhead o = {src.overhead:g}; intervals are 95% bootstrap ({_fits_from(src)}). "
             f"cbs {__version__}.",
         ),
         Block("h2", "Runs"),
@@ -250,7 +257,7 @@ def to_html_page(title: str, markdown: str) -> str:
 
 
 def write_report(
-    src: StoreSource, out_dir: Path, *, formats: Sequence[str] = style.FORMATS, html_page: bool = False
+    src: StoreFits, out_dir: Path, *, formats: Sequence[str] = style.FORMATS, html_page: bool = False
 ) -> list[Path]:
     """Make every figure the store supports under ``out_dir/figures``, then write ``out_dir/report.md``
     (and ``report.html``). Returns the page paths. Everything is written into a staging folder beside
@@ -274,7 +281,7 @@ def write_report(
     return [out_dir / p.relative_to(stage) for p in pages]
 
 
-def _write_report(src: StoreSource, out_dir: Path, formats: Sequence[str], html_page: bool) -> list[Path]:
+def _write_report(src: StoreFits, out_dir: Path, formats: Sequence[str], html_page: bool) -> list[Path]:
     formats = tuple(dict.fromkeys([*formats, "png"]))  # the page embeds PNGs
     made, skipped = make_store_figures(src, out_dir / FIGURES_DIR, list(STORE_FIGURES), formats, strict=False)
     title = f"cbs report: {src.store.root.name}"

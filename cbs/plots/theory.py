@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from cbs.fit import CbsGroup
-from cbs.plots.cbs_scaling import ScalingPanel, draw_panel
+from cbs.errors import FitError
+from cbs.fit import CbsAnalysis, CbsGroup
+from cbs.fit.cbs_laws import MIN_DISTINCT
+from cbs.plots.cbs_scaling import ScalingPanel, draw_panel, law_panel, widest_law
 from cbs.plots.steps import draw_steps
 from cbs.plots.style import OKABE_ITO, human, new_figure, shared_legend, styled
 
@@ -31,7 +33,7 @@ def theory_figure(
     if theory_exponent is not None:
         mid = float(np.sqrt(panel.x.min() * panel.x.max()))
         x = np.geomspace(panel.x.min(), panel.x.max() * 10, 50)
-        y = panel.law.predict(mid) * (x / mid) ** theory_exponent
+        y = panel.predict(mid) * (x / mid) ** theory_exponent
         right.plot(
             x,
             y,
@@ -45,3 +47,15 @@ def theory_figure(
     right.set_ylabel("Critical batch size B* (samples)")
     fig.legend(*shared_legend([left, right]), loc="outside right upper")
     return fig
+
+
+def theory_from_analysis(analysis: CbsAnalysis, *, theory_exponent: float | None = None) -> Figure:
+    """`theory_figure` of the dimension with the most fitted data sizes: its groups' S(B) and the fit's law of
+    CBS vs D there (FitError when no dimension has ≥ MIN_DISTINCT of them)."""
+    law = widest_law(analysis.subset_laws, "data_tokens", "n_params")
+    if law is None:
+        raise FitError(f"no dimension is shared by ≥ {MIN_DISTINCT} fitted data sizes")
+    fitted = [g for g in analysis.groups if g.fit is not None]
+    groups = sorted((g for g in fitted if g.n_params == law.fixed["n_params"]), key=lambda g: g.data_tokens)
+    panel = law_panel("CBS vs data size", law, fitted)
+    return theory_figure(groups, panel, theory_exponent=theory_exponent)

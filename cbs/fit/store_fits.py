@@ -1,8 +1,10 @@
-"""What the figures are drawn from: a results store (fits computed on the fly, once) or fit outputs (JSON)."""
+"""The fits a results store gives, each made once on first use: what `cbs figures` and `cbs report` draw from.
+
+The plots package draws from a `StoreFits` and never fits; this is where the store meets the fit layer.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -11,24 +13,28 @@ import numpy as np
 import pandas as pd
 
 from cbs.errors import CbsError, FitError, ResultsError
-from cbs.fit import (
-    CbsAnalysis,
-    CbsGroup,
-    ScalingLawFit,
-    first_crossing,
-    fit_cbs_table,
-    fit_scaling_law,
-    steps_to_target_table,
-)
-from cbs.plots.cbs_scaling import CbsPoint
-from cbs.plots.curves import primary_eval_set
+from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
+from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
+from cbs.fit.steps_to_target import first_crossing, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import ResultsStore
 
 
+def primary_eval_set(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """The eval set the runs name first (``eval_sets[0]``), else the most common one in the curves."""
+    firsts = [s[0] for s in runs.get("eval_sets", pd.Series(dtype=object)).dropna() if len(s)]
+    if firsts:
+        return pd.Series(firsts).mode().iloc[0]
+    if curves.empty:
+        raise ResultsError("the curves dataset is empty: the runs have no evaluation points to plot")
+    return curves["eval_set"].mode().iloc[0]
+
+
 @dataclass
-class StoreSource:
-    """A results store and the analysis settings; the tables and fits are computed once, on first use."""
+class StoreFits:
+    """A results store and the analysis settings; its tables and fits are computed once, on first use. A
+    given ``fitted`` analysis (e.g. `cbs.fit.cbs_json.load_cbs_analysis` of `cbs fit cbs --json`) is used
+    as the CBS analysis instead of fitting the store again."""
 
     root: Path | ResultsStore  # a ResultsStore keeps its settings (skip_damaged)
     b_opt: float | None = None  # None: the reference batch the runs record, else the paper's 256
@@ -38,12 +44,23 @@ class StoreSource:
     seed: int = 0
     n_starts: int = 1000  # multi-start points of the L(N, D) fit
     notes: list[str] = field(default_factory=list)  # groups that could not be fitted, and why
+    fitted: CbsAnalysis | None = None
 
     def __post_init__(self) -> None:
         self.store = self.root if isinstance(self.root, ResultsStore) else ResultsStore(self.root)
         self.root = self.store.root
         if not self.store.root.is_dir():
             raise ResultsError(f"no results store at {self.store.root}: pass the folder `cbs sweep` wrote")
+        if self.fitted is not None:
+            cells = set(
+                zip(self.runs["n_params"].astype(float), self.runs["data_tokens"].astype(float), strict=True)
+            )
+            foreign = [g.label for g in self.fitted.groups if (g.n_params, g.data_tokens) not in cells]
+            if foreign:
+                raise ResultsError(
+                    f"the fit has groups {foreign} that {self.store.root} has no runs of: pass the JSON "
+                    "`cbs fit cbs` wrote for this store"
+                )
 
     @cached_property
     def runs(self) -> pd.DataFrame:
@@ -63,7 +80,9 @@ class StoreSource:
 
     @cached_property
     def analysis(self) -> CbsAnalysis:
-        """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them."""
+        """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them (or ``fitted``)."""
+        if self.fitted is not None:
+            return self.fitted
         return fit_cbs_table(
             self.table, b_opt=self.b_opt, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
         )
@@ -75,20 +94,6 @@ class StoreSource:
             if g.fit is None:
                 self.notes.append(f"{g.model}, D = {g.data_tokens:g}: no S(B) fit ({g.error})")
         return [g for g in self.analysis.groups if g.fit is not None]
-
-    @cached_property
-    def points(self) -> list[CbsPoint]:
-        return [
-            CbsPoint(
-                g.model,
-                g.n_params,
-                g.data_tokens,
-                g.fit.cbs,
-                *g.fit.cbs_ci,
-                tuple(w.code for w in g.warnings),
-            )
-            for g in self.groups
-        ]
 
     @cached_property
     def scaling_law(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, ScalingLawFit]:
@@ -103,9 +108,7 @@ class StoreSource:
                 f"store has {len(targets)} group(s), {np.unique(n).size} model size(s), {np.unique(d).size} data size(s)"
             )
         loss = np.array(list(targets.values()))
-        fit = fit_scaling_law(
-            n, d, loss, n_starts=self.n_starts, n_boot=min(self.n_boot, 200), seed=self.seed
-        )
+        fit = fit_scaling_law(n, d, loss, n_starts=self.n_starts, n_boot=self.n_boot, seed=self.seed)
         return n, d, loss, fit
 
     @cached_property
@@ -130,44 +133,12 @@ class StoreSource:
         return self.runs.assign(steps_to_target=steps)
 
     def targets(self) -> dict[tuple[float, float], float]:
-        """Target loss per (n_params, data_tokens)."""
+        """Target loss per (n_params, data_tokens): the fit's (``fitted``), else the steps table's."""
+        if self.fitted is not None:
+            return {(g.n_params, g.data_tokens): g.target_loss for g in self.fitted.groups if g.target_loss}
         first = self.table.groupby(["n_params", "data_tokens"])["target_loss"].first()
         return {(float(n), float(d)): float(v) for (n, d), v in first.items()}
 
     def is_theory(self) -> bool:
         """True for stores written by `cbs theory` (presets ``linreg-…``)."""
         return bool(self.runs["preset"].fillna("").str.startswith("linreg").all())
-
-
-def points_from_json(path: Path) -> list[CbsPoint]:
-    """CBS points from a `cbs fit cbs --json` output (its ``groups`` list)."""
-    try:
-        payload = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CbsError(
-            f"cannot read {path} as JSON ({exc}); pass the file `cbs fit cbs --json` wrote"
-        ) from exc
-    groups = payload.get("groups") if isinstance(payload, dict) else None
-    if not groups:
-        raise CbsError(f"{path} has no 'groups' list: it is not a `cbs fit cbs --json` output")
-    out = []
-    for g in groups:
-        missing = [k for k in ("n_params", "cbs", "cbs_ci") if k not in g]
-        if missing:
-            raise CbsError(
-                f"{path}: a group lacks {missing}; re-run `cbs fit cbs --json` with this cbs version"
-            )
-        lo, hi = g["cbs_ci"]
-        d = g.get("data_tokens")
-        out.append(
-            CbsPoint(
-                str(g.get("model", g["n_params"])),
-                float(g["n_params"]),
-                float(d) if d is not None else np.nan,
-                float(g["cbs"]),
-                float(lo),
-                float(hi),
-                tuple(str(w.get("code")) for w in g.get("warnings") or []),
-            )
-        )
-    return out
