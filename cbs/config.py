@@ -20,6 +20,16 @@ from typing import Any, TypeVar
 import yaml
 
 from cbs.errors import ConfigError
+from cbs.optim_params import (
+    AdafactorParams,
+    LionParams,
+    MuonParams,
+    ScheduleFreeParams,
+    SignumParams,
+    SoapParams,
+    check_optimizer,
+    strip_unused,
+)
 from cbs.presets import canonical_model
 
 
@@ -55,6 +65,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "adamw"  # one of cbs.optim_params.OPTIMIZERS; its own section below holds its hyperparameters
     lr: float = 3e-3
     beta1: float = 0.95
     beta2: float | None = None  # None: the paper's value for the batch size
@@ -68,6 +79,15 @@ class OptimConfig:
     decay_fraction: float = 0.2  # wsd: fraction of the run spent decaying
     min_lr_ratio: float = 0.0  # cosine / wsd floor, as a fraction of lr
     fused: bool | None = None  # None: fused AdamW wherever torch supports it (CPU and CUDA)
+    lion: LionParams = field(default_factory=LionParams)
+    signum: SignumParams = field(default_factory=SignumParams)
+    adafactor: AdafactorParams = field(default_factory=AdafactorParams)
+    soap: SoapParams = field(default_factory=SoapParams)
+    muon: MuonParams = field(default_factory=MuonParams)
+    schedule_free_adamw: ScheduleFreeParams = field(default_factory=ScheduleFreeParams)
+
+    def __post_init__(self) -> None:
+        check_optimizer(self.name)
 
 
 @dataclass
@@ -137,8 +157,9 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference
-        batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
+        deterministic kernels, the divergence-check interval, data parallelism, the recorded reference
+        batch or the hyperparameter sections of optimizers the run does not use; AdamW runs hash as before
+        the optimizer axis existed). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
         its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
         the same data."""
         payload = self.to_dict()
@@ -153,6 +174,7 @@ class TrainConfig:
         ):
             payload.pop(key)
         payload["model"] = canonical_model(self.model)
+        payload["optim"] = strip_unused(payload["optim"])
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:
             eval_set["path"] = dataset_identity(eval_set["path"])

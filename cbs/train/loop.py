@@ -32,7 +32,7 @@ from cbs.train.device import autocast, deterministic_algorithms, device_name, pe
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
-from cbs.train.optimizers import build_optimizer
+from cbs.train.optimizers import build_optimizer, evaluation_weights
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
 
@@ -240,7 +240,8 @@ class Trainer:
     def evaluate(self, on_eval: OnEval | None = None) -> None:
         """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
         p, run = self.progress, self.run
-        raw = self._evaluate(self.model)
+        with evaluation_weights(self.optimizer):
+            raw = self._evaluate(self.model)
         self.ewa.copy_to(self.ewa_model)
         ewa = self._evaluate(self.ewa_model)
         train_loss = p.loss_sum / max(1, p.loss_count)
@@ -419,6 +420,7 @@ def runs_row(
         "batch_size": r.batch_size,
         "batch_tokens": run.batch_tokens,
         "micro_batch_size": run.micro_batch_size,
+        "optimizer": o.name,
         "lr": o.lr,
         "beta1": o.beta1,
         "beta2": run.beta2,
