@@ -1,8 +1,9 @@
 """Per-group CBS fits from a steps-to-target table, and the scaling laws of the CBS across groups.
 
-Groups are (model, n_params, data_tokens). Laws: B* vs N (N in millions of non-embedding parameters),
+Groups are (model, n_params, data_tokens, optimizer). Laws, per optimizer: B* vs N (N in millions of non-embedding parameters),
 B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its variable takes ≥ 3 distinct values
-(the joint law: both vary and are not collinear); an absent law says why in ``laws_absent``.
+(the joint law: both vary and are not collinear); an absent law says why in ``laws_absent``. AdamW's laws are
+keyed ``n_params``, ``data_tokens``, ``joint``; another optimizer's ``n_params/lion`` etc.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MIN_DISTINCT = 3
 
 @dataclass(frozen=True)
 class CbsGroup:
-    """The CBS fit of one (model, data budget) group, or why it has none."""
+    """The CBS fit of one (model, data budget, optimizer) group, or why it has none."""
 
     model: str
     n_params: float
@@ -44,15 +45,18 @@ class CbsGroup:
     unreached_batch_sizes: list[float] = field(default_factory=list)
     target_loss: float | None = None
     warnings: list[FitWarning] = field(default_factory=list)  # cbs.fit.diagnostics, fitted or not
+    optimizer: str = "adamw"
 
     @property
     def label(self) -> str:
-        """'micro-4k, D=71280': the group in one short phrase."""
-        return f"{self.model}, D={self.data_tokens:g}"
+        """'micro-4k, D=71280' (AdamW) or 'micro-4k, D=71280, lion': the group in one short phrase."""
+        suffix = "" if self.optimizer == "adamw" else f", {self.optimizer}"
+        return f"{self.model}, D={self.data_tokens:g}{suffix}"
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "model": self.model,
+            "optimizer": self.optimizer,
             "n_params": self.n_params,
             "n_params_millions": self.n_params / 1e6,
             "data_tokens": self.data_tokens,
@@ -88,8 +92,14 @@ class CbsAnalysis:
         return values.pop() if len(values) == 1 else None
 
     def law_groups(self, name: str) -> list[CbsGroup]:
-        """The groups a law was fitted over: every fitted group (those with a data size for the D laws)."""
-        return [g for g in self.groups if g.fit and (name == "n_params" or np.isfinite(g.data_tokens))]
+        """The groups law ``name`` was fitted over: every fitted group of its optimizer (those with a data size
+        for the D laws)."""
+        law, optimizer = law_key(name)
+        return [
+            g
+            for g in self.groups
+            if g.fit and g.optimizer == optimizer and (law == "n_params" or np.isfinite(g.data_tokens))
+        ]
 
     def law_warnings(self, name: str) -> list[dict[str, object]]:
         """The warnings of the groups under law ``name``: one {group, model, n_params, data_tokens, code} each."""
@@ -114,15 +124,17 @@ class CbsAnalysis:
         laws = {}
         for name, law in self.laws.items():
             law_d = law.to_dict()
-            other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(name)
+            base, optimizer = law_key(name)
+            other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(base)
             if other and self.fixed_value(other) is not None:
                 law_d[f"at_fixed_{other}"] = self.fixed_value(other)
-            law_d["variables"] = ["n_params", "data_tokens"] if name == "joint" else [name]
+            law_d["optimizer"] = optimizer
+            law_d["variables"] = ["n_params", "data_tokens"] if base == "joint" else [base]
             law_d["form"] = {
                 "n_params": "cbs = coefficient * n_params_millions ** exponent",
                 "data_tokens": "cbs = coefficient * data_tokens ** exponent",
                 "joint": "cbs = coefficient * n_params_millions ** exponents.n_params * data_tokens ** exponents.data_tokens",
-            }[name]
+            }[base]
             law_d["warnings"] = self.law_warnings(name)
             laws[name] = law_d
         return {
@@ -146,6 +158,7 @@ class CbsAnalysis:
             rows.append(
                 {
                     "model": g.model,
+                    "optimizer": g.optimizer,
                     "n_params_millions": g.n_params / 1e6,
                     "data_tokens": g.data_tokens,
                     "cbs": f.cbs if f else np.nan,
@@ -167,12 +180,13 @@ class CbsAnalysis:
 def _fit_group(
     key: tuple, grp: pd.DataFrame, b_opt: float | None, overhead: float, n_boot: int, seed: int
 ) -> CbsGroup:
-    model, n_params, data_tokens = key
+    model, n_params, data_tokens, optimizer = key
     reached = grp[np.isfinite(grp["steps_to_target"].to_numpy(float))]
     unreached = sorted(float(b) for b in grp.loc[~grp.index.isin(reached.index), "batch_size"])
     target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
     common = dict(
         model=str(model),
+        optimizer=str(optimizer),
         n_params=float(n_params),
         data_tokens=float(data_tokens),
         unreached_batch_sizes=unreached,
@@ -200,10 +214,30 @@ def _fit_group(
     return CbsGroup(fit=fit, warnings=diagnose_group(grp, fit, ref), **common)
 
 
+def law_key(name: str) -> tuple[str, str]:
+    """('n_params', 'lion') for the law key 'n_params/lion'; ('n_params', 'adamw') for 'n_params'."""
+    law, _, optimizer = name.partition("/")
+    return law, optimizer or "adamw"
+
+
 def _laws(
     groups: list[CbsGroup], n_boot: int, seed: int
 ) -> tuple[dict[str, PowerLawFit | JointPowerLawFit], dict[str, str]]:
-    """Power laws of B* across the fitted groups, and why any law is absent."""
+    """Power laws of B* across the fitted groups of each optimizer (keys: `law_key`), and why any is absent."""
+    laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
+    absent: dict[str, str] = {}
+    for optimizer in dict.fromkeys(g.optimizer for g in groups):
+        suffix = "" if optimizer == "adamw" else f"/{optimizer}"
+        own, why = _optimizer_laws([g for g in groups if g.optimizer == optimizer], n_boot, seed)
+        laws.update({f"{k}{suffix}": v for k, v in own.items()})
+        absent.update({f"{k}{suffix}": v for k, v in why.items()})
+    return laws, absent
+
+
+def _optimizer_laws(
+    groups: list[CbsGroup], n_boot: int, seed: int
+) -> tuple[dict[str, PowerLawFit | JointPowerLawFit], dict[str, str]]:
+    """Power laws of B* across the fitted groups (of one optimizer), and why any law is absent."""
     ok = [g for g in groups if g.fit is not None]
     laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
     absent: dict[str, str] = {}
@@ -260,9 +294,11 @@ def fit_cbs_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> CbsAnalysis:
-    """Fit the CBS per (model, data_tokens) group of a steps-to-target table, then the CBS laws across groups.
+    """Fit the CBS per (model, data_tokens, optimizer) group of a steps-to-target table, then the CBS laws across
+    the groups of each optimizer.
 
     Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens,
+    optimizer (missing or empty: adamw),
     target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
     best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
     group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
@@ -272,15 +308,17 @@ def fit_cbs_table(
     require_columns(table, ["model", "n_params", "batch_size", "steps_to_target"], "a CBS fit")
     table = _numeric(table)
     table["model"] = table["model"].astype(str)
+    table["optimizer"] = table["optimizer"].fillna("adamw") if "optimizer" in table else "adamw"
     groups = [
         _fit_group(key, grp, b_opt, overhead, n_boot, seed)
-        for key, grp in table.groupby(["model", "n_params", "data_tokens"], dropna=False, sort=True)
+        for key, grp in table.groupby(
+            ["model", "n_params", "data_tokens", "optimizer"], dropna=False, sort=True
+        )
     ]
-    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model))
+    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model, g.optimizer != "adamw", g.optimizer))
     if all(g.fit is None for g in groups):
         reasons = "; ".join(
-            f"{g.model}/D={g.data_tokens:g}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings)
-            for g in groups
+            f"{g.label}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings) for g in groups
         )
         raise FitError(f"no group could be fitted: {reasons}")
     laws, absent = _laws(groups, n_boot, seed)

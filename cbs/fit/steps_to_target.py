@@ -1,4 +1,4 @@
-"""Steps-to-target from a results store: the target loss per (model, data budget) group, and per batch size
+"""Steps-to-target from a results store: the target loss per (model, data budget, optimizer) group, and per batch size
 the first evaluation crossing of the target, interpolated between evaluations and minimised over lr, β2, τ."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TABLE_COLUMNS = [
     "model",
     "n_params",
     "data_tokens",
+    "optimizer",
     "b_opt",
     "batch_size",
     "steps_to_target",
@@ -29,7 +30,7 @@ TABLE_COLUMNS = [
     "initial_loss",
     *(f"{hp}_grid_{end}" for hp in HYPERPARAMETERS for end in ("min", "max")),
 ]
-GROUP_KEYS = ["model", "n_params", "data_tokens"]
+GROUP_KEYS = ["model", "n_params", "data_tokens", "optimizer"]
 
 
 def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> float:
@@ -104,7 +105,7 @@ def _group_targets(
             ref = best.reindex(grp.loc[grp["batch_size"] == b_opt, "run_id"]).dropna()
             if ref.empty:
                 raise FitError(
-                    f"group model={key[0]} data_tokens={key[2]} has no evaluated run at B_opt={b_opt:g} to set "
+                    f"group model={key[0]} data_tokens={key[2]} optimizer={key[3]} has no evaluated run at B_opt={b_opt:g} to set "
                     "the target loss; run that batch size, pass --b-opt, or give --target"
                 )
             out[key] = float(ref.min())
@@ -120,7 +121,7 @@ def steps_to_target_table(
     target: str | float = "auto",
     eval_set: str | None = None,
 ) -> pd.DataFrame:
-    """Steps-to-target per (model, data_tokens, batch_size) from a results store (or a (runs, curves) pair).
+    """Steps-to-target per (model, data_tokens, optimizer, batch_size) from a results store (or a (runs, curves) pair).
 
     b_opt: the reference batch size; None takes each group's recorded ``reference_batch_size`` (else 256).
     It is returned per row (column ``b_opt``) so that `fit_cbs_table` uses the same one.
@@ -136,6 +137,8 @@ def steps_to_target_table(
         raise FitError("the results store has no runs; run a sweep first")
     runs["model"] = runs["preset"].fillna(runs["n_params"].astype(str))
     runs["data_tokens"] = runs["data_tokens"].fillna(runs["token_budget"])
+    # stores written before the optimizer axis have no (or a null) optimizer: those runs are AdamW
+    runs["optimizer"] = runs["optimizer"].fillna("adamw") if "optimizer" in runs else "adamw"
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
     initial = cur.groupby("run_id")["loss"].first()  # cur is sorted by (run_id, step)
@@ -166,6 +169,7 @@ def steps_to_target_table(
                     "model": key[0],
                     "n_params": key[1],
                     "data_tokens": key[2],
+                    "optimizer": key[3],
                     "b_opt": b_opts[key],
                     "batch_size": batch,
                     "steps_to_target": best_steps if reached else np.nan,

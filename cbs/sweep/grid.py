@@ -71,8 +71,11 @@ def absolute_paths(config: TrainConfig, cwd: Path | None = None) -> TrainConfig:
 
 
 def cell_key(config: TrainConfig) -> str:
-    """Short id of the model × data cell of a config (shared by all its batch sizes and optimiser settings)."""
+    """Short id of the model × data × optimizer cell of a config (shared by all its batch sizes and optimizer
+    settings; AdamW cells keep the keys they had before the optimizer axis)."""
     payload = {k: v for k, v in config.to_dict().items() if k not in _NOT_CELL}
+    if config.optim.name != "adamw":
+        payload["optimizer"] = config.optim.name
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
