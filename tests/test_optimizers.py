@@ -176,3 +176,41 @@ def test_soap_matches_the_papers_update_on_a_small_case():
     expected = _soap_reference(grads, w0, 0.01, 0.9, 0.95, 1e-8)
     assert not torch.allclose(expected, w0)
     torch.testing.assert_close(w.detach(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_the_optimizers_figure_overlays_s_of_b_and_the_cbs_per_optimizer():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cbs.fit import fit_cbs_table
+    from cbs.plots.optimizers import optimizer_overlay
+    from cbs.plots.registry import STORE_FIGURES, FigureUnavailable
+
+    batches = np.array([1, 2, 4, 8, 16, 32, 64], float)
+    rows = [
+        {
+            "model": "m",
+            "n_params": 1e4,
+            "data_tokens": 1e5,
+            "optimizer": name,
+            "batch_size": b,
+            "b_opt": 2,
+            "steps_to_target": a + 1000.0 / b,
+        }  # fmt: skip
+        for name, a in (("adamw", 50.0), ("soap", 20.0))
+        for b in batches
+    ]
+    groups = fit_cbs_table(pd.DataFrame(rows), n_boot=20, seed=0).groups
+    assert [g.optimizer for g in groups] == ["adamw", "soap"] and groups[1].fit.cbs > groups[0].fit.cbs
+    fig = optimizer_overlay(groups)
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines()}
+    for i, g in enumerate(groups):
+        assert lines[f"optimizer-cbs:{i}"].get_ydata()[0] == g.fit.cbs
+        hyper = lines[f"hyperbola:{i}"]
+        np.testing.assert_allclose(hyper.get_ydata(), g.fit.predict(hyper.get_xdata()), rtol=1e-12)
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["adamw", "soap"]
+    (drawn,) = STORE_FIGURES["optimizers"].build(SimpleNamespace(groups=groups))
+    assert drawn.stem == "optimizers_m_D100k"
+    with pytest.raises(FigureUnavailable, match="≥ 2 optimizers"):
+        STORE_FIGURES["optimizers"].build(SimpleNamespace(groups=groups[:1]))
