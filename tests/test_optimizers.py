@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from test_train_run import checkpoint_midway, curve
 
 from cbs.config import TrainConfig
 from cbs.errors import ConfigError
@@ -31,11 +32,6 @@ def config(corpus: str, name: str, steps: int = 8) -> TrainConfig:
     )
 
 
-def curve(store: ResultsStore) -> pd.DataFrame:
-    timings = ["wall_time_s", "tokens_per_s", "mfu", "peak_memory_bytes"]
-    return store.curves().drop(columns=timings).sort_values(["step", "eval_set"]).reset_index(drop=True)
-
-
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_optimizer_trains_and_resumes_bit_identically(name, corpus, tmp_path, one_thread):
     cfg = config(corpus, name)
@@ -45,16 +41,7 @@ def test_every_optimizer_trains_and_resumes_bit_identically(name, corpus, tmp_pa
     assert row["optimizer"] == name and ref.runs()["optimizer"].tolist() == [name]
     assert row["status"] == "completed" and losses[-1] < losses[0]  # it learns
 
-    class Stop(Exception):
-        pass
-
-    def stop_midway(metrics, write_checkpoint):
-        if metrics["step"] >= 4:
-            write_checkpoint(tmp_path / "ckpt")
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_training(cfg, on_eval=stop_midway)
+    checkpoint_midway(cfg, tmp_path / "ckpt", 4)
     resumed = ResultsStore(tmp_path / "resumed")
     again = run_training(cfg, store=resumed, resume_from=tmp_path / "ckpt")
     pd.testing.assert_frame_equal(curve(ref), curve(resumed), check_exact=True)
