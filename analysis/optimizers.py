@@ -4,7 +4,7 @@ optimizer's steps at a common loss relative to AdamW per batch size.
     python analysis/optimizers.py results/optimizers --out results/optimizers/fits
 
 Writes ``cbs.json`` (the `cbs fit cbs` analysis: one group per optimizer, each at its own target R_opt, the
-best EWA loss of its own B_opt runs), ``common_target.csv`` (steps to AdamW's target for every optimizer and
+best EWA loss of its own B_opt runs), ``cbs_common_target.json`` (the same at AdamW's target), ``common_target.csv`` (steps to AdamW's target for every optimizer and
 batch size, and the ratio to AdamW's steps) and ``summary.md`` (both as tables).
 """
 
@@ -47,9 +47,19 @@ def main() -> None:
     cols = ["optimizer", "cbs", "cbs_lo", "cbs_hi", "b_noise", "s_min", "unreached_batch_sizes", "warnings"]
     targets = {g.optimizer: g.target_loss for g in analysis.groups}
     frame.insert(1, "target_loss", frame["optimizer"].map(targets))
+    at_common = fit_cbs_table(
+        steps_to_target_table(args.store, target=float(common["target_loss"].iloc[0])),
+        n_boot=args.n_boot,
+        seed=0,
+    )
+    write_text_atomic(
+        out / "cbs_common_target.json", json.dumps(at_common.to_json_dict(), indent=2, default=str) + "\n"
+    )
     summary = (
         "## CBS per optimizer (own target)\n\n"
         + to_markdown(frame[["target_loss", *cols]], floatfmt=".3g")
+        + "\n\n## CBS per optimizer at AdamW's target\n\n"
+        + to_markdown(at_common.to_frame()[[*cols, "error"]], floatfmt=".3g")
         + f"\n\n## Steps to AdamW's target ({common['target_loss'].iloc[0]:.4f}) and ratio to AdamW\n\n"
         + to_markdown(common.drop(columns="target_loss").reset_index(), floatfmt=".3g")
         + "\n"
