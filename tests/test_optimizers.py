@@ -3,6 +3,8 @@ and spec validation; the run id; SOAP against the paper's update."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -201,3 +203,19 @@ def test_the_optimizers_figure_overlays_s_of_b_and_the_cbs_per_optimizer():
     assert drawn.stem == "optimizers_m_D100k"
     with pytest.raises(FigureUnavailable, match="≥ 2 optimizers"):
         STORE_FIGURES["optimizers"].build(SimpleNamespace(groups=groups[:1]))
+
+
+def test_a_checkpoint_from_before_the_optimizer_axis_resumes(corpus, tmp_path, one_thread):
+    from cbs.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+
+    cfg = config(corpus, "adamw")
+    checkpoint_midway(cfg, tmp_path / "ckpt", 4)
+    state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=False)
+    for key in ("name", *OPTIMIZERS):  # the optim section as written before the axis existed
+        state["config"]["optim"].pop(key, None)
+    save_checkpoint(tmp_path / "old", {k: v for k, v in state.items() if k != "format_version"})
+    row = run_training(cfg, resume_from=tmp_path / "old")
+    assert row["status"] == "completed" and row["steps"] == 8
+    lion = dataclasses.asdict(config(corpus, "lion"))
+    with pytest.raises(ConfigError, match="different run configuration"):
+        load_checkpoint(tmp_path / "old", lion)
