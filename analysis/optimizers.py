@@ -40,7 +40,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     analysis = fit_cbs_table(steps_to_target_table(args.store), n_boot=args.n_boot, seed=0)
-    write_text_atomic(out / "cbs.json", json.dumps(analysis.to_json_dict(), indent=2, default=str) + "\n")
+    write_text_atomic(out / "cbs.json", json.dumps(analysis.to_dict(), indent=2, default=str) + "\n")
     frame = analysis.to_frame()
     common = common_target(args.store)
     write_text_atomic(out / "common_target.csv", common.to_csv())
@@ -53,7 +53,7 @@ def main() -> None:
         seed=0,
     )
     write_text_atomic(
-        out / "cbs_common_target.json", json.dumps(at_common.to_json_dict(), indent=2, default=str) + "\n"
+        out / "cbs_common_target.json", json.dumps(at_common.to_dict(), indent=2, default=str) + "\n"
     )
     summary = (
         "## CBS per optimizer (own target)\n\n"

@@ -106,9 +106,14 @@ def test_results_readable_with_plain_pandas_and_duckdb(target_sweep):
     assert points == len(pd.read_parquet(results / "curves"))
 
 
-def test_rerun_is_a_no_op(target_sweep):
+def test_rerun_is_a_no_op(target_sweep, monkeypatch):
     plan, results, _ = target_sweep
     before = {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a re-run of a complete grid must answer from the store, without Ray")
+
+    monkeypatch.setattr("cbs.sweep.runner.ray_session", no_ray)
     again = run_sweep(plan, results, console=Console(quiet=True))
     assert again.ran == [] and len(again.skipped) == 6 and not again.missing
     assert {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")} == before
@@ -146,6 +151,9 @@ def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, 
     first = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
     assert first.missing == [plan.trials[0].run_id] and first.ran == []
     assert first.retries == 1  # max_failures=1: one retry, then the trial is given up
+    # Tune's ResultGrid says why, in the error's own words (the data folder is gone)
+    assert set(first.errors) == {plan.trials[0].run_id}
+    assert "data" in first.errors[plan.trials[0].run_id].lower()
     assert (tmp_path / "results" / ".ray").is_dir()  # an incomplete grid keeps Ray's state and error files
     shutil.copytree(dataset, data)
     second = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))

@@ -60,6 +60,8 @@ class Progress:
     interval_time_s: float = 0.0  # training time since the last evaluation
     grad_norm_sum: float = 0.0  # pre-clip gradient norms since the last evaluation
     wall_time_s: float = 0.0  # wall time of earlier sessions of this run (resume)
+    evals: int = 0  # evaluations so far
+    eval_time_s: float = 0.0  # wall time spent evaluating
 
 
 class Trainer:
@@ -88,7 +90,14 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         self.schedule = LRSchedule(
-            o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
+            o.lr,
+            run.steps,
+            run.warmup_steps,
+            o.schedule,
+            o.decay_fraction,
+            o.min_lr_ratio,
+            run.lr_cuts,
+            o.step_factor,
         )
         self.sampler = WindowSampler(
             run.dataset.n_tokens("train"), run.spec.seq_len, cfg.seed, cfg.data.allow_repeat
@@ -101,7 +110,7 @@ class Trainer:
             self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
                 self.device
             )
-        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
+        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))
         self.progress = Progress()
         self.session_start = time.perf_counter()
         self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
@@ -191,12 +200,12 @@ class Trainer:
         loss and pre-clip gradient norm as a 2-vector left on the device (no host sync)."""
         p, run = self.progress, self.run
         p.step += 1
-        p.lr = self.schedule.lr_at(p.step)
+        p.lr = self.schedule.lr_at(p.step) * run.batches.lr_factor(p.step)
         for group in self.optimizer.param_groups:
             group["lr"] = p.lr
         # every rank draws the whole global batch (so the sampler is the same for any number of ranks) and
         # trains on its slice; DDP averages the ranks' gradients, each the mean over equal micro-batches
-        starts = self.ranks.shard(self.sampler.next_starts(self.cfg.batch_size))
+        starts = self.ranks.shard(self.sampler.next_starts(run.batches.batch_at(p.step)))
         batch = torch.from_numpy(gather_windows(self.train_tokens, starts, run.spec.seq_len))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
@@ -238,12 +247,24 @@ class Trainer:
         }
 
     def evaluate(self, on_eval: OnEval | None = None) -> None:
-        """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
+        """Evaluate the EWA weights on every eval set, and the raw weights at every ``eval.raw_every``-th
+        evaluation (the first included) and at the run's last; append to the curve (raw losses null where not
+        evaluated), apply the stop rules (which read the EWA loss), and add the time spent to ``eval_time_s``."""
         p, run = self.progress, self.run
-        with evaluation_weights(self.optimizer):
-            raw = self._evaluate(self.model)
+        started = time.perf_counter()
+        raw_due = p.evals % self.cfg.eval.raw_every == 0
+        p.evals += 1
         self.ewa.copy_to(self.ewa_model)
         ewa = self._evaluate(self.ewa_model)
+        primary = next(iter(self.eval_windows))
+        target = self.cfg.target_loss
+        finite = math.isfinite(ewa[primary])
+        hit = finite and target is not None and p.steps_to_target is None and ewa[primary] <= target
+        last = not finite or (hit and self.cfg.stop_at_target) or p.step >= run.steps
+        raw: dict[str, float | None] = dict.fromkeys(self.eval_windows)
+        if raw_due or last:
+            with evaluation_weights(self.optimizer):  # schedule-free: its averaged weights
+                raw = dict(self._evaluate(self.model))
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = self.interval_metrics()
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
@@ -253,7 +274,7 @@ class Trainer:
             p.curve.append(
                 {
                     "step": p.step,
-                    "tokens": p.step * run.batch_tokens,
+                    "tokens": run.batches.tokens_after(p.step),
                     "eval_set": name,
                     "train_loss": train_loss,
                     "eval_loss": raw[name],
@@ -263,15 +284,17 @@ class Trainer:
                     **interval,
                 }
             )
-        primary = next(iter(self.eval_windows))
-        p.last_eval = {"eval_loss": raw[primary], "ewa_eval_loss": ewa[primary]}
-        target = self.cfg.target_loss
-        if not (math.isfinite(raw[primary]) and math.isfinite(ewa[primary])):
+        raw_primary = raw[primary]
+        p.last_eval = {
+            "eval_loss": raw_primary if raw_primary is not None else p.last_eval.get("eval_loss"),
+            "ewa_eval_loss": ewa[primary],
+        }
+        if not finite or (raw_primary is not None and not math.isfinite(raw_primary)):
             p.status = "diverged"
         else:
             best = p.best_ewa_eval_loss
             p.best_ewa_eval_loss = ewa[primary] if best is None else min(best, ewa[primary])
-            if target is not None and p.steps_to_target is None and ewa[primary] <= target:
+            if hit:
                 p.steps_to_target = p.step
                 if self.cfg.stop_at_target:
                     p.status = "reached_target"
@@ -285,16 +308,17 @@ class Trainer:
                 for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
             },
         }
-        self._report(on_eval, raw[primary], ewa[primary], train_loss, extra)
+        p.eval_time_s += time.perf_counter() - started
+        self._report(on_eval, raw_primary, ewa[primary], train_loss, extra)
 
     def interval_metrics(self) -> dict[str, float | int | None]:
         """Training speed and health since the last evaluation: tokens/s, MFU (None where the device's peak
         is unknown, e.g. CPU), the mean pre-clip gradient norm over the interval's steps, and the peak memory
         allocated by torch on the device in bytes (None on CPU)."""
         p = self.progress
-        tokens_per_s = (
-            p.loss_count * self.run.batch_tokens / p.interval_time_s if p.interval_time_s > 0 else None
-        )
+        plan = self.run.batches
+        tokens = plan.tokens_after(p.step) - plan.tokens_after(p.step - p.loss_count)
+        tokens_per_s = tokens / p.interval_time_s if p.interval_time_s > 0 else None
         cuda = self.device.type == "cuda"
         return {
             "tokens_per_s": tokens_per_s,
@@ -307,7 +331,7 @@ class Trainer:
         p = self.progress
         metrics = {
             "step": p.step,
-            "tokens": p.step * self.run.batch_tokens,
+            "tokens": self.run.batches.tokens_after(p.step),
             "train_loss": train_loss,
             "eval_loss": eval_loss,
             "ewa_eval_loss": ewa_eval_loss,
@@ -402,7 +426,7 @@ def runs_row(
 ) -> dict[str, Any]:
     """The runs-table row (RUNS_SCHEMA) of a run."""
     r, o, spec = run.config, run.config.optim, run.spec
-    tokens = p.step * run.batch_tokens
+    tokens = run.batches.tokens_after(p.step)
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
     return {
@@ -448,6 +472,7 @@ def runs_row(
         "best_ewa_eval_loss": p.best_ewa_eval_loss,
         "steps_to_target": p.steps_to_target,
         "wall_time_s": wall_time_s,
+        "eval_time_s": p.eval_time_s,
         "tokens_per_s": tokens_per_s,
         "mfu": model_flops_utilization(run, tokens_per_s),
         "device": dev,
