@@ -211,3 +211,13 @@ def test_a_checkpoint_from_before_the_optimizer_axis_resumes(corpus, tmp_path, o
     lion = dataclasses.asdict(config(corpus, "lion"))
     with pytest.raises(ConfigError, match="different run configuration"):
         load_checkpoint(tmp_path / "old", lion)
+
+
+def test_each_optimizer_is_its_own_cell_with_its_own_target(corpus):
+    from cbs.sweep.grid import cell_key
+
+    adamw = config(corpus, "adamw")
+    faster = dataclasses.replace(adamw, optim=dataclasses.replace(adamw.optim, lr=1e-2), batch_size=8)
+    assert cell_key(faster) == cell_key(adamw)  # lr and batch size stay within a cell
+    keys = {cell_key(config(corpus, name)) for name in OPTIMIZERS}
+    assert len(keys) == len(OPTIMIZERS)
