@@ -192,5 +192,6 @@ def test_groups_and_laws_are_per_optimizer():
         and out["laws"]["n_params"]["optimizer"] == "adamw"
     )
     assert set(analysis.to_frame()["optimizer"]) == {"adamw", "lion"}
+    assert "optimizer" in analysis.report(width=200) and "optimizer" not in alone.report(width=200)
     again = type(analysis).from_dict(json.loads(json.dumps(out, default=str)))
     assert [g.optimizer for g in again.groups] == [g.optimizer for g in analysis.groups]

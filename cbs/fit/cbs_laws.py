@@ -234,8 +234,10 @@ class CbsAnalysis:
         """What `cbs fit cbs` prints: the groups' table (fitted to ``width`` columns), warnings and laws."""
         from cbs.console import Column, render_fitted_table
 
+        by_optimizer = any(g.optimizer != "adamw" for g in self.groups)  # AdamW-only stores print as before
         columns = (
             Column("model"),
+            *([Column("optimizer")] if by_optimizer else []),
             Column("N\n(M params)", drop=4, justify="right"),
             Column("D\n(tokens)", justify="right"),
             Column("B* (seqs)\n[95% CI]", justify="right"),
@@ -247,6 +249,7 @@ class CbsAnalysis:
         rows = [
             (
                 g.model,
+                *([g.optimizer] if by_optimizer else []),
                 f"{g.n_params / 1e6:.4g}",
                 f"{g.data_tokens:.4g}",
                 fmt(g.fit.cbs, g.fit.cbs_ci) if g.fit else "-",
