@@ -193,5 +193,7 @@ def test_groups_and_laws_are_per_optimizer():
     )
     assert set(analysis.to_frame()["optimizer"]) == {"adamw", "lion"}
     assert "optimizer" in analysis.report(width=200) and "optimizer" not in alone.report(width=200)
+    lion_n = next(line for line in analysis.law_lines() if line.startswith("lion: B*") and "·N^" in line)
+    assert "with N (millions)" in lion_n and f"{analysis.laws['n_params/lion'].exponent:.3f}" in lion_n
     again = type(analysis).from_dict(json.loads(json.dumps(out, default=str)))
     assert [g.optimizer for g in again.groups] == [g.optimizer for g in analysis.groups]

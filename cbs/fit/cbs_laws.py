@@ -211,10 +211,11 @@ class CbsAnalysis:
                     f" D {ci['data_tokens'][0]:.3f}–{ci['data_tokens'][1]:.3f})"
                 )
             else:
-                var = "N (millions)" if name == "n_params" else "D (tokens)"
-                fixed = self.fixed_value("data_tokens" if name == "n_params" else "n_params")
+                base = law_key(name)[0]
+                var = "N (millions)" if base == "n_params" else "D (tokens)"
+                fixed = self.fixed_value("data_tokens" if base == "n_params" else "n_params")
                 at = (
-                    f" at fixed {'D' if name == 'n_params' else 'N (millions)'} = {fixed:.4g}"
+                    f" at fixed {'D' if base == 'n_params' else 'N (millions)'} = {fixed:.4g}"
                     if fixed
                     else ""
                 )
@@ -223,7 +224,9 @@ class CbsAnalysis:
                     f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
                 )
             note = self.law_warning_note(name)
-            lines.append(line + (f"; warnings of its groups: {note}" if note else ""))
+            optimizer = law_key(name)[1]
+            prefix = "" if optimizer == "adamw" else f"{optimizer}: "
+            lines.append(prefix + line + (f"; warnings of its groups: {note}" if note else ""))
         return lines + [f"no {name} law: {why}" for name, why in self.laws_absent.items()]
 
     def warning_lines(self) -> list[str]:
