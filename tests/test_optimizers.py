@@ -221,3 +221,15 @@ def test_each_optimizer_is_its_own_cell_with_its_own_target(corpus):
     assert cell_key(faster) == cell_key(adamw)  # lr and batch size stay within a cell
     keys = {cell_key(config(corpus, name)) for name in OPTIMIZERS}
     assert len(keys) == len(OPTIMIZERS)
+
+
+def test_the_report_reads_another_optimizers_law_as_its_variable():
+    from types import SimpleNamespace
+
+    from cbs.plots.report import held_fixed
+
+    src = SimpleNamespace(
+        analysis=SimpleNamespace(fixed_value=lambda other: 1e5 if other == "data_tokens" else None)
+    )
+    assert held_fixed(src, "n_params/lion") == held_fixed(src, "n_params") == "D = 100k"
+    assert held_fixed(src, "data_tokens/soap") == "pooled over N"
