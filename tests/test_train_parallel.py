@@ -23,6 +23,7 @@ from cbs.errors import ConfigError
 from cbs.results import ResultsStore
 from cbs.train import resolve_config, run_training
 from cbs.train.distributed import Ranks
+from cbs.train.gns import COLUMNS as GNS_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 # fp32 on CPU: 2 ranks sum the gradients of the two half-batches in another order than one process does, so
@@ -70,8 +71,12 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
     assert len(two.runs()) == 1 and row2.run_id == row1["run_id"]  # one row, the same run id
     assert (row2.status, row2.steps) == (row1["status"], row1["steps"]) == ("completed", 24)
     a, b = curve(one), curve(two)
-    floats = [*LOSSES, "grad_norm"]
+    floats = [*LOSSES, "grad_norm", *GNS_COLUMNS]
     pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats))
+    # in-run GNS: one process compares a micro-batch (2) with the batch, 2 ranks a rank's share (4) with it
+    assert (a.b_small == 2).all() and (b.b_small == 4).all() and (b.b_big == 8).all()
+    assert np.isfinite(b[["grad_sq_small", "gns_trace", "gns_grad_sq"]]).all().all()
+    assert (b.grad_sq_small > b.grad_sq_big).mean() > 0.5
     np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
     # the gradient norm is a difference-sensitive sum of squares of the same rounding (observed: 3.8e-5)
     np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=2e-4)
