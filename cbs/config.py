@@ -20,6 +20,16 @@ from typing import Any, TypeVar
 import yaml
 
 from cbs.errors import ConfigError
+from cbs.optim_params import (
+    AdafactorParams,
+    LionParams,
+    MuonParams,
+    ScheduleFreeParams,
+    SignumParams,
+    SoapParams,
+    check_optimizer,
+    strip_unused,
+)
 from cbs.presets import canonical_model
 
 
@@ -63,6 +73,7 @@ class BatchStage:
 
 @dataclass
 class OptimConfig:
+    name: str = "adamw"  # one of cbs.optim_params.OPTIMIZERS; its own section below holds its hyperparameters
     lr: float = 3e-3
     beta1: float = 0.95
     beta2: float | None = None  # None: the paper's value for the batch size
@@ -78,6 +89,15 @@ class OptimConfig:
     fused: bool | None = None  # None: fused AdamW wherever torch supports it (CPU and CUDA)
     step_at: list[float] = field(default_factory=list)  # step: fractions of the token budget where the lr ...
     step_factor: float = 0.5  # ... is multiplied by step_factor
+    lion: LionParams = field(default_factory=LionParams)
+    signum: SignumParams = field(default_factory=SignumParams)
+    adafactor: AdafactorParams = field(default_factory=AdafactorParams)
+    soap: SoapParams = field(default_factory=SoapParams)
+    muon: MuonParams = field(default_factory=MuonParams)
+    schedule_free_adamw: ScheduleFreeParams = field(default_factory=ScheduleFreeParams)
+
+    def __post_init__(self) -> None:
+        check_optimizer(self.name)
 
 
 @dataclass
@@ -170,9 +190,10 @@ class TrainConfig:
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
         deterministic kernels, the divergence-check interval, the raw-weight evaluation cadence, data
-        parallelism, the in-run GNS or the recorded reference batch). Model shape fields that restate the
-        preset's value count as unset. A prepared dataset counts by its fingerprint, not by where it lies, so a
-        results store resumes from any checkout or mount point of the same data."""
+        parallelism, the in-run GNS, the recorded reference batch or the hyperparameter sections of optimizers the
+        run does not use; AdamW runs hash as before the optimizer axis existed). Model shape fields that restate
+        the preset's value count as unset. A prepared dataset counts by its fingerprint, not by where it lies, so
+        a results store resumes from any checkout or mount point of the same data."""
         payload = _without_late_defaults(self.to_dict())
         for key in (
             "experiment",
@@ -187,6 +208,7 @@ class TrainConfig:
             payload.pop(key)
         payload["eval"].pop("raw_every")  # which evaluations also score the raw weights: not the run's result
         payload["model"] = canonical_model(self.model)
+        payload["optim"] = strip_unused(payload["optim"])
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:
             eval_set["path"] = dataset_identity(eval_set["path"])

@@ -171,3 +171,29 @@ def test_cli_reports_a_target_never_reached(tmp_path, capsys):
     tab.to_parquet(src)
     assert main(["fit", "cbs", "--input", str(src), "--n-boot", "0"]) == 2
     assert "target never reached" in capsys.readouterr().err
+
+
+def test_groups_and_laws_are_per_optimizer():
+    adamw, lion = _table(), _table()
+    lion["steps_to_target"] += 1000.0  # a larger S_min: a smaller noise scale, another CBS
+    table = pd.concat([adamw, lion.assign(optimizer="lion")])  # adamw rows without an optimizer value
+    analysis = fit_cbs_table(table, n_boot=20, seed=0)
+    assert len(analysis.groups) == 24
+    assert {g.optimizer for g in analysis.groups} == {"adamw", "lion"}
+    alone = fit_cbs_table(_table(), n_boot=20, seed=0)
+    assert analysis.laws["joint"].exponents == alone.laws["joint"].exponents  # lion's groups stay out
+    assert analysis.laws["joint/lion"].exponents != alone.laws["joint"].exponents
+    assert [g["group"] for g in analysis.law_warnings("n_params/lion")] == [
+        g.label for g in analysis.groups if g.optimizer == "lion" and g.warnings for _ in g.warnings
+    ]
+    out = analysis.to_dict()
+    assert (
+        out["laws"]["n_params/lion"]["optimizer"] == "lion"
+        and out["laws"]["n_params"]["optimizer"] == "adamw"
+    )
+    assert set(analysis.to_frame()["optimizer"]) == {"adamw", "lion"}
+    assert "optimizer" in analysis.report(width=200) and "optimizer" not in alone.report(width=200)
+    lion_n = next(line for line in analysis.law_lines() if line.startswith("lion: B*") and "·N^" in line)
+    assert "with N (millions)" in lion_n and f"{analysis.laws['n_params/lion'].exponent:.3f}" in lion_n
+    again = type(analysis).from_dict(json.loads(json.dumps(out, default=str)))
+    assert [g.optimizer for g in again.groups] == [g.optimizer for g in analysis.groups]

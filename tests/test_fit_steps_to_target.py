@@ -16,13 +16,13 @@ from cbs.results import ResultsStore
 
 def _run(
     store, run_id, batch, lr, steps, ewa, *, preset="tiny", data_tokens=10**8, target=None, budget=10**8,
-    reference=None,
+    reference=None, optimizer=None,
 ):  # fmt: skip
     row = {
         "run_id": run_id, "preset": preset, "n_params": 10**6, "batch_size": batch, "lr": lr,
         "beta2": 0.99, "ewa_tau": 0.999, "token_budget": budget, "data_tokens": data_tokens,
         "eval_sets": ["val", "other"], "target_loss": target, "status": "completed",
-        "reference_batch_size": reference,
+        "reference_batch_size": reference, "optimizer": optimizer,
     }  # fmt: skip
     curve = []
     for s, loss in zip(steps, ewa, strict=True):
@@ -121,3 +121,16 @@ def test_table_keeps_what_the_diagnostics_need(store):
     edges = {e["batch_size"]: e for w in warnings if w.code == "lr_edge" for e in w.values["edges"]}
     assert set(edges) == {256.0, 512.0} and edges[512.0]["edge"] == "top"
     assert edges[256.0]["edge"] == "bottom" and edges[256.0]["sets_target"]
+
+
+def test_optimizers_are_separate_groups_with_their_own_targets(tmp_path):
+    st = ResultsStore(tmp_path / "results")
+    _run(st, "adam256", 256, 1e-3, [0, 100, 200], [4.0, 3.0, 2.0])  # stored before the axis: no optimizer
+    _run(st, "adam512", 512, 1e-3, [0, 50, 100], [4.0, 3.0, 2.0])
+    _run(st, "lion256", 256, 1e-3, [0, 50, 100], [4.0, 3.0, 2.5], optimizer="lion")
+    _run(st, "lion512", 512, 1e-3, [0, 50, 100], [4.0, 2.5, 2.4], optimizer="lion")
+    table = steps_to_target_table(*st.tables(), b_opt=256)
+    by = table.set_index(["optimizer", "batch_size"])
+    assert sorted(table["optimizer"].unique()) == ["adamw", "lion"]  # the null optimizer reads as adamw
+    assert by.loc[("adamw", 256), "target_loss"] == 2.0 and by.loc[("lion", 256), "target_loss"] == 2.5
+    assert by.loc[("lion", 512), "steps_to_target"] == pytest.approx(50.0)  # lion's own target, 2.5

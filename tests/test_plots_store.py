@@ -195,9 +195,15 @@ def test_scaling_law_figure_draws_the_fit(source):
 def test_every_store_figure_is_made_or_skipped_with_a_reason(source, tmp_path):
     made, skipped = make_store_figures(source, tmp_path, list(STORE_FIGURES), ("png",), strict=False)
     families = {m.family for m in made}
-    assert families == set(STORE_FIGURES) - {"beta2-sensitivity", "ewa-tau-sensitivity", "theory"}
+    assert families == set(STORE_FIGURES) - {
+        "beta2-sensitivity",
+        "ewa-tau-sensitivity",
+        "theory",
+        "optimizers",
+    }
     reasons = {s.name: s.reason for s in skipped}
     assert "single beta2" in reasons["beta2-sensitivity"] and "cbs theory" in reasons["theory"]
+    assert "≥ 2 optimizers" in reasons["optimizers"]
     for m in made:
         for path in m.paths:
             assert path.is_file() and path.stat().st_size > 5_000, path

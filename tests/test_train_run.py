@@ -58,6 +58,21 @@ def curve(store: ResultsStore) -> pd.DataFrame:
     return store.curves().drop(columns=timings).sort_values(["step", "eval_set"]).reset_index(drop=True)
 
 
+def checkpoint_midway(cfg: TrainConfig, directory, step: int) -> None:
+    """Train ``cfg`` to its first evaluation at or past ``step``, write a checkpoint to ``directory``, stop."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(metrics, write_checkpoint):
+        if metrics["step"] >= step:
+            write_checkpoint(directory)
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(cfg, on_eval=stop)
+
+
 # --- resolution ------------------------------------------------------------------------------------------------
 
 
@@ -237,17 +252,7 @@ def test_resume_from_checkpoint_gives_the_same_curve(corpus, tmp_path):
     cfg = config(corpus, steps=20, micro_batch_size=4)
     ref = ResultsStore(tmp_path / "ref")
     ref_row = train_into(ref, cfg)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_step_8(metrics, write_checkpoint):
-        if metrics["step"] >= 8:
-            write_checkpoint(tmp_path / "ckpt")
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_training(cfg, on_eval=stop_after_step_8)
+    checkpoint_midway(cfg, tmp_path / "ckpt", 8)
     resumed = ResultsStore(tmp_path / "resumed")
     row = train_into(resumed, cfg, resume_from=tmp_path / "ckpt")
     pd.testing.assert_frame_equal(curve(ref), curve(resumed))

@@ -1,9 +1,11 @@
 """Per-group CBS fits from a steps-to-target table, and the scaling laws of the CBS across groups.
 
 Groups are cells (cbs.results.cell: model, n_params, data_tokens, dataset, optimizer; a table without the
-dataset or optimizer column is one dataset, AdamW). Laws: B* vs N (N in millions of non-embedding parameters),
-B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its variable takes ≥ 3 distinct values
-(the joint law: both vary and are not collinear); an absent law says why in ``laws_absent``.
+dataset or optimizer column is one dataset, AdamW). Laws, per optimizer: B* vs N (N in millions of
+non-embedding parameters), B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its variable
+takes ≥ 3 distinct values (the joint law: both vary and are not collinear); an absent law says why in
+``laws_absent``. AdamW's laws are keyed ``n_params``, ``data_tokens``, ``joint``; another optimizer's
+``n_params/lion`` etc.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class CbsGroup:
 
     @property
     def label(self) -> str:
-        """'micro-4k, D=71280': the group in one short phrase."""
-        return f"{self.model}, D={self.data_tokens:g}"
+        """'micro-4k, D=71280' (AdamW) or 'micro-4k, D=71280, lion': the group in one short phrase."""
+        suffix = "" if self.optimizer == "adamw" else f", {self.optimizer}"
+        return f"{self.model}, D={self.data_tokens:g}{suffix}"
 
     @property
     def diagnostics(self) -> SolverDiagnostics:
@@ -201,8 +204,14 @@ class CbsAnalysis:
         return values.pop() if len(values) == 1 else None
 
     def law_groups(self, name: str) -> list[CbsGroup]:
-        """The groups a law was fitted over: every fitted group (those with a data size for the D laws)."""
-        return [g for g in self.groups if g.fit and (name == "n_params" or np.isfinite(g.data_tokens))]
+        """The groups law ``name`` was fitted over: every fitted group of its optimizer (those with a data size
+        for the D laws)."""
+        law, optimizer = law_key(name)
+        return [
+            g
+            for g in self.groups
+            if g.fit and g.optimizer == optimizer and (law == "n_params" or np.isfinite(g.data_tokens))
+        ]
 
     def law_warnings(self, name: str) -> list[dict[str, object]]:
         """The warnings of the groups under law ``name``: one {group, model, n_params, data_tokens, code} each."""
@@ -270,10 +279,11 @@ class CbsAnalysis:
                     f" D {ci['data_tokens'][0]:.3f}–{ci['data_tokens'][1]:.3f})"
                 )
             else:
-                var = "N (millions)" if name == "n_params" else "D (tokens)"
-                fixed = self.fixed_value("data_tokens" if name == "n_params" else "n_params")
+                base = law_key(name)[0]
+                var = "N (millions)" if base == "n_params" else "D (tokens)"
+                fixed = self.fixed_value("data_tokens" if base == "n_params" else "n_params")
                 at = (
-                    f" at fixed {'D' if name == 'n_params' else 'N (millions)'} = {fixed:.4g}"
+                    f" at fixed {'D' if base == 'n_params' else 'N (millions)'} = {fixed:.4g}"
                     if fixed
                     else ""
                 )
@@ -282,7 +292,9 @@ class CbsAnalysis:
                     f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
                 )
             note = self.law_warning_note(name)
-            lines.append(line + (f"; warnings of its groups: {note}" if note else ""))
+            optimizer = law_key(name)[1]
+            prefix = "" if optimizer == "adamw" else f"{optimizer}: "
+            lines.append(prefix + line + (f"; warnings of its groups: {note}" if note else ""))
         lines += [f"no {name} law: {why}" for name, why in self.laws_absent.items()]
         return lines + [law.line() for law in self.subset_laws]
 
@@ -294,8 +306,10 @@ class CbsAnalysis:
         """What `cbs fit cbs` prints: the groups' table (fitted to ``width`` columns), warnings and laws."""
         from cbs.console import Column, render_fitted_table
 
+        by_optimizer = any(g.optimizer != "adamw" for g in self.groups)  # AdamW-only stores print as before
         columns = (
             Column("model"),
+            *([Column("optimizer")] if by_optimizer else []),
             Column("N\n(M params)", drop=4, justify="right"),
             Column("D\n(tokens)", justify="right"),
             Column("B* (seqs)\n[95% CI]", justify="right"),
@@ -307,6 +321,7 @@ class CbsAnalysis:
         rows = [
             (
                 g.model,
+                *([g.optimizer] if by_optimizer else []),
                 f"{g.n_params / 1e6:.4g}",
                 f"{g.data_tokens:.4g}",
                 fmt(g.fit.cbs, g.fit.cbs_ci) if g.fit else "-",
@@ -349,11 +364,13 @@ class CbsAnalysis:
         laws = {}
         for name, law in self.laws.items():
             law_d = law.to_dict()
-            other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(name)
+            base, optimizer = law_key(name)
+            other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(base)
             if other and self.fixed_value(other) is not None:
                 law_d[f"at_fixed_{other}"] = self.fixed_value(other)
-            law_d["variables"] = ["n_params", "data_tokens"] if name == "joint" else [name]
-            law_d["form"] = FORMS[name]
+            law_d["optimizer"] = optimizer
+            law_d["variables"] = ["n_params", "data_tokens"] if base == "joint" else [base]
+            law_d["form"] = FORMS[base]
             law_d["warnings"] = self.law_warnings(name)
             laws[name] = law_d
         return {
@@ -437,10 +454,30 @@ def _fit_group(
     return CbsGroup(fit=fit, warnings=diagnose_group(grp, fit, ref) + fit.warnings, **common)
 
 
+def law_key(name: str) -> tuple[str, str]:
+    """('n_params', 'lion') for the law key 'n_params/lion'; ('n_params', 'adamw') for 'n_params'."""
+    law, _, optimizer = name.partition("/")
+    return law, optimizer or "adamw"
+
+
 def _laws(
     groups: list[CbsGroup], n_boot: int, seed: int
 ) -> tuple[dict[str, PowerLawFit | JointPowerLawFit], dict[str, str]]:
-    """Power laws of B* across the fitted groups, and why any law is absent."""
+    """Power laws of B* across the fitted groups of each optimizer (keys: `law_key`), and why any is absent."""
+    laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
+    absent: dict[str, str] = {}
+    for optimizer in dict.fromkeys(g.optimizer for g in groups):
+        suffix = "" if optimizer == "adamw" else f"/{optimizer}"
+        own, why = _optimizer_laws([g for g in groups if g.optimizer == optimizer], n_boot, seed)
+        laws.update({f"{k}{suffix}": v for k, v in own.items()})
+        absent.update({f"{k}{suffix}": v for k, v in why.items()})
+    return laws, absent
+
+
+def _optimizer_laws(
+    groups: list[CbsGroup], n_boot: int, seed: int
+) -> tuple[dict[str, PowerLawFit | JointPowerLawFit], dict[str, str]]:
+    """Power laws of B* across the fitted groups (of one optimizer), and why any law is absent."""
     ok = [g for g in groups if g.fit is not None]
     laws: dict[str, PowerLawFit | JointPowerLawFit] = {}
     absent: dict[str, str] = {}
@@ -522,10 +559,12 @@ def fit_cbs_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> CbsAnalysis:
-    """Fit the CBS per group (cell) of a steps-to-target table, then the CBS laws across groups.
+    """Fit the CBS per group (cell) of a steps-to-target table, then the CBS laws across the groups of each
+    optimizer.
 
     Columns: model, n_params, batch_size, steps_to_target (NaN = target not reached), optional data_tokens,
-    dataset and optimizer (the rest of the cell key: two datasets at one model and D are two groups), target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
+    dataset and optimizer (the rest of the cell key: two datasets at one model and D are two groups; missing:
+    one dataset, adamw), target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
     best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
     group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
     if none can be, FitError lists why. Every group carries its ``warnings``
@@ -546,11 +585,12 @@ def fit_cbs_table(
         _fit_group(key, grp, b_opt, overhead, n_boot, seed)
         for key, grp in table.groupby(CELL_KEYS, dropna=False, sort=True)
     ]
-    groups.sort(key=lambda g: (g.n_params, g.data_tokens, g.model, g.dataset, g.optimizer))
+    groups.sort(
+        key=lambda g: (g.n_params, g.data_tokens, g.model, g.dataset, g.optimizer != "adamw", g.optimizer)
+    )
     if all(g.fit is None for g in groups):
         reasons = "; ".join(
-            f"{g.model}/D={g.data_tokens:g}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings)
-            for g in groups
+            f"{g.label}: {g.error}" + "".join(f" [{w.message}]" for w in g.warnings) for g in groups
         )
         raise FitError(f"no group could be fitted: {reasons}")
     laws, absent = _laws(groups, n_boot, seed)

@@ -14,6 +14,7 @@ from cbs.fit.store_fits import StoreFits, primary_eval_set
 from cbs.plots import style
 from cbs.plots.cbs_scaling import teaser
 from cbs.plots.curves import loss_curves
+from cbs.plots.optimizers import optimizer_overlay
 from cbs.plots.scaling_law import scaling_law_figure
 from cbs.plots.sensitivity import HYPERPARAMETERS, sensitivity, varied_groups
 from cbs.plots.steps import steps_vs_batch
@@ -91,6 +92,24 @@ def _steps(src: StoreFits) -> list[Drawn]:
     ]
 
 
+def _optimizers(src: StoreFits) -> list[Drawn]:
+    cells: dict[tuple, list] = {}
+    for g in src.groups:
+        cells.setdefault((g.model, g.n_params, g.data_tokens), []).append(g)
+    compared = {cell: gs for cell, gs in cells.items() if len(gs) >= 2}
+    if not compared:
+        raise FigureUnavailable(
+            "no (model, data size) cell has S(B) fits for ≥ 2 optimizers; sweep optim.name (docs/sweep.md)"
+        )
+    return [
+        Drawn(
+            f"optimizers_{slug(model)}_D{style.human(d)}",
+            optimizer_overlay(gs, title=f"{model}, D = {style.human(d)} tokens"),
+        )
+        for (model, _, d), gs in sorted(compared.items())
+    ]
+
+
 def _cbs_scaling(src: StoreFits) -> list[Drawn]:
     fig, reasons = teaser(src.analysis)
     return [Drawn("cbs-scaling", fig, note="; ".join(f"panel left out: {r}" for r in reasons))]
@@ -139,6 +158,9 @@ STORE_FIGURES = {
         ),
         FigureSpec(
             "steps-vs-batch", "steps to target vs batch size with S(B) fit, linear scaling, CBS", _steps
+        ),
+        FigureSpec(
+            "optimizers", "S(B) and the CBS per optimizer, overlaid per (model, data) cell", _optimizers
         ),
         FigureSpec(
             "cbs-scaling", "CBS vs model size, data size, Chinchilla line with power laws", _cbs_scaling

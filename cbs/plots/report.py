@@ -17,6 +17,7 @@ from cbs import __version__
 from cbs.atomic import fsync_dir, write_text_atomic
 from cbs.errors import CbsError
 from cbs.fit import JointPowerLawFit
+from cbs.fit.cbs_laws import law_key
 from cbs.fit.store_fits import StoreFits
 from cbs.fit.tables import to_markdown
 from cbs.plots import style
@@ -118,7 +119,7 @@ def warning_items(src: StoreFits) -> list[str]:
 
 def held_fixed(src: StoreFits, law: str) -> str:
     """'D = 8M' when the other variable takes one value across the fitted groups, else 'pooled'."""
-    other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(law)
+    other = {"n_params": "data_tokens", "data_tokens": "n_params"}.get(law_key(law)[0])
     if other is None:
         return ""
     value = src.analysis.fixed_value(other)
@@ -135,7 +136,7 @@ def laws_table(src: StoreFits) -> tuple[pd.DataFrame, list[str]]:
             form = "B* = c · N^α · D^β"
             exps = "; ".join(f"{k}: {ci(v, law.exponent_cis[k], '.3f')}" for k, v in law.exponents.items())
         else:
-            form = "B* = c · N^α" if name == "n_params" else "B* = c · D^β"
+            form = "B* = c · N^α" if law_key(name)[0] == "n_params" else "B* = c · D^β"
             exps = ci(law.exponent, law.exponent_ci, ".3f")
         rows.append(
             {

@@ -13,8 +13,9 @@ from cbs.plots.style import human, log2_axis, new_figure, ordered_colors, shared
 
 
 def group_label(group: CbsGroup) -> str:
-    """'tiny-100k (N = 100k), D = 2M' for a (model, data size) group."""
-    return f"{group.model} (N = {human(group.n_params)}), D = {human(group.data_tokens)}"
+    """'tiny-100k (N = 100k), D = 2M' for a (model, data size) group; ', lion' added for optimizers but AdamW."""
+    suffix = "" if group.optimizer == "adamw" else f", {group.optimizer}"
+    return f"{group.model} (N = {human(group.n_params)}), D = {human(group.data_tokens)}{suffix}"
 
 
 def batch_grid(batch_sizes: np.ndarray, points: int = 200) -> np.ndarray:

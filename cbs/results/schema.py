@@ -37,6 +37,7 @@ RUNS_SCHEMA = pa.schema(
         ("batch_size", pa.int64()),  # global batch in sequences
         ("batch_tokens", pa.int64()),
         ("micro_batch_size", pa.int64()),
+        ("optimizer", pa.string()),  # optim.name (null in stores written before the optimizer axis: adamw)
         ("lr", pa.float64()),
         ("beta1", pa.float64()),
         ("beta2", pa.float64()),

@@ -11,6 +11,7 @@ import torch
 
 from cbs.atomic import atomic_write
 from cbs.errors import ConfigError
+from cbs.optim_params import strip_unused
 
 STATE_FILE = "state.pt"
 FORMAT_VERSION = 1
@@ -55,6 +56,6 @@ def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel", "gns")
-    }
+    out = {k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel", "gns")}
+    out["optim"] = strip_unused(out["optim"])  # checkpoints from before the optimizer axis still load
+    return out

@@ -33,7 +33,7 @@ from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, re
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.gns import GradientProbe, gns_columns
-from cbs.train.optimizers import build_optimizer
+from cbs.train.optimizers import build_optimizer, evaluation_weights
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
 
@@ -280,9 +280,10 @@ class Trainer:
         finite = math.isfinite(ewa[primary])
         hit = finite and target is not None and p.steps_to_target is None and ewa[primary] <= target
         last = not finite or (hit and self.cfg.stop_at_target) or p.step >= run.steps
-        raw: dict[str, float | None] = (
-            dict(self._evaluate(self.model)) if raw_due or last else dict.fromkeys(self.eval_windows)
-        )
+        raw: dict[str, float | None] = dict.fromkeys(self.eval_windows)
+        if raw_due or last:
+            with evaluation_weights(self.optimizer):  # schedule-free: its averaged weights
+                raw = dict(self._evaluate(self.model))
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = {**self.interval_metrics(), **gns_columns(self.gns, self.ranks)}
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
@@ -476,6 +477,7 @@ def runs_row(
         "batch_size": r.batch_size,
         "batch_tokens": run.batch_tokens,
         "micro_batch_size": run.micro_batch_size,
+        "optimizer": o.name,
         "lr": o.lr,
         "beta1": o.beta1,
         "beta2": run.beta2,

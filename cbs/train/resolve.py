@@ -16,6 +16,7 @@ from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
 from cbs.train.batch_schedule import BatchPlan, plan_batches
 from cbs.train.device import resolve_device, resolve_dtype
 from cbs.train.distributed import STRATEGIES, resolve_backend
+from cbs.train.optimizers import check_available
 from cbs.train.schedule import SCHEDULES
 
 WARMUP_FRACTION = 0.25
@@ -81,6 +82,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         f"micro_batch_size={cfg.micro_batch_size} must divide batch_size={cfg.batch_size}"
         + (f" / parallel.workers={par.workers} = {per_rank} sequences per rank" if par.workers > 1 else ""),
     )
+    check_available(o.name)
     _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     _check(o.schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}, got {o.schedule!r}")
     _check(0 <= o.beta1 < 1, f"optim.beta1 must be in [0, 1), got {o.beta1}")
