@@ -194,14 +194,9 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
 
 
 def check_parallel(par: ParallelConfig, device: str) -> None:
-    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown or unimplemented strategy, a
+    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown strategy, a
     backend that is not available, more CUDA ranks than this machine has GPUs."""
     _check(par.strategy in STRATEGIES, f"parallel.strategy must be one of {STRATEGIES}, got {par.strategy!r}")
-    _check(
-        par.strategy != "fsdp",
-        f"parallel.strategy=fsdp (FSDP2 fully_shard) is not implemented yet, on {device} or elsewhere: its "
-        "checkpoints and EWA weights would need gathering from every rank; use parallel.strategy=ddp",
-    )
     if par.workers > 1:
         resolve_backend(par.backend, device)
         gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
