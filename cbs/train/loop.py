@@ -95,6 +95,12 @@ class Trainer:
         self.gathered: dict[str, Any] | None = None  # FSDP: the whole state at the last report (rank 0)
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        # evaluation is compiled when training is (each model's no-grad eval graph compiles once)
+        self.eval_raw, self.eval_ewa = (
+            (torch.compile(self.model), torch.compile(self.ewa_model))
+            if cfg.compile
+            else (self.model, self.ewa_model)
+        )
         self.schedule = LRSchedule(
             o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
         )
@@ -276,9 +282,9 @@ class Trainer:
     def evaluate(self, on_eval: OnEval | None = None) -> None:
         """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
         p, run = self.progress, self.run
-        raw = self._evaluate(self.model)
+        raw = self._evaluate(self.eval_raw)
         self.ewa.copy_to(self.ewa_model)
-        ewa = self._evaluate(self.ewa_model)
+        ewa = self._evaluate(self.eval_ewa)
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = self.interval_metrics()
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
