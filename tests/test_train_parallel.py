@@ -92,10 +92,12 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
 def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     """FSDP2 on 2 gloo ranks: each rank holds half of every weight, its optimizer state and its EWA; the curve
     is the one-process curve within RTOL, and a checkpoint (gathered whole, written by rank 0) resumes on 2
-    FSDP ranks to exactly the uninterrupted curve and on 1 process within RTOL."""
-    fsdp = config(corpus, parallel={"workers": 2, "strategy": "fsdp"})
+    FSDP ranks to exactly the uninterrupted curve and on 1 process within RTOL. 33 eval windows: one rank
+    evaluates 17, the other 16, yet both make the 9 forwards that FSDP's weight gathering needs."""
+    evals = {"eval_tokens": 33 * 32, "n_log": 4, "n_dense": 3}
+    fsdp = config(corpus, eval=evals, parallel={"workers": 2, "strategy": "fsdp"})
     one, two = ResultsStore(tmp_path / "one"), ResultsStore(tmp_path / "two")
-    run_training(config(corpus), store=one)
+    run_training(config(corpus, eval=evals), store=one)
     written = []
 
     def checkpoint_once(metrics, write_checkpoint):
@@ -116,7 +118,7 @@ def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     assert [s.shape for s in state["ewa"]["shadow"]] == [v.shape for v in whole.values()]
     again, single = ResultsStore(tmp_path / "again"), ResultsStore(tmp_path / "single")
     run_training(fsdp, store=again, resume_from=tmp_path / "ck")
-    run_training(config(corpus), store=single, resume_from=tmp_path / "ck")
+    run_training(config(corpus, eval=evals), store=single, resume_from=tmp_path / "ck")
     pd.testing.assert_frame_equal(curve(again), b)  # same ranks, same reduction order: exact
     np.testing.assert_allclose(curve(single)[LOSSES], a[LOSSES], rtol=RTOL)
 
