@@ -1,4 +1,4 @@
-"""Data-parallel runs on CPU (gloo): 2 ranks give the 1-process curve, resume from a 2-rank checkpoint, the
+"""Data-parallel runs on CPU (gloo), DDP and FSDP2: 2 ranks give the 1-process curve, resume from a 2-rank checkpoint, the
 sampler's rank slices, and the bad parallel settings refused before any process starts."""
 
 from __future__ import annotations
@@ -92,21 +92,25 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
 def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     """FSDP2 on 2 gloo ranks: each rank holds half of every weight, its optimizer state and its EWA; the curve
     is the one-process curve within RTOL, and a checkpoint (gathered whole, written by rank 0) resumes on 2
-    FSDP ranks to exactly the uninterrupted curve and on 1 process within RTOL. 33 eval windows: one rank
+    FSDP ranks to exactly the uninterrupted curve and on 1 process within RTOL, as does a one-process
+    checkpoint on 2 FSDP ranks. 33 eval windows: one rank
     evaluates 17, the other 16, yet both make the 9 forwards that FSDP's weight gathering needs."""
     evals = {"eval_tokens": 33 * 32, "n_log": 4, "n_dense": 3}
     fsdp = config(corpus, eval=evals, parallel={"workers": 2, "strategy": "fsdp"})
     one, two = ResultsStore(tmp_path / "one"), ResultsStore(tmp_path / "two")
-    run_training(config(corpus, eval=evals), store=one)
     written = []
 
-    def checkpoint_once(metrics, write_checkpoint):
-        if metrics["step"] >= 8 and not written:
-            write_checkpoint(tmp_path / "ck")
-            written.append(metrics["step"])
+    def checkpoint_once(directory: Path):
+        def on_eval(metrics, write_checkpoint):
+            if metrics["step"] >= 8 and not (directory / "state.pt").exists():
+                write_checkpoint(directory)
+                written.append(metrics["step"])
 
-    row = run_training(fsdp, store=two, on_eval=checkpoint_once)
-    assert (row["status"], row["steps"], written) == ("completed", 24, [8])
+        return on_eval
+
+    run_training(config(corpus, eval=evals), store=one, on_eval=checkpoint_once(tmp_path / "ck1"))
+    row = run_training(fsdp, store=two, on_eval=checkpoint_once(tmp_path / "ck"))
+    assert (row["status"], row["steps"], written) == ("completed", 24, [8, 8])
     a, b = curve(one), curve(two)
     floats = [*LOSSES, "grad_norm"]
     pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats))
@@ -121,6 +125,9 @@ def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     run_training(config(corpus, eval=evals), store=single, resume_from=tmp_path / "ck")
     pd.testing.assert_frame_equal(curve(again), b)  # same ranks, same reduction order: exact
     np.testing.assert_allclose(curve(single)[LOSSES], a[LOSSES], rtol=RTOL)
+    sharded = ResultsStore(tmp_path / "sharded")  # and FSDP resumes a one-process checkpoint
+    run_training(fsdp, store=sharded, resume_from=tmp_path / "ck1")
+    np.testing.assert_allclose(curve(sharded)[LOSSES], a[LOSSES], rtol=RTOL)
 
 
 @pytest.mark.slow

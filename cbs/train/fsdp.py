@@ -73,6 +73,16 @@ def load_full_state(
     set_optimizer_state_dict(model, optimizer, optim, options=SCATTER)
 
 
+def optimizer_by_name(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> dict[str, Any]:
+    """An optimizer state dict keyed by parameter index (``optimizer.state_dict()`` of an unsharded run), keyed
+    by parameter name as ``full_state`` gives it; ``model`` and ``optimizer`` are a fresh unsharded twin of the
+    run's, used to map indices to names."""
+    optimizer.load_state_dict(state)
+    return get_optimizer_state_dict(model, optimizer, options=SCATTER)
+
+
 def keyed_by_name(optimizer_state: dict[str, Any]) -> bool:
     """True for an optimizer state dict in ``full_state``'s layout (parameter names, not indices)."""
     return any(isinstance(p, str) for group in optimizer_state["param_groups"] for p in group["params"])

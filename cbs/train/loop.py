@@ -33,7 +33,7 @@ from cbs.train.device import autocast, deterministic_algorithms, device_name, pe
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
-from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, shard_model
+from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, optimizer_by_name, shard_model
 from cbs.train.optimizers import build_optimizer
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
@@ -159,8 +159,12 @@ class Trainer:
 
     def load(self, directory: Path | str) -> None:
         state = load_checkpoint(directory, dataclasses.asdict(self.cfg))
-        if self.fsdp or keyed_by_name(state["optimizer"]):  # sharded now, or written by an FSDP run
-            load_full_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        optim = state["optimizer"]
+        if self.fsdp and not keyed_by_name(optim):  # written by an unsharded run: map indices to names
+            twin = build_model(self.run.spec)
+            optim = optimizer_by_name(twin, build_optimizer(twin, self.cfg.optim, self.run.beta2), optim)
+        if self.fsdp or keyed_by_name(optim):  # sharded now, or written by an FSDP run
+            load_full_state(self.model, self.optimizer, state["model"], optim)
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
