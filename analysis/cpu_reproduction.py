@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         all_cells[name] = cells
         keep = [(m, int(d)) in cells for m, d in zip(steps["model"], steps["data_tokens"], strict=True)]
         analysis = fit_cbs_table(steps[keep], b_opt=args.b_opt, overhead=args.overhead, n_boot=args.n_boot)
-        fits[name] = analysis.to_json_dict()
+        fits[name] = analysis.to_dict()
         tmp = out / f"{name}.json.tmp"
         tmp.write_text(json.dumps(fits[name], indent=2, default=float))
         tmp.replace(out / f"{name}.json")

@@ -54,6 +54,14 @@ class DataConfig:
 
 
 @dataclass
+class BatchStage:
+    """From ``at_tokens`` trained tokens on, the global batch is ``batch_size`` sequences."""
+
+    at_tokens: int
+    batch_size: int
+
+
+@dataclass
 class OptimConfig:
     lr: float = 3e-3
     beta1: float = 0.95
@@ -61,13 +69,15 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
-    schedule: str = "constant"  # constant (after warmup) | cosine | wsd
+    schedule: str = "constant"  # constant (after warmup) | cosine | wsd | step
     # warmup_tokens and warmup_steps both None: 25% of the Chinchilla tokens, as in the paper
     warmup_tokens: int | None = None
     warmup_steps: int | None = None
     decay_fraction: float = 0.2  # wsd: fraction of the run spent decaying
     min_lr_ratio: float = 0.0  # cosine / wsd floor, as a fraction of lr
     fused: bool | None = None  # None: fused AdamW wherever torch supports it (CPU and CUDA)
+    step_at: list[float] = field(default_factory=list)  # step: fractions of the token budget where the lr ...
+    step_factor: float = 0.5  # ... is multiplied by step_factor
 
 
 @dataclass
@@ -79,6 +89,9 @@ class EvalConfig:
     n_dense: int = 16  # evaluations inside that tail
     eval_tokens: int = 32768  # tokens per evaluation and eval set
     eval_batch_size: int | None = None  # sequences per eval forward; None: micro_batch_size
+    # raw (non-EWA) weights are evaluated at every raw_every-th evaluation and the last; the EWA weights, which
+    # the stop rules and steps-to-target read, at every one (1: raw at every evaluation, as before)
+    raw_every: int = 8
 
 
 @dataclass
@@ -100,7 +113,12 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    batch_size: int = 32  # global batch, in sequences
+    batch_size: int = 32  # global batch, in sequences (the first stage's, with a batch_schedule)
+    # the global batch as a function of trained tokens (docs/train.md): [{at_tokens: 0, batch_size: B}, ...]
+    batch_schedule: list[BatchStage] | None = None
+    batch_lr_rule: str = (
+        "sqrt"  # at each batch change the lr is scaled by (B/B0)^p: sqrt ½ | linear 1 | none 0
+    )
     micro_batch_size: int | None = None  # None: the whole batch at once
     token_budget: int | None = None  # exactly one of token_budget / chinchilla_multiple
     chinchilla_multiple: float | None = None  # budget = multiple · 20 · N
@@ -139,11 +157,11 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference
-        batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
+        deterministic kernels, the divergence-check interval, the raw-weight evaluation cadence, data
+        parallelism or the recorded reference batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
         its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
         the same data."""
-        payload = self.to_dict()
+        payload = _without_late_defaults(self.to_dict())
         for key in (
             "experiment",
             "device",
@@ -154,12 +172,34 @@ class TrainConfig:
             "reference_batch_size",
         ):
             payload.pop(key)
+        payload["eval"].pop("raw_every")  # which evaluations also score the raw weights: not the run's result
         payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:
             eval_set["path"] = dataset_identity(eval_set["path"])
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+LATE_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("batch_schedule",): None,
+    ("batch_lr_rule",): "sqrt",
+    ("optim", "step_at"): [],
+    ("optim", "step_factor"): 0.5,
+}
+"""Fields added after stores were first written, with their defaults: at the default they are left out of the
+run id, so every run stored before they existed keeps its id (and a resumed sweep its runs)."""
+
+
+def _without_late_defaults(payload: dict[str, Any]) -> dict[str, Any]:
+    for path, default in LATE_DEFAULTS.items():
+        *parents, key = path
+        node = payload
+        for p in parents:
+            node = node[p]
+        if node.get(key) == default:
+            node.pop(key)
+    return payload
 
 
 T = TypeVar("T")

@@ -5,6 +5,7 @@ Widths follow rich: $COLUMNS where set, else the terminal's width, else 80 colum
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,16 @@ def print_fitted_table(
             f"[dim]left out at {console.width} columns: {', '.join(dropped)} (a wider terminal shows them)[/]",
             highlight=False,
         )
+
+
+def render_fitted_table(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int | None = None, **table_options
+) -> str:
+    """``print_fitted_table`` as plain text (no colour) for a console ``width`` columns wide (None: rich's
+    default, $COLUMNS or 80), for results whose ``report()`` holds a table."""
+    buf = io.StringIO()
+    print_fitted_table(Console(file=buf, width=width, color_system=None), columns, rows, **table_options)
+    return buf.getvalue().rstrip("\n")
 
 
 def fitted_line(fields: Sequence[str], width: int, separator: str = " | ") -> str:

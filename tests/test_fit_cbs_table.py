@@ -45,7 +45,7 @@ def test_groups_and_laws_recovered():
     # on a balanced grid the one-variable laws see the same exponents
     assert analysis.laws["n_params"].exponent == pytest.approx(0.1, abs=1e-6)
     assert analysis.laws["data_tokens"].exponent == pytest.approx(0.5, abs=1e-6)
-    out = analysis.to_json_dict()
+    out = analysis.to_dict()
     assert out["units"]["n_params"].startswith("millions")
     assert {
         "model",
@@ -73,7 +73,7 @@ def test_several_rows_per_batch_size_count_as_their_minimum():
 def test_laws_absent_with_reasons_at_fixed_data_and_chinchilla_scaling():
     fixed = fit_cbs_table(_table(d_values=[3.07e9]), n_boot=20)
     assert set(fixed.laws) == {"n_params"}
-    assert fixed.to_json_dict()["laws"]["n_params"]["at_fixed_data_tokens"] == 3.07e9
+    assert fixed.to_dict()["laws"]["n_params"]["at_fixed_data_tokens"] == 3.07e9
     assert "data_tokens" in fixed.laws_absent and "joint" in fixed.laws_absent
     # D ∝ N (Chinchilla-scaled budgets): the joint law is not identifiable
     tab = pd.concat([_table([n], [20 * n * 1e6]) for n in N_M])

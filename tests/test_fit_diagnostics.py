@@ -48,7 +48,7 @@ def test_a_well_posed_group_has_no_warnings():
     (group,) = analysis.groups
     assert group.fit.cbs == pytest.approx(1.2 * 16 + 0.2 * 320, rel=0.1)  # the scatter moves it a little
     assert group.warnings == []
-    assert analysis.to_json_dict()["groups"][0]["warnings"] == []
+    assert analysis.to_dict()["groups"][0]["warnings"] == []
 
 
 def test_b_opt_floor_when_the_noise_scale_is_below_five_b_opt():
@@ -167,7 +167,7 @@ def test_every_code_is_triggered_by_a_test_above():
 def test_law_carries_its_groups_warnings():
     tables = [_table(model=f"m{i}").assign(n_params=n) for i, n in enumerate([1e6, 2e6, 4e6])]
     tables[1] = _table(model="m1", lr_at={64: LRS[2]}).assign(n_params=2e6)
-    out = fit_cbs_table(pd.concat(tables), n_boot=20).to_json_dict()
+    out = fit_cbs_table(pd.concat(tables), n_boot=20).to_dict()
     assert out["laws"]["n_params"]["warnings"] == [
         {"group": "m1, D=1e+08", "model": "m1", "n_params": 2e6, "data_tokens": 1e8, "code": "lr_edge"}
     ]

@@ -48,7 +48,7 @@ def test_steps_figure_marks_unreached_batch_sizes_and_warnings():
 def test_scaling_panel_draws_warned_groups_hollow_also_from_json(tmp_path):
     analysis = _analysis()
     path = tmp_path / "fit.json"
-    write_json(path, analysis.to_json_dict())
+    write_json(path, analysis.to_dict())
     assert [w["code"] for w in json.loads(path.read_text())["groups"][1]["warnings"]] == ["lr_edge"]
     points = points_from_json(path)
     assert [p.warnings for p in points] == [(), ("lr_edge",), ()]

@@ -105,7 +105,7 @@ def test_cbs_scaling_from_fit_json(tmp_path):
     store = write_store(tmp_path / "store")
     analysis = fit_cbs_table(steps_to_target_table(store), n_boot=30)
     path = tmp_path / "fit.json"
-    write_json(path, analysis.to_json_dict())
+    write_json(path, analysis.to_dict())
     fig, reasons = cbs_scaling_from_json(path, n_boot=30)
     assert reasons == [] and len(fig.axes) == 3
     points = next(c for c in fig.axes[1].containers)  # errorbar container of the fixed-model panel

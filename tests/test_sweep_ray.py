@@ -106,9 +106,14 @@ def test_results_readable_with_plain_pandas_and_duckdb(target_sweep):
     assert points == len(pd.read_parquet(results / "curves"))
 
 
-def test_rerun_is_a_no_op(target_sweep):
+def test_rerun_is_a_no_op(target_sweep, monkeypatch):
     plan, results, _ = target_sweep
     before = {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a re-run of a complete grid must answer from the store, without Ray")
+
+    monkeypatch.setattr("cbs.sweep.runner.ray_session", no_ray)
     again = run_sweep(plan, results, console=Console(quiet=True))
     assert again.ran == [] and len(again.skipped) == 6 and not again.missing
     assert {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")} == before

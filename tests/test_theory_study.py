@@ -170,7 +170,7 @@ def test_a_grid_too_small_for_the_cbs_warns() -> None:
     grid = default_grid()
     spec = StudySpec(dim=32, data_sizes=(256, 512, 1024), dims=(4, 8), dim_data_size=256, n_boot=20,
                      grid=Grid((1, 2, 4, 8, 16, 32), grid.lrs, grid.taus))  # fmt: skip
-    report = run_study(spec)
+    report = run_study(spec).to_dict()
     codes = {w["code"]: w for w in report["warnings"]}
     assert set(codes) == {"b_noise_beyond_grid", "exponent_outside_grid"}
     assert codes["b_noise_beyond_grid"]["largest_batch_size"] == 32

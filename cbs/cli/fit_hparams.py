@@ -45,16 +45,15 @@ def register_hparams(sub: argparse._SubParsersAction) -> None:
 
 
 def run_hparams(args: argparse.Namespace) -> int:
-    from cbs.cli.fit import _fmt, _one_source
+    from cbs.cli.fit import _one_source
 
     _one_source(args)
     from rich.console import Console
 
     from cbs.atomic import write_text_atomic
-    from cbs.console import Column, print_fitted_table
     from cbs.fit.hparams import HparamColumns, fit_hparam_laws
     from cbs.fit.hparams_store import store_hparam_table
-    from cbs.fit.tables import read_table, to_markdown, write_csv, write_json
+    from cbs.fit.tables import read_table, write_csv, write_json
 
     if args.store is None and (args.eval_set or args.runs_csv):
         raise FitError("--eval-set and --runs-csv read a results store; drop them with --input")
@@ -73,39 +72,9 @@ def run_hparams(args: argparse.Namespace) -> int:
         if args.runs_csv:
             write_csv(args.runs_csv, table)
     analysis = fit_hparam_laws(table, cols, band=args.band, n_boot=args.n_boot, seed=args.seed)
-
-    columns = (
-        *(Column(c, justify="right") for c in cols.budget),
-        Column("B_opt [CI]", justify="right"),
-        Column("lr_opt [CI]", justify="right"),
-        Column("loss at opt", drop=3, justify="right"),
-        Column("method", drop=4),
-        Column("runs (bowl)", drop=5, justify="right"),
-        Column("warnings", drop=2, wrap=True),
-    )
-    rows = []
-    for b in analysis.budgets:
-        o = b.optimum
-        rows.append(
-            (
-                *(f"{v:.4g}" for v in b.budget.values()),
-                _fmt(b.b_opt, b.b_opt_ci) if o else "-",
-                _fmt(b.lr_opt, b.lr_opt_ci) if o else "-",
-                f"{o.loss:.4f}" if o else "-",
-                o.method if o else "-",
-                f"{b.n_runs} ({o.n_used})" if o else str(b.n_runs),
-                b.error or ", ".join(b.warnings),
-            )
-        )
-    console = Console()
-    title = f"Optimal batch size and lr per budget (bowl band {args.band:g}, 95% CI)"
-    print_fitted_table(console, columns, rows, title=title)
-    lines = analysis.report()
-    for line in lines:
-        console.print(line)
+    print(analysis.report(width=Console().width))
     if args.json:
         write_json(args.json, analysis.to_dict())
     if args.markdown:
-        text = to_markdown(analysis.to_frame()) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
-        write_text_atomic(args.markdown, text)
+        write_text_atomic(args.markdown, analysis.markdown())
     return 0

@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=whole_number(1),
         help="CPUs of the local Ray started for the sweep (default: all cores)",
     )
+    p.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also log to tensorboard, wandb or mlflow (repeatable; added to the spec's trackers; "
+        "offline by default: docs/sweep.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from cbs.sweep.runner import stored_runs
 
     console = Console(soft_wrap=True)
+    from cbs.sweep.trackers import check_trackers
+
     spec = load_spec(args.spec)
+    check_trackers(args.tracker)
     plan = plan_sweep(spec, require_data=not args.dry_run)
     results = (args.results or Path("results") / spec.name).absolute()
     if args.dry_run:
@@ -75,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrent=args.max_concurrent,
             num_cpus=args.num_cpus,
             console=console,
+            trackers=args.tracker,
         )
     except KeyboardInterrupt:
         console.print("stopped: run the same command again to resume (stored runs are kept)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cbs.cli.options import whole_number
@@ -60,53 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=None, help="results store to write the runs into")
     p.add_argument("--json", type=Path, default=None, help="write the report (exponents, B* per D/dim) here")
     p.set_defaults(func=run)
+    from cbs.cli import theory_seesaw
 
-
-def _print_report(report: dict) -> None:
-    print(
-        f"power-law regression a={report['problem']['a']:g} b={report['problem']['b']:g} "
-        f"sigma={report['problem']['sigma']:g}; B_ref={report['b_ref']}, overhead={report['overhead']:g}"
-    )
-    print(
-        f"{'dim':>5} {'D':>8} {'target':>10} {'S_min':>7} {'B_noise':>9} {'B*':>8}  {'95% CI':<16} {'direct':>7}"
-    )
-    for row in (*report["cbs_by_data"], *report["cbs_by_dim"]):
-        if row["cbs"] is None:
-            print(
-                f"{row['dim']:>5} {row['data_size']:>8} {row['target_excess_risk']:>10.3e}  fit refused: {row['error']}"
-            )
-            continue
-        lo, hi = row["cbs_ci"]
-        print(
-            f"{row['dim']:>5} {row['data_size']:>8} {row['target_excess_risk']:>10.3e} {row['s_min']:>7.1f} "
-            f"{row['b_noise']:>9.1f} {row['cbs']:>8.1f}  {f'[{lo:.1f}, {hi:.1f}]':<16} "
-            f"{row['cbs_direct'] or float('nan'):>7.1f}"
-        )
-    lo, hi = report["exponent_data_ci"]
-    print(
-        f"B* ∝ D^k: fitted k = {report['exponent_data']:.3f} [{lo:.3f}, {hi:.3f}]; "
-        f"corollary 1 - a/min(b, 2a+1) = {report['exponent_theory']:.3f}"
-    )
-    if report["exponent_data_direct"] is not None:
-        lo, hi = report["exponent_data_direct_ci"]
-        print(f"direct reading (no hyperbola): k = {report['exponent_data_direct']:.3f} [{lo:.3f}, {hi:.3f}]")
-    flat = report["dim_flatness"]
-    if "relative_change" in flat:
-        print(
-            f"B* across dims {flat['dims']} (>= {flat['min_dim_factor']:g} k*, k* = {report['effective_dim']:.1f}) "
-            f"at D = {report['dim_data_size']}: relative change {flat['relative_change']:.1%}"
-        )
-    for row in (*report["cbs_by_data"], *report["cbs_by_dim"]):
-        for w in row["warnings"]:
-            print(f"warning: dim {row['dim']}, D {row['data_size']}: {w['code']} — {w['message']}")
-    for w in report["warnings"]:
-        print(f"warning: {w['code']} — {w['message']}")
-    secs = report["seconds"]
-    print(f"time: data sweep {secs['data_sweep']:.1f} s, dim sweep {secs['dim_sweep']:.1f} s")
+    theory_seesaw.register(p.add_subparsers(dest="theory_command", metavar="{seesaw}"))
 
 
 def run(args: argparse.Namespace) -> int:
-    from cbs.atomic import write_text_atomic
+    from cbs.fit.tables import write_json
     from cbs.protocol import CBS_OVERHEAD
     from cbs.results import ResultsStore
     from cbs.theory.study import StudySpec, default_grid, run_study
@@ -129,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     store = ResultsStore(args.results) if args.results else None
-    report = run_study(spec, store)
-    _print_report(report)
+    result = run_study(spec, store)
+    print(result.report())
     if args.json:
-        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        write_json(args.json, result.to_dict())
     return 0

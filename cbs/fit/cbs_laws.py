@@ -7,7 +7,9 @@ B* vs D (tokens), and the joint B* = c·N^α·D^β, each fitted only where its v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from cbs.errors import FitError
 from cbs.fit.critical_batch import CbsFit, fit_cbs
 from cbs.fit.diagnostics import FitWarning, diagnose_group
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
+from cbs.fit.result import SolverDiagnostics, fmt, number, warnings_from
 from cbs.fit.steps_to_target import HYPERPARAMETERS, reference_batch
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
 from cbs.protocol import CBS_OVERHEAD
@@ -50,6 +53,30 @@ class CbsGroup:
         """'micro-4k, D=71280': the group in one short phrase."""
         return f"{self.model}, D={self.data_tokens:g}"
 
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The S(B) fit's; "no fit" (converged False) for a group refused before or by its fit."""
+        if self.fit is None:
+            return SolverDiagnostics("none", False, 0, f"no fit: {self.error}")
+        return self.fit.diagnostics
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The fit's intervals (`CbsFit.intervals`); none without a fit."""
+        return self.fit.intervals() if self.fit else {}
+
+    def predict(self, batch_sizes: object) -> np.ndarray:
+        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+        if self.fit is None:
+            raise FitError(f"{self.label} has no S(B) fit: {self.error}")
+        return self.fit.predict(batch_sizes)
+
+    def report(self) -> str:
+        """The group, then its fit's report (or why it has none) and its warnings."""
+        body = self.fit.report() if self.fit else f"  no fit: {self.error}"
+        printed = self.fit.warnings if self.fit else []
+        warnings = [f"warning: {w.code} — {w.message}" for w in self.warnings if w not in printed]
+        return "\n".join([f"{self.label} (N = {self.n_params / 1e6:.4g} M)", body, *warnings])
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "model": self.model,
@@ -64,6 +91,21 @@ class CbsGroup:
         if self.fit is not None:
             out.update(self.fit.to_dict())
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CbsGroup:
+        """The group ``to_dict`` wrote: its fit when the JSON holds one (the fit's keys sit beside the group's)."""
+        target = data.get("target_loss")
+        return cls(
+            model=str(data["model"]),
+            n_params=float(data["n_params"]),
+            data_tokens=number(data["data_tokens"]),
+            fit=CbsFit.from_dict(data) if "a" in data else None,
+            error=data.get("error"),
+            unreached_batch_sizes=[float(b) for b in data.get("unreached_batch_sizes", [])],
+            target_loss=None if target is None else float(target),
+            warnings=warnings_from(data.get("warnings")),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +152,127 @@ class CbsAnalysis:
         codes = [w["code"] for w in self.law_warnings(name)]
         return ", ".join(f"{c} ×{codes.count(c)}" for c in dict.fromkeys(codes))
 
-    def to_json_dict(self) -> dict[str, object]:
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """Every group's warnings, in group order."""
+        return [w for g in self.groups for w in g.warnings]
+
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The groups' S(B) fits and the laws' fits as one verdict."""
+        parts = [g.fit.diagnostics for g in self.groups if g.fit] + [
+            law.diagnostics for law in self.laws.values()
+        ]
+        return SolverDiagnostics.combine(parts, "per-group S(B) fits and power laws")
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """B* per group (keyed 'cbs[<model>, D=<D>]') and each law's exponent(s) ('<law>.exponent...')."""
+        out = {f"cbs[{g.label}]": g.fit.cbs_ci for g in self.groups if g.fit}
+        for name, law in self.laws.items():
+            out |= {f"{name}.{k}": v for k, v in law.intervals().items()}
+        return out
+
+    def predict(self, n_params: object = None, data_tokens: object = None) -> np.ndarray:
+        """B* from the laws: the joint law when both N (millions) and D are given, else the one law of the
+        variable given. FitError when that law was not fitted."""
+        name = (
+            "joint"
+            if n_params is not None and data_tokens is not None
+            else ("n_params" if n_params is not None else "data_tokens")
+        )
+        law = self.laws.get(name)
+        if law is None:
+            raise FitError(f"no {name} law: {self.laws_absent.get(name, 'give n_params or data_tokens')}")
+        if isinstance(law, JointPowerLawFit):
+            return law.predict(n_params=n_params, data_tokens=data_tokens)
+        return law.predict(n_params if name == "n_params" else data_tokens)
+
+    def law_lines(self) -> list[str]:
+        """One line per fitted law (with units and its groups' warnings) and per absent law (with the reason)."""
+        lines = []
+        for name, law in self.laws.items():
+            if isinstance(law, JointPowerLawFit):
+                k, ci = law.exponents, law.exponent_cis
+                line = (
+                    f"B* = {law.coefficient:.4g}·N^{k['n_params']:.3f}·D^{k['data_tokens']:.3f} (N in millions, "
+                    f"D in tokens; exponent CIs N {ci['n_params'][0]:.3f}–{ci['n_params'][1]:.3f},"
+                    f" D {ci['data_tokens'][0]:.3f}–{ci['data_tokens'][1]:.3f})"
+                )
+            else:
+                var = "N (millions)" if name == "n_params" else "D (tokens)"
+                fixed = self.fixed_value("data_tokens" if name == "n_params" else "n_params")
+                at = (
+                    f" at fixed {'D' if name == 'n_params' else 'N (millions)'} = {fixed:.4g}"
+                    if fixed
+                    else ""
+                )
+                line = (
+                    f"B* = {law.coefficient:.4g}·{var.split()[0]}^{law.exponent:.3f} with {var}{at}; exponent CI "
+                    f"{law.exponent_ci[0]:.3f}–{law.exponent_ci[1]:.3f}, R² {law.r2:.3f}"
+                )
+            note = self.law_warning_note(name)
+            lines.append(line + (f"; warnings of its groups: {note}" if note else ""))
+        return lines + [f"no {name} law: {why}" for name, why in self.laws_absent.items()]
+
+    def warning_lines(self) -> list[str]:
+        """'micro-4k, D=71280: lr_edge — <message>', one per warning of each group."""
+        return [f"{g.label}: {w.code} — {w.message}" for g in self.groups for w in g.warnings]
+
+    def report(self, width: int | None = None) -> str:
+        """What `cbs fit cbs` prints: the groups' table (fitted to ``width`` columns), warnings and laws."""
+        from cbs.console import Column, render_fitted_table
+
+        columns = (
+            Column("model"),
+            Column("N\n(M params)", drop=4, justify="right"),
+            Column("D\n(tokens)", justify="right"),
+            Column("B* (seqs)\n[95% CI]", justify="right"),
+            Column("S_min\n(steps)", drop=5, justify="right"),
+            Column("B_noise\n(seqs)", drop=2, justify="right"),
+            Column("α\n(free)", drop=6, justify="right"),
+            Column("note", drop=3, wrap=True),
+        )
+        rows = [
+            (
+                g.model,
+                f"{g.n_params / 1e6:.4g}",
+                f"{g.data_tokens:.4g}",
+                fmt(g.fit.cbs, g.fit.cbs_ci) if g.fit else "-",
+                fmt(g.fit.s_min) if g.fit else "-",
+                fmt(g.fit.b_noise) if g.fit else "-",
+                fmt(g.fit.alpha_variant.alpha) if g.fit and g.fit.alpha_variant else "-",
+                g.error or " ".join(f"⚠ {w.code}" for w in g.warnings),
+            )
+            for g in self.groups
+        ]
+        b_opt = f"{self.b_opt:g}" if self.b_opt is not None else "per group"
+        title = f"Critical batch size (B_opt = {b_opt} seqs, overhead {self.overhead:g})"
+        table = render_fitted_table(columns, rows, width, title=title)
+        return "\n".join([table, *(f"warning: {w}" for w in self.warning_lines()), *self.law_lines()])
+
+    def markdown(self) -> str:
+        """The groups as a Markdown table, then the laws and warnings as a list (`cbs fit cbs --markdown`)."""
+        from cbs.fit.tables import to_markdown
+
+        items = [*self.law_lines(), *(f"warning: {w}" for w in self.warning_lines())]
+        return to_markdown(self.to_frame()) + "\n" + "\n".join(f"- {x}" for x in items) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CbsAnalysis:
+        """The analysis ``to_dict`` wrote (laws without their bootstrap samples)."""
+        laws: dict[str, PowerLawFit | JointPowerLawFit] = {
+            name: JointPowerLawFit.from_dict(d) if "exponents" in d else PowerLawFit.from_dict(d)
+            for name, d in data["laws"].items()
+        }
+        return cls(
+            groups=[CbsGroup.from_dict(g) for g in data["groups"]],
+            laws=laws,
+            laws_absent=dict(data["laws_absent"]),
+            overhead=float(data["overhead"]),
+            n_boot=int(data["n_boot"]),
+        )
+
+    def to_dict(self) -> dict[str, object]:
         laws = {}
         for name, law in self.laws.items():
             law_d = law.to_dict()
@@ -134,6 +296,7 @@ class CbsAnalysis:
             "groups": [g.to_dict() for g in self.groups],
             "laws": laws,
             "laws_absent": self.laws_absent,
+            "diagnostics": self.diagnostics.to_dict(),
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -197,7 +360,7 @@ def _fit_group(
     except FitError as exc:
         suffix = f" (target never reached at B = {unreached})" if unreached and not reached.empty else ""
         return CbsGroup(fit=None, error=f"{exc}{suffix}", warnings=diagnose_group(grp, None, ref), **common)
-    return CbsGroup(fit=fit, warnings=diagnose_group(grp, fit, ref), **common)
+    return CbsGroup(fit=fit, warnings=diagnose_group(grp, fit, ref) + fit.warnings, **common)
 
 
 def _laws(

@@ -7,22 +7,33 @@ variant S = a + b·B^-α is fitted alongside as a check of the hyperbola's shape
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from cbs.errors import FitError
 from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points, residual_draws
+from cbs.fit.diagnostics import FitWarning
 from cbs.fit.hyperbola import ALPHA_BOUNDS, cbs_of, fit_hyperbolas, model, start_and_scale
+from cbs.fit.result import NOT_RECORDED, SolverDiagnostics, fmt, interval, number
 from cbs.protocol import B_OPT, CBS_OVERHEAD
 
 MAX_NOISE_RATIO = 100.0  # B_noise beyond this multiple of the largest measured B is not a measurement
 
 
-def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarray:
+SOLVER = "scipy.optimize.least_squares (trf)"
+
+
+def _fit(
+    batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool, max_evaluations: int | None = None
+) -> tuple[np.ndarray, SolverDiagnostics]:
     """(a, b[, α]) minimising Σ (log S_i − log(a + b·B_i^-α))² with a, b ≥ 0, by scipy's least_squares (the
-    reference solver; the bootstrap solves the same problem batched, `cbs.fit.hyperbola`)."""
+    reference solver; the bootstrap solves the same problem batched, `cbs.fit.hyperbola`), and what the
+    solver said. A fit that used up a given ``max_evaluations`` is returned, marked not converged; any
+    other failure raises FitError."""
     start, scale = (v[0] for v in start_and_scale(batch, log_steps, free_alpha))
     lower = np.zeros(start.size)
     upper = np.full(start.size, np.inf)
@@ -33,11 +44,19 @@ def _fit(batch: np.ndarray, log_steps: np.ndarray, free_alpha: bool) -> np.ndarr
         return np.log(np.maximum(model(p, batch)[0], 1e-300)) - log_steps
 
     res = least_squares(
-        resid, start, bounds=(lower, upper), x_scale=scale, xtol=1e-12, ftol=1e-12, gtol=1e-12
+        resid,
+        start,
+        bounds=(lower, upper),
+        x_scale=scale,
+        xtol=1e-12,
+        ftol=1e-12,
+        gtol=1e-12,
+        max_nfev=max_evaluations,
     )
-    if not res.success or not np.all(np.isfinite(res.x)):
+    stopped = max_evaluations is not None and res.status == 0  # the caller's evaluation budget ran out
+    if (not res.success and not stopped) or not np.all(np.isfinite(res.x)):
         raise FitError(f"the S(B) fit did not converge ({res.message}); check the steps-to-target values")
-    return res.x
+    return res.x, SolverDiagnostics(SOLVER, bool(res.success), int(res.nfev), str(res.message))
 
 
 def cbs_from_params(params: np.ndarray, b_opt: float, overhead: float) -> float:
@@ -55,6 +74,7 @@ class AlphaVariant:
     cbs: float
     alpha_ci: tuple[float, float]
     cbs_ci: tuple[float, float]
+    diagnostics: SolverDiagnostics = field(default=NOT_RECORDED)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -64,7 +84,21 @@ class AlphaVariant:
             "alpha_ci": list(self.alpha_ci),
             "cbs": self.cbs,
             "cbs_ci": list(self.cbs_ci),
+            "diagnostics": self.diagnostics.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlphaVariant:
+        """The variant ``to_dict`` wrote."""
+        return cls(
+            a=float(data["a"]),
+            b=float(data["b"]),
+            alpha=float(data["alpha"]),
+            cbs=number(data["cbs"]),
+            alpha_ci=interval(data["alpha_ci"]),
+            cbs_ci=interval(data["cbs_ci"]),
+            diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,7 @@ class CbsFit:
     alpha_variant_note: str
     batch_sizes: np.ndarray = field(repr=False, compare=False)
     steps: np.ndarray = field(repr=False, compare=False)
+    diagnostics: SolverDiagnostics = NOT_RECORDED  # of the S(B) fit; resamples: the bootstrap refits
 
     @property
     def s_min(self) -> float:
@@ -97,9 +132,42 @@ class CbsFit:
         """McCandlish's noise scale b/a (sequences)."""
         return self.b / self.a if self.a > 0 else float("inf")
 
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """``solver_not_converged`` when the S(B) fit stopped early (the group's other warnings come from
+        `cbs.fit.diagnostics`)."""
+        return self.diagnostics.warning("S(B) fit")
+
     def predict(self, batch_sizes: object) -> np.ndarray:
         """S(B) = a + b/B."""
         return self.a + self.b / np.asarray(batch_sizes, dtype=np.float64)
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Bootstrap intervals of the CBS, a, b, S_min and B_noise (and α and its CBS, when fitted)."""
+        out = {
+            "cbs": self.cbs_ci,
+            "a": self.a_ci,
+            "b": self.b_ci,
+            "s_min": self.a_ci,
+            "b_noise": self.b_noise_ci,
+        }
+        if self.alpha_variant is not None:
+            out |= {"alpha": self.alpha_variant.alpha_ci, "cbs_alpha_variant": self.alpha_variant.cbs_ci}
+        return out
+
+    def report(self) -> str:
+        """The fitted hyperbola, the CBS and the solver's verdict, one item a line."""
+        v = self.alpha_variant
+        lines = [
+            f"S(B) = a + b/B on {self.n_points} batch sizes, RMSE(log S) {self.rmse_log:.3g}",
+            f"  B* = {fmt(self.cbs, self.cbs_ci)} seqs (B_opt {self.b_opt:g}, overhead {self.overhead:g})",
+            f"  S_min = {fmt(self.s_min, self.a_ci)} steps   B_noise = {fmt(self.b_noise, self.b_noise_ci)} seqs",
+            f"  free exponent: α = {fmt(v.alpha, v.alpha_ci)}, B* = {fmt(v.cbs, v.cbs_ci)}"
+            if v
+            else f"  free exponent: {self.alpha_variant_note}",
+            f"  {self.diagnostics.describe()}",
+        ]
+        return "\n".join(lines + [f"warning: {w.code} — {w.message}" for w in self.warnings])
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -121,7 +189,31 @@ class CbsFit:
             "alpha_variant_note": self.alpha_variant_note,
             "batch_sizes": self.batch_sizes.tolist(),
             "steps_to_target": self.steps.tolist(),
+            "diagnostics": self.diagnostics.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CbsFit:
+        """The fit ``to_dict`` wrote (or the fit keys of a group's JSON)."""
+        variant = data.get("alpha_variant")
+        return cls(
+            a=float(data["a"]),
+            b=float(data["b"]),
+            b_opt=float(data["b_opt"]),
+            overhead=float(data["overhead"]),
+            cbs=number(data["cbs"]),
+            cbs_ci=interval(data["cbs_ci"]),
+            a_ci=interval(data["a_ci"]),
+            b_ci=interval(data["b_ci"]),
+            b_noise_ci=interval(data["b_noise_ci"]),
+            n_points=int(data["n_points"]),
+            rmse_log=float(data["rmse_log"]),
+            alpha_variant=AlphaVariant.from_dict(variant) if variant else None,
+            alpha_variant_note=str(data["alpha_variant_note"]),
+            batch_sizes=np.asarray(data["batch_sizes"], dtype=np.float64),
+            steps=np.asarray(data["steps_to_target"], dtype=np.float64),
+            diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+        )
 
 
 def _bootstrap(
@@ -153,11 +245,14 @@ def fit_cbs(
     overhead: float = CBS_OVERHEAD,
     n_boot: int = 1000,
     seed: int = 0,
+    max_evaluations: int | None = None,
 ) -> CbsFit:
     """Fit S(B) = a + b/B to steps-to-target per batch size and derive the CBS with bootstrap intervals.
 
     Needs ≥ 3 points (≥ 4 for the free-exponent variant). Refuses (FitError) non-finite or non-positive
     values and a fit with S_min = 0, where steps never stop halving and the CBS lies beyond the data.
+    ``max_evaluations`` caps least_squares' evaluations; a fit stopped by it is returned with
+    ``diagnostics.converged`` False and a ``solver_not_converged`` warning (any other failure: FitError).
     """
     batch = as_finite_array(batch_sizes, "batch_sizes", positive=True)
     steps_a = as_finite_array(steps, "steps", positive=True)
@@ -169,7 +264,7 @@ def fit_cbs(
     order = np.argsort(batch, kind="stable")
     batch, steps_a = batch[order], steps_a[order]
     log_steps = np.log(steps_a)
-    params = _fit(batch, log_steps, free_alpha=False)
+    params, diagnostics = _fit(batch, log_steps, False, max_evaluations)
     a, b = float(params[0]), float(params[1])
     if a <= 0 or b / a > MAX_NOISE_RATIO * batch.max():
         raise FitError(
@@ -183,7 +278,7 @@ def fit_cbs(
     variant, note = None, "fitted"
     if np.unique(batch).size >= 4:
         try:
-            p3 = _fit(batch, log_steps, free_alpha=True)
+            p3, diag3 = _fit(batch, log_steps, True, max_evaluations)
             s3 = _bootstrap(batch, log_steps, p3, True, b_opt, overhead, n_boot, seed)
             variant = AlphaVariant(
                 a=float(p3[0]),
@@ -192,6 +287,7 @@ def fit_cbs(
                 cbs=cbs_from_params(p3, b_opt, overhead),
                 alpha_ci=ci_tuple(s3[:, 2]),
                 cbs_ci=ci_tuple(s3[:, 3]),
+                diagnostics=replace(diag3, resamples=max(n_boot, 0), resamples_ok=len(s3)),
             )
         except FitError as exc:
             note = f"free-exponent fit failed: {exc}"
@@ -214,4 +310,5 @@ def fit_cbs(
         alpha_variant_note=note,
         batch_sizes=batch,
         steps=steps_a,
+        diagnostics=replace(diagnostics, resamples=max(n_boot, 0), resamples_ok=len(samples)),
     )

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from cbs.fit.critical_batch import ALPHA_BOUNDS, CbsFit
+from cbs.fit.hyperbola import ALPHA_BOUNDS
 from cbs.fit.steps_to_target import HYPERPARAMETERS
 from cbs.protocol import CBS_OVERHEAD
+
+if TYPE_CHECKING:  # critical_batch imports the result interface, which imports FitWarning from here
+    from cbs.fit.critical_batch import CbsFit
 
 CODES = (
     "b_opt_floor",

@@ -10,14 +10,18 @@ Intervals: a bootstrap over runs (resampled within each budget; every resample r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cbs.errors import FitError
 from cbs.fit.bootstrap import ci_tuple, resample_counts
+from cbs.fit.diagnostics import FitWarning
 from cbs.fit.power_law import JointPowerLawFit, fit_joint_power_law
+from cbs.fit.result import SolverDiagnostics, fmt, interval, law_intervals, number
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
 
 DEFAULT_BAND = 0.05  # bowl fitted to runs within 5% of the budget's best loss (widened until identifiable)
@@ -123,7 +127,38 @@ class BudgetOptimum:
             "n_without_loss": self.n_without_loss,
             "warnings": list(self.warnings),
             "error": self.error,
+            "log_b_opt": o.log_b if o else None,
+            "log_lr_opt": o.log_lr if o else None,
+            "bowl_warning": o.warning if o else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], budget: list[str]) -> BudgetOptimum:
+        """The budget ``to_dict`` wrote, its columns named ``budget``; a file without ``log_b_opt`` (older)
+        takes the logs of ``b_opt`` and ``lr_opt``."""
+        optimum = None
+        if data["method"] is not None:
+            log_b = data.get("log_b_opt")
+            log_lr = data.get("log_lr_opt")
+            optimum = Optimum(
+                log_b=float(np.log(data["b_opt"])) if log_b is None else float(log_b),
+                log_lr=float(np.log(data["lr_opt"])) if log_lr is None else float(log_lr),
+                loss=float(data["loss_at_opt"]),
+                method=str(data["method"]),
+                warning=data.get("bowl_warning"),
+                n_used=int(data["n_bowl_runs"]),
+            )
+        return cls(
+            budget={name: float(data[name]) for name in budget},
+            n_runs=int(data["n_runs"]),
+            n_without_loss=int(data["n_without_loss"]),
+            best_loss=number(data["best_loss"]),
+            optimum=optimum,
+            b_opt_ci=interval(data["b_opt_ci"]),
+            lr_opt_ci=interval(data["lr_opt_ci"]),
+            warnings=tuple(data["warnings"]),
+            error=data.get("error"),
+        )
 
 
 @dataclass(frozen=True)
@@ -154,7 +189,21 @@ class HparamLaw:
         """The law at the given budget variables (keyword per variable)."""
         return self.fit.predict(**xs)
 
-    def describe(self) -> str:
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The power-law fit's (linear least squares; resamples: the residual bootstrap across budgets)."""
+        return self.fit.diagnostics
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """The power-law fit's (none: the budgets' warnings belong to the analysis)."""
+        return self.fit.warnings
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Run-bootstrap intervals of the coefficient and each exponent ('exponent.<variable>')."""
+        return law_intervals(self.coefficient_ci, self.exponent_cis)
+
+    def report(self) -> str:
         """One line: the law with its run-bootstrap intervals, the across-budget interval and R²."""
         y = "B_opt" if self.target == "b_opt" else "lr_opt"
         terms = "·".join(f"{name}^{k:.4f}" for name, k in self.exponents.items())
@@ -190,7 +239,38 @@ class HparamLaw:
                 "exponent_cis": {k: list(v) for k, v in self.exponent_cis.items()},
                 "exponent_cis_residual": {k: list(v) for k, v in self.fit.exponent_cis.items()},
             }
-        return out | {"r2": self.fit.r2, "n_points": self.fit.n_points}
+        return out | {
+            "r2": self.fit.r2,
+            "n_points": self.fit.n_points,
+            "diagnostics": self.fit.diagnostics.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HparamLaw:
+        """The law ``to_dict`` wrote (its power-law fit without bootstrap samples)."""
+        names = [str(v) for v in data["variables"]]
+        if len(names) == 1:
+            exponents = {names[0]: data["exponent"]}
+            cis, residual = {names[0]: data["exponent_ci"]}, {names[0]: data["exponent_ci_residual"]}
+        else:
+            exponents, cis, residual = data["exponents"], data["exponent_cis"], data["exponent_cis_residual"]
+        fit = JointPowerLawFit.from_dict(
+            {
+                "coefficient": data["coefficient"],
+                "coefficient_ci": data["coefficient_ci_residual"],
+                "exponents": exponents,
+                "exponent_cis": residual,
+                "n_points": data["n_points"],
+                "r2": data["r2"],
+                "diagnostics": data.get("diagnostics"),
+            }
+        )
+        return cls(
+            str(data["target"]),
+            fit,
+            interval(data["coefficient_ci"]),
+            {name: interval(cis[name]) for name in names},
+        )
 
 
 @dataclass(frozen=True)
@@ -207,13 +287,43 @@ class HparamAnalysis:
     n_boot: int
 
     @property
-    def warnings(self) -> dict[str, list[dict[str, float]]]:
+    def warning_budgets(self) -> dict[str, list[dict[str, float]]]:
         """Each warning code with the budgets it applies to."""
         out: dict[str, list[dict[str, float]]] = {}
         for b in self.budgets:
             for code in b.warnings:
                 out.setdefault(code, []).append(b.budget)
         return out
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """One warning per code, with the budgets it applies to (``values["budgets"]``)."""
+        return [
+            FitWarning(code, WARNING_TEXT[code], {"budgets": budgets})
+            for code, budgets in self.warning_budgets.items()
+        ]
+
+    @property
+    def laws(self) -> dict[str, HparamLaw]:
+        """Every law by name: batch, lr and the joint laws (joint_batch, joint_lr)."""
+        return {"batch": self.batch_law, "lr": self.lr_law} | {
+            f"joint_{k}": v for k, v in self.joint_laws.items()
+        }
+
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The laws' fits as one verdict (the bowls are linear least squares)."""
+        return SolverDiagnostics.combine(
+            [law.diagnostics for law in self.laws.values()], "bowls and power laws"
+        )
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Each law's intervals, keyed '<law>.coefficient' and '<law>.exponent.<variable>'."""
+        return {f"{name}.{k}": v for name, law in self.laws.items() for k, v in law.intervals().items()}
+
+    def predict(self, **xs: object) -> tuple[np.ndarray, np.ndarray]:
+        """(B_opt, lr_opt) from the one-variable laws at their variable (keyword, e.g. ``C=1e20``)."""
+        return self.batch_law.predict(**xs), self.lr_law.predict(**xs)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -226,23 +336,69 @@ class HparamAnalysis:
             "lr_law": self.lr_law.to_dict(),
             "joint_laws": {k: v.to_dict() for k, v in self.joint_laws.items()},
             "joint_laws_absent": self.joint_laws_absent,
-            "warnings": [
-                {"code": code, "message": WARNING_TEXT[code], "budgets": budgets}
-                for code, budgets in self.warnings.items()
-            ],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "diagnostics": self.diagnostics.to_dict(),
         }
 
-    def report(self) -> list[str]:
-        """The laws, absent joint laws and warning codes as lines of text (what `cbs fit hparams` prints)."""
-        lines = [self.batch_law.describe(), self.lr_law.describe()]
-        lines += [law.describe() for law in self.joint_laws.values()]
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HparamAnalysis:
+        """The analysis ``to_dict`` wrote (laws without their bootstrap samples)."""
+        columns = HparamColumns(**data["columns"])
+        return cls(
+            budgets=[BudgetOptimum.from_dict(b, columns.budget) for b in data["budgets"]],
+            batch_law=HparamLaw.from_dict(data["batch_law"]),
+            lr_law=HparamLaw.from_dict(data["lr_law"]),
+            joint_laws={k: HparamLaw.from_dict(v) for k, v in data["joint_laws"].items()},
+            joint_laws_absent=data.get("joint_laws_absent"),
+            columns=columns,
+            band=float(data["band"]),
+            n_boot=int(data["n_boot"]),
+        )
+
+    def report(self, width: int | None = None) -> str:
+        """What `cbs fit hparams` prints: the budgets' table (fitted to ``width`` columns), then the laws."""
+        from cbs.console import Column, render_fitted_table
+
+        columns = (
+            *(Column(c, justify="right") for c in self.columns.budget),
+            Column("B_opt [CI]", justify="right"),
+            Column("lr_opt [CI]", justify="right"),
+            Column("loss at opt", drop=3, justify="right"),
+            Column("method", drop=4),
+            Column("runs (bowl)", drop=5, justify="right"),
+            Column("warnings", drop=2, wrap=True),
+        )
+        rows = [
+            (
+                *(f"{v:.4g}" for v in b.budget.values()),
+                fmt(b.b_opt, b.b_opt_ci) if b.optimum else "-",
+                fmt(b.lr_opt, b.lr_opt_ci) if b.optimum else "-",
+                f"{b.optimum.loss:.4f}" if b.optimum else "-",
+                b.optimum.method if b.optimum else "-",
+                f"{b.n_runs} ({b.optimum.n_used})" if b.optimum else str(b.n_runs),
+                b.error or ", ".join(b.warnings),
+            )
+            for b in self.budgets
+        ]
+        title = f"Optimal batch size and lr per budget (bowl band {self.band:g}, 95% CI)"
+        return "\n".join([render_fitted_table(columns, rows, width, title=title), *self.law_lines()])
+
+    def markdown(self) -> str:
+        """The budgets as a Markdown table, then the laws as a list (`cbs fit hparams --markdown`)."""
+        from cbs.fit.tables import to_markdown
+
+        return to_markdown(self.to_frame()) + "\n" + "\n".join(f"- {x}" for x in self.law_lines()) + "\n"
+
+    def law_lines(self) -> list[str]:
+        """The laws, absent joint laws and warning codes as lines of text."""
+        lines = [law.report() for law in self.laws.values()]
         if self.joint_laws_absent:
             lines.append(f"no joint law in N and D: {self.joint_laws_absent}")
         fallback = sum(b.optimum.method == "grid_argmin" for b in self.budgets if b.optimum)
         if fallback:
             n_laws = self.batch_law.fit.n_points
             lines.append(f"{fallback} of the {n_laws} optima in the laws are grid argmins, not bowl minima")
-        for code, budgets in self.warnings.items():
+        for code, budgets in self.warning_budgets.items():
             lines.append(
                 f"warning {code} ({len(budgets)} of {len(self.budgets)} budgets): {WARNING_TEXT[code]}"
             )

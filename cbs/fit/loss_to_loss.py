@@ -7,13 +7,17 @@ pairs bootstrap over the paired models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 from cbs.errors import FitError
 from cbs.fit.bootstrap import as_finite_array, ci_tuple, require_points
+from cbs.fit.diagnostics import FitWarning
+from cbs.fit.result import EXACT, SolverDiagnostics, empty_samples, fmt, interval
 from cbs.fit.scaling_law import ScalingLawFit
 
 
@@ -36,13 +40,22 @@ def _linear(lx: np.ndarray, ly: np.ndarray) -> tuple[float, float, float]:
     return float(kappa), float(log_k), ssr
 
 
-def fit_kappa(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> tuple[float, float, float]:
+class KappaFit(NamedTuple):
+    """κ, log K and E_y of one fit, and what the solver said (the E_y search; exact when E_y is given)."""
+
+    kappa: float
+    log_k: float
+    e_y: float
+    diagnostics: SolverDiagnostics
+
+
+def fit_kappa(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> KappaFit:
     """(κ, log K, E_y) by least squares of log(y − E_y) on log(x − E_x); E_y profiled over [0, min y) when
     ``e_y`` is None. Shifts must lie below every loss (unchecked here; see ``fit_loss_to_loss``)."""
     lx = np.log(x - e_x)
     if e_y is not None:
         kappa, log_k, _ = _linear(lx, np.log(y - e_y))
-        return kappa, log_k, e_y
+        return KappaFit(kappa, log_k, e_y, EXACT)
     # the profile SSR(E_y) is multimodal (it can fall towards E_y = 0 and again near the truth): scan a grid
     # that is dense near min y, then refine the best cell with bounded Brent
     top = y.min()
@@ -61,7 +74,13 @@ def fit_kappa(x: np.ndarray, y: np.ndarray, e_x: float, e_y: float | None) -> tu
     if res.fun > ssr[i]:
         res.x = grid[i]
     kappa, log_k, _ = _linear(lx, np.log(y - res.x))
-    return kappa, log_k, float(res.x)
+    searched = SolverDiagnostics(
+        "grid of 240 E_y, then scipy minimize_scalar (bounded)",
+        bool(res.success),
+        grid.size + int(res.nfev),
+        str(res.message),
+    )
+    return KappaFit(kappa, log_k, float(res.x), searched)
 
 
 @dataclass(frozen=True)
@@ -80,11 +99,33 @@ class LossToLossFit:
     K_ci: tuple[float, float]  # noqa: N815
     E_y_ci: tuple[float, float] | None  # noqa: N815
     samples: np.ndarray = field(repr=False, compare=False)  # (n_boot, 3): κ, log K, E_y
+    diagnostics: SolverDiagnostics = EXACT  # resamples_ok: the bootstrap refits behind the intervals
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """``solver_not_converged`` when the E_y search stopped early."""
+        return self.diagnostics.warning("E_y search")
 
     def predict(self, x: object) -> np.ndarray:
         """ŷ = K·(x − E_x)^κ + E_y."""
         xa = np.asarray(x, dtype=np.float64)
         return self.K * (xa - self.E_x) ** self.kappa + self.E_y
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The pairs-bootstrap (E_x fixed) intervals of κ, K and, when fitted, E_y."""
+        out = {"kappa": self.kappa_ci, "K": self.K_ci}
+        return out | ({"E_y": self.E_y_ci} if self.E_y_ci is not None else {})
+
+    def report(self) -> str:
+        """The law with its E-fixed intervals, R² and the solver's verdict."""
+        lines = [
+            f"y = K·(x − E_x)^κ + E_y on {self.n_points} pairs",
+            f"  κ = {fmt(self.kappa, self.kappa_ci)}   K = {fmt(self.K, self.K_ci)}",
+            f"  E_x = {fmt(self.E_x)}   E_y = {fmt(self.E_y, self.E_y_ci)}{' (fitted)' if self.E_y_fitted else ''}"
+            f"   R² = {self.r2:.4f} (log-log {self.r2_log:.4f})",
+            f"  {self.diagnostics.describe()}",
+        ]
+        return "\n".join(lines + [f"warning: {w.code} — {w.message}" for w in self.warnings])
 
     def translate(self, law: ScalingLawFit) -> ScalingLawFit:
         """The L(N, D) law of dataset x carried to dataset y: α′ = κα, β′ = κβ, E′ = E_y and
@@ -107,6 +148,7 @@ class LossToLossFit:
             n_points=law.n_points,
             n_starts=0,
             samples=samples,
+            diagnostics=SolverDiagnostics("none: mapped from the x law by κ and K", True, 0, "not fitted"),
         )
 
     @staticmethod
@@ -132,8 +174,33 @@ class LossToLossFit:
             "r2": self.r2,
             "r2_log": self.r2_log,
             "n_points": self.n_points,
-            "n_boot": int(self.samples.shape[0]),
+            "n_boot": self.diagnostics.resamples_ok,
+            "diagnostics": self.diagnostics.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossToLossFit:
+        """The fit ``to_dict`` wrote (without its bootstrap samples)."""
+        e_y_ci = data.get("E_y_ci")
+        diagnostics = SolverDiagnostics.from_dict(data.get("diagnostics"))
+        if data.get("diagnostics") is None:  # an older file: its n_boot is the count of resamples that fitted
+            n = int(data.get("n_boot", 0))
+            diagnostics = SolverDiagnostics(diagnostics.solver, None, 0, diagnostics.message, n, n)
+        return cls(
+            kappa=float(data["kappa"]),
+            K=float(data["K"]),
+            E_x=float(data["E_x"]),
+            E_y=float(data["E_y"]),
+            E_y_fitted=bool(data["E_y_fitted"]),
+            r2=float(data["r2"]),
+            r2_log=float(data["r2_log"]),
+            n_points=int(data["n_points"]),
+            kappa_ci=interval(data["kappa_ci"]),
+            K_ci=interval(data["K_ci"]),
+            E_y_ci=interval(e_y_ci) if e_y_ci is not None else None,
+            samples=empty_samples(3),
+            diagnostics=diagnostics,
+        )
 
 
 def fit_loss_to_loss(
@@ -161,7 +228,7 @@ def fit_loss_to_loss(
             )
         _check_shift(ya, E_y, "E_y")
     e_y = None if fit_E_y else float(E_y)
-    kappa, log_k, e_y_hat = fit_kappa(xa, ya, E_x, e_y)
+    kappa, log_k, e_y_hat, searched = fit_kappa(xa, ya, E_x, e_y)
     pred = np.exp(log_k) * (xa - E_x) ** kappa + e_y_hat
     r2 = 1.0 - float(((ya - pred) ** 2).sum() / ((ya - ya.mean()) ** 2).sum())
     ly = np.log(ya - e_y_hat)
@@ -171,7 +238,7 @@ def fit_loss_to_loss(
     for _ in range(n_boot):
         idx = rng.integers(0, xa.size, xa.size)
         try:
-            samples.append(fit_kappa(xa[idx], ya[idx], E_x, e_y))
+            samples.append(fit_kappa(xa[idx], ya[idx], E_x, e_y)[:3])
         except FitError:
             continue
     s = np.asarray(samples, dtype=np.float64).reshape(-1, 3)
@@ -189,4 +256,5 @@ def fit_loss_to_loss(
         K_ci=ci_tuple(np.exp(s[:, 1])) if has else (np.nan, np.nan),
         E_y_ci=ci_tuple(s[:, 2]) if has and fit_E_y else None,
         samples=s,
+        diagnostics=replace(searched, resamples=max(n_boot, 0), resamples_ok=s.shape[0]),
     )

@@ -9,7 +9,9 @@ shifts. An interval that holds E fixed leaves that uncertainty out, and κ is ve
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.bootstrap import ci_tuple, resample_counts
 from cbs.fit.loss_to_loss import fit_kappa
+from cbs.fit.result import SolverDiagnostics, empty_samples, interval
 from cbs.fit.scaling_law import ScalingLawFit, refit_weighted
 
 
@@ -46,6 +49,18 @@ class JointInterval:
     law_x_samples: np.ndarray | None = field(repr=False, compare=False)  # (n_ok, 5), rows as ``samples``
     law_y_samples: np.ndarray | None = field(repr=False, compare=False)
 
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """How many resamples could be refitted (laws by a batched L-BFGS, then κ and K)."""
+        return SolverDiagnostics(
+            "batched L-BFGS refits of the L(N, D) laws, then least squares for κ, K",
+            self.n_ok > 0,
+            0,
+            f"{self.n_ok} of {self.n_boot} cell resamples fitted",
+            self.n_boot,
+            self.n_ok,
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "kappa_ci": list(self.kappa_ci),
@@ -56,6 +71,22 @@ class JointInterval:
             "n_ok": self.n_ok,
             "seconds": self.seconds,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JointInterval:
+        """The intervals ``to_dict`` wrote (without the resamples themselves)."""
+        return cls(
+            kappa_ci=interval(data["kappa_ci"]),
+            K_ci=interval(data["K_ci"]),
+            E_x_ci=interval(data["E_x_ci"]),
+            E_y_ci=interval(data["E_y_ci"]),
+            n_boot=int(data["n_boot"]),
+            n_ok=int(data["n_ok"]),
+            seconds=float(data["seconds"]),
+            samples=empty_samples(4),
+            law_x_samples=None,
+            law_y_samples=None,
+        )
 
 
 def _cell_index(n: object, d: object, cells: pd.MultiIndex) -> np.ndarray:
@@ -105,7 +136,7 @@ def joint_bootstrap(
         if idx.size < 3 or not e_x[b] < x[idx].min() or not (fixed_y is None or fixed_y < y[idx].min()):
             continue  # NaN (a law that failed) or a shift at or above a drawn loss
         try:
-            kappa, log_k, ey = fit_kappa(x[idx], y[idx], e_x[b], fixed_y)
+            kappa, log_k, ey, _ = fit_kappa(x[idx], y[idx], e_x[b], fixed_y)
         except FitError:
             continue
         out.append((kappa, log_k, e_x[b], ey))

@@ -6,14 +6,19 @@ Rows of ``x_group`` give x = ``x_col``, rows of ``y_group`` give y = ``y_col``; 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cbs.errors import FitError
+from cbs.fit.diagnostics import FitWarning
 from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
 from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
+from cbs.fit.result import JsonEquality, SolverDiagnostics, fmt
 from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
 from cbs.results import ResultsStore
@@ -34,8 +39,17 @@ class Columns:
     y_col: str
 
 
-@dataclass(frozen=True)
-class LossToLossAnalysis:
+PAIR_COLUMNS = ["n", "d", "x", "y", "y_pred"]
+
+
+def _law(data: Mapping[str, Any] | None) -> ScalingLawFit | None:
+    return ScalingLawFit.from_dict(data) if data else None
+
+
+@dataclass(frozen=True, eq=False)
+class LossToLossAnalysis(JsonEquality):
+    """A loss-to-loss fit with the L(N, D) laws that gave its shifts; equal to another when their JSON is."""
+
     fit: LossToLossFit  # its kappa_ci, K_ci, E_y_ci hold E_x (and a given or L(N, D) E_y) fixed
     law_x: ScalingLawFit | None  # the L(N, D) fit that gave E_x (None when E_x was given)
     law_y: ScalingLawFit | None
@@ -44,14 +58,73 @@ class LossToLossAnalysis:
     holdout: pd.DataFrame | None  # n, d, x, y, y_pred, rel_error
     form: str = "kaplan"  # of the L(N, D) fits that gave E_x, E_y
     joint: JointInterval | None = None  # intervals that refit E_x, E_y on every resample
+    columns: Columns | None = None  # where the losses came from (None: not recorded)
 
     @property
     def interval(self) -> str:
         """Which interval the headline ``kappa_ci``/``K_ci`` are: "joint" when computed, else "e-fixed"."""
         return "joint" if self.joint is not None else "e-fixed"
 
-    def to_json_dict(self, cols: Columns) -> dict[str, object]:
+    @property
+    def diagnostics(self) -> SolverDiagnostics:
+        """The κ fit, the L(N, D) fits and the joint bootstrap as one verdict."""
+        parts = [self.fit.diagnostics] + [law.diagnostics for law in (self.law_x, self.law_y) if law]
+        return SolverDiagnostics.combine(
+            parts + ([self.joint.diagnostics] if self.joint else []), "loss-to-loss with its L(N, D) fits"
+        )
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """The κ fit's and the L(N, D) fits' warnings."""
+        return self.fit.warnings + [w for law in (self.law_x, self.law_y) if law for w in law.warnings]
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The headline intervals of κ, K (and E_x, E_y): joint when computed, else E-fixed."""
+        if self.joint is None:
+            return self.fit.intervals()
+        j = self.joint
+        return {"kappa": j.kappa_ci, "K": j.K_ci, "E_x": j.E_x_ci, "E_y": j.E_y_ci}
+
+    def predict(self, x: object) -> np.ndarray:
+        """ŷ = K·(x − E_x)^κ + E_y."""
+        return self.fit.predict(x)
+
+    def report(self) -> str:
+        """What `cbs fit loss-to-loss` prints: κ, K, E_x, E_y with the headline intervals, where E came from,
+        the E-fixed interval beside a joint one, held-out errors, solver verdicts and warnings."""
+        f, j, c, ci = self.fit, self.joint, self.columns, self.intervals()
+        where = f"{c.x_group}:{c.x_col} → {c.y_group}:{c.y_col}" if c else "x → y"
+        fitted = [name for name, law in (("E_x", self.law_x), ("E_y", self.law_y)) if law is not None]
+        source = f"{', '.join(fitted)} from {self.form}-form L(N, D) fits; " if fitted else ""
+        lines = [
+            f"{where} on {f.n_points} (N, D) pairs",
+            f"  {source}intervals: {self.interval}",
+            f"  κ = {fmt(f.kappa, ci['kappa'])}   K = {fmt(f.K, ci['K'])}",
+            f"  E_x = {fmt(f.E_x, ci.get('E_x'))}   E_y = {fmt(f.E_y, ci.get('E_y'))}   "
+            f"R² = {f.r2:.4f} (log-log {f.r2_log:.4f})",
+        ]
+        if j:
+            lines.append(
+                f"  E-fixed κ interval {fmt(f.kappa, f.kappa_ci)}; joint bootstrap: {j.n_ok}/{j.n_boot} "
+                f"resamples in {j.seconds:.1f} s"
+            )
+        if self.holdout is not None:
+            lines += [
+                f"  held out N={r.n:.3g} D={r.d:.3g}: y={r.y:.4f} ŷ={r.y_pred:.4f} rel. error {r.rel_error:+.2%}"
+                for r in self.holdout.itertuples()
+            ]
+        lines += [f"  {name}: {d.describe()}" for name, d in self._solvers()]
+        return "\n".join(lines + [f"warning: {w.code} — {w.message}" for w in self.warnings])
+
+    def _solvers(self) -> list[tuple[str, SolverDiagnostics]]:
+        laws = [
+            (f"L(N, D) of {n}", law.diagnostics) for n, law in (("x", self.law_x), ("y", self.law_y)) if law
+        ]
+        return [("κ fit", self.fit.diagnostics), *laws]
+
+    def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.fit.to_dict())
+        out["kappa_diagnostics"] = out.pop("diagnostics")
         e_fixed = {k: out[k] for k in ("kappa_ci", "K_ci", "E_y_ci", "n_boot")}
         out["form"] = self.form
         out["interval"] = self.interval
@@ -60,16 +133,39 @@ class LossToLossAnalysis:
             out.update(
                 {k: self.joint.to_dict()[k] for k in ("kappa_ci", "K_ci", "E_x_ci", "E_y_ci", "n_boot")}
             )
-        out["columns"] = vars(cols)
+        out["columns"] = vars(self.columns) if self.columns else None
         out["E_x_source"] = "L(N, D) fit" if self.law_x is not None else "given"
         out["E_y_source"] = "fitted" if self.fit.E_y_fitted else ("L(N, D) fit" if self.law_y else "given")
         out["law_x"] = self.law_x.to_dict() if self.law_x else None
         out["law_y"] = self.law_y.to_dict() if self.law_y else None
         out["translated_law"] = self.translated.to_dict() if self.translated else None
+        out["pairs"] = self.pairs[PAIR_COLUMNS].to_dict(orient="records")
         if self.holdout is not None:
             out["holdout"] = self.holdout.to_dict(orient="records")
             out["holdout_mean_abs_rel_error"] = float(self.holdout["rel_error"].abs().mean())
+        out["diagnostics"] = self.diagnostics.to_dict()
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LossToLossAnalysis:
+        """The analysis ``to_dict`` wrote; the κ fit takes the E-fixed intervals (the headline ones may be
+        the joint bootstrap's). A file without ``pairs`` (older) gives an empty pairs table."""
+        e_fixed = (data.get("intervals") or {}).get("e_fixed") or {}
+        fit = LossToLossFit.from_dict({**data, **e_fixed, "diagnostics": data.get("kappa_diagnostics")})
+        joint = (data.get("intervals") or {}).get("joint")
+        held = data.get("holdout")
+        cols = data.get("columns")
+        return cls(
+            fit=fit,
+            law_x=_law(data.get("law_x")),
+            law_y=_law(data.get("law_y")),
+            translated=_law(data.get("translated_law")),
+            pairs=pd.DataFrame.from_records(data.get("pairs", []), columns=PAIR_COLUMNS),
+            holdout=pd.DataFrame.from_records(held) if held is not None else None,
+            form=str(data.get("form", "chinchilla")),
+            joint=JointInterval.from_dict(joint) if joint else None,
+            columns=Columns(**cols) if cols else None,
+        )
 
 
 def store_loss_table(root: str | Path | ResultsStore, *, ewa: bool = True) -> pd.DataFrame:
@@ -209,4 +305,5 @@ def fit_loss_to_loss_table(
         holdout=held,
         form=form,
         joint=boot,
+        columns=cols,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +17,16 @@ from cbs.fit.bootstrap import (
     require_points,
     residual_bootstrap,
 )
+from cbs.fit.diagnostics import FitWarning
+from cbs.fit.result import EXACT, SolverDiagnostics, empty_samples, fmt, interval, law_intervals
+
+
+def log_covariance(samples: np.ndarray) -> list[list[float]] | None:
+    """Bootstrap covariance of (log c, exponents...) — what a forecast's interval needs from the JSON alone
+    (`cbs advise`); None without samples."""
+    if samples.shape[0] < 2:
+        return None
+    return np.atleast_2d(np.cov(samples, rowvar=False)).tolist()
 
 
 def _log_lstsq(logx: np.ndarray, logy: np.ndarray) -> np.ndarray:
@@ -40,6 +52,23 @@ class JointPowerLawFit:
     n_points: int
     r2: float
     samples: np.ndarray = field(repr=False, compare=False)  # (n_boot, 1 + p): log c, k_1..k_p
+    diagnostics: SolverDiagnostics = EXACT
+    # the bootstrap covariance of (log c, exponents) as the JSON carried it (None: computed from ``samples``)
+    log_covariance: list[list[float]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """None: a linear least-squares fit has no solver to fail."""
+        return []
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The coefficient's and each exponent's (``exponent.<name>``) interval."""
+        return law_intervals(self.coefficient_ci, self.exponent_cis)
+
+    def report(self) -> str:
+        """'y = c·N^a·D^b' with intervals, R² and the number of points."""
+        terms = "·".join(f"{name}^{fmt(k, self.exponent_cis[name])}" for name, k in self.exponents.items())
+        return f"y = {fmt(self.coefficient, self.coefficient_ci)}·{terms}; R² {self.r2:.3f} over {self.n_points} points"
 
     def predict(self, **xs: object) -> np.ndarray:
         """y at the given variables (keyword per name)."""
@@ -56,7 +85,27 @@ class JointPowerLawFit:
             "exponent_cis": {k: list(v) for k, v in self.exponent_cis.items()},
             "n_points": self.n_points,
             "r2": self.r2,
+            "diagnostics": self.diagnostics.to_dict(),
+            "log_covariance": self.log_covariance
+            if self.log_covariance is not None
+            else log_covariance(self.samples),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JointPowerLawFit:
+        """The fit ``to_dict`` wrote (without its bootstrap samples)."""
+        exponents = {str(k): float(v) for k, v in data["exponents"].items()}
+        return cls(
+            coefficient=float(data["coefficient"]),
+            exponents=exponents,
+            coefficient_ci=interval(data["coefficient_ci"]),
+            exponent_cis={str(k): interval(v) for k, v in data["exponent_cis"].items()},
+            n_points=int(data["n_points"]),
+            r2=float(data["r2"]),
+            samples=empty_samples(1 + len(exponents)),
+            diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+            log_covariance=data.get("log_covariance"),
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +119,25 @@ class PowerLawFit:
     n_points: int
     r2: float
     samples: np.ndarray = field(repr=False, compare=False)  # (n_boot, 2): log c, k
+    diagnostics: SolverDiagnostics = EXACT
+    # the bootstrap covariance of (log c, exponents) as the JSON carried it (None: computed from ``samples``)
+    log_covariance: list[list[float]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """None: a linear least-squares fit has no solver to fail."""
+        return []
+
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """The coefficient's and the exponent's interval."""
+        return {"coefficient": self.coefficient_ci, "exponent": self.exponent_ci}
+
+    def report(self) -> str:
+        """'y = c·x^k' with intervals, R² and the number of points."""
+        return (
+            f"y = {fmt(self.coefficient, self.coefficient_ci)}·x^{fmt(self.exponent, self.exponent_ci)}; "
+            f"R² {self.r2:.3f} over {self.n_points} points"
+        )
 
     def predict(self, x: object) -> np.ndarray:
         """c·x^k."""
@@ -90,7 +158,26 @@ class PowerLawFit:
             "exponent_ci": list(self.exponent_ci),
             "n_points": self.n_points,
             "r2": self.r2,
+            "diagnostics": self.diagnostics.to_dict(),
+            "log_covariance": self.log_covariance
+            if self.log_covariance is not None
+            else log_covariance(self.samples),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PowerLawFit:
+        """The fit ``to_dict`` wrote (without its bootstrap samples: ``band`` then has none to draw on)."""
+        return cls(
+            coefficient=float(data["coefficient"]),
+            exponent=float(data["exponent"]),
+            coefficient_ci=interval(data["coefficient_ci"]),
+            exponent_ci=interval(data["exponent_ci"]),
+            n_points=int(data["n_points"]),
+            r2=float(data["r2"]),
+            samples=empty_samples(2),
+            diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+            log_covariance=data.get("log_covariance"),
+        )
 
 
 def _fit_log_linear(
@@ -123,6 +210,7 @@ def fit_power_law(x: object, y: object, *, n_boot: int = 1000, seed: int = 0) ->
         n_points=int(xa.size),
         r2=r2,
         samples=samples,
+        diagnostics=replace(EXACT, resamples=max(n_boot, 0), resamples_ok=len(samples)),
     )
 
 
@@ -146,4 +234,5 @@ def fit_joint_power_law(
         n_points=int(ya.size),
         r2=r2,
         samples=samples,
+        diagnostics=replace(EXACT, resamples=max(n_boot, 0), resamples_ok=len(samples)),
     )

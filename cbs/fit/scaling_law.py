@@ -11,7 +11,9 @@ Intervals come from a pairs bootstrap over data points, each resample warm-start
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -25,7 +27,9 @@ from cbs.fit.bootstrap import (
     require_points,
     resample_counts,
 )
+from cbs.fit.diagnostics import FitWarning
 from cbs.fit.multistart import batched_lbfgs
+from cbs.fit.result import NOT_RECORDED, JsonEquality, SolverDiagnostics, fmt, interval
 
 FORMS = ("chinchilla", "kaplan")
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # a = log A, b = log B, e = log E
@@ -129,16 +133,30 @@ def _distinct_best(x: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-@dataclass(frozen=True)
-class ScalingLawFit:
-    """A fitted L(N, D) law. ``params`` are (a, b, e, α, β) with A = e^a, B = e^b, E = e^e."""
+@dataclass(frozen=True, eq=False)
+class ScalingLawFit(JsonEquality):
+    """A fitted L(N, D) law. ``params`` are (a, b, e, α, β) with A = e^a, B = e^b, E = e^e. Two fits are
+    equal when their JSON is; a fit read from JSON keeps its intervals (``stored_intervals``), not samples."""
 
     form: str
     params: np.ndarray
     objective: float
     n_points: int
     n_starts: int
-    samples: np.ndarray = field(repr=False, compare=False)  # (n_boot, 5) bootstrap params; may be empty
+    samples: np.ndarray = field(repr=False)  # (n_boot, 5) bootstrap params; may be empty
+    diagnostics: SolverDiagnostics = NOT_RECORDED
+    stored_intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    stored_n_boot: int = 0
+
+    @property
+    def n_boot(self) -> int:
+        """Bootstrap resamples behind the intervals."""
+        return int(self.samples.shape[0]) or self.stored_n_boot
+
+    @property
+    def warnings(self) -> list[FitWarning]:
+        """``solver_not_converged`` when the polish stopped early."""
+        return self.diagnostics.warning(f"{self.form} fit")
 
     @property
     def E(self) -> float:  # noqa: N802 - the papers' names
@@ -163,7 +181,7 @@ class ScalingLawFit:
     def intervals(self, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
         """Bootstrap percentile intervals of E, A, B, alpha, beta (empty without bootstrap samples)."""
         if self.samples.size == 0:
-            return {}
+            return dict(self.stored_intervals)
         s = self.samples
         named = {
             "E": np.exp(s[:, 2]),
@@ -207,7 +225,49 @@ class ScalingLawFit:
             n_opt = (r * self.A**r * c6 / self.B) ** (1.0 / (r + 1.0))
         return n_opt, c6 / n_opt
 
-    def to_dict(self) -> dict[str, object]:
+    def predictions(self, points: Iterable[tuple[float, float]]) -> list[dict[str, Any]]:
+        """L̂ with its interval (NaN without bootstrap samples) at each (N, D)."""
+        out = []
+        for n_p, d_p in points:
+            lo, hi = self.predict_interval(n_p, d_p) if self.samples.size else (np.nan, np.nan)
+            loss = float(self.predict(n_p, d_p))
+            out.append({"n_params": n_p, "data_tokens": d_p, "loss": loss, "loss_ci": [float(lo), float(hi)]})
+        return out
+
+    def allocations(self, flops: Iterable[float]) -> list[dict[str, float]]:
+        """The compute-optimal N and D at each compute C (FLOP)."""
+        rows = []
+        for c in flops:
+            n_opt, d_opt = self.compute_optimal(c)
+            rows.append({"flops": c, "n_opt": float(n_opt), "d_opt": float(d_opt)})
+        return rows
+
+    def report(self, predict: Sequence[tuple[float, float]] = (), compute: Sequence[float] = ()) -> str:
+        """What `cbs fit scaling-law` prints: the parameters with intervals, the objective, the solver's
+        verdict, and L̂ at ``predict`` (N, D) points and the optimal allocation at ``compute`` budgets."""
+        ci = self.intervals()
+        lines = [
+            f"{self.form} fit on {self.n_points} points ({self.n_starts} starts, {self.n_boot} bootstrap resamples)"
+        ]
+        lines += [
+            f"  {name:5s} = {fmt(getattr(self, name), ci.get(name))}"
+            for name in ("E", "A", "B", "alpha", "beta")
+        ]
+        lines.append(f"  objective (summed Huber, δ=1e-3) = {self.objective:.10g}")
+        lines.append(f"  {self.diagnostics.describe()}")
+        for p in self.predictions(predict):
+            lines.append(
+                f"  L(N={p['n_params']:.4g}, D={p['data_tokens']:.4g}) = {fmt(p['loss'], p['loss_ci'])}"
+            )
+        for a in self.allocations(compute):
+            lines.append(f"  C={a['flops']:.4g} FLOP: N_opt={a['n_opt']:.4g}, D_opt={a['d_opt']:.4g} tokens")
+        return "\n".join(lines + [f"warning: {w.code} — {w.message}" for w in self.warnings])
+
+    def to_dict(
+        self, predict: Sequence[tuple[float, float]] | None = None, compute: Sequence[float] | None = None
+    ) -> dict[str, object]:
+        """The law's JSON; given ``predict``/``compute`` (even empty), also ``predictions`` (L̂ with its
+        interval at each (N, D)) and ``compute_optimal`` (N, D at each C), as `cbs fit scaling-law` writes."""
         out: dict[str, object] = {
             "form": self.form,
             "E": self.E,
@@ -218,13 +278,41 @@ class ScalingLawFit:
             "objective": self.objective,
             "n_points": self.n_points,
             "n_starts": self.n_starts,
-            "n_boot": int(self.samples.shape[0]),
+            "n_boot": self.n_boot,
         }
         out.update({f"{k}_ci": list(v) for k, v in self.intervals().items()})
+        out["params"] = dict(zip(PARAM_NAMES, map(float, self.params), strict=True))
+        out["diagnostics"] = self.diagnostics.to_dict()
+        if predict is not None:
+            out["predictions"] = self.predictions(predict)
+        if compute is not None:
+            out["compute_optimal"] = self.allocations(compute)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScalingLawFit:
+        """The law ``to_dict`` wrote; a file without ``params`` takes them from E, A, B, alpha, beta."""
+        raw = data.get("params")
+        if raw is not None:
+            params = np.array([float(raw[k]) for k in PARAM_NAMES])
+        else:
+            logs = [np.log(float(data[k])) for k in ("A", "B", "E")]
+            params = np.array([*logs, float(data["alpha"]), float(data["beta"])])
+        names = ("E", "A", "B", "alpha", "beta")
+        return cls(
+            form=str(data["form"]),
+            params=params,
+            objective=float("nan") if data["objective"] is None else float(data["objective"]),
+            n_points=int(data["n_points"]),
+            n_starts=int(data["n_starts"]),
+            samples=np.empty((0, 5)),
+            diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+            stored_intervals={k: interval(data[f"{k}_ci"]) for k in names if f"{k}_ci" in data},
+            stored_n_boot=int(data.get("n_boot", 0)),
+        )
 
-def _polish(p0: np.ndarray, data: tuple, form: str) -> tuple[np.ndarray, float, bool]:
+
+def _polish(p0: np.ndarray, data: tuple, form: str) -> tuple[np.ndarray, float, bool, Any]:
     log_n, log_d, log_l, w = data
 
     def fun(p: np.ndarray) -> tuple[float, np.ndarray]:
@@ -234,7 +322,7 @@ def _polish(p0: np.ndarray, data: tuple, form: str) -> tuple[np.ndarray, float, 
     res = minimize(
         fun, p0, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000}
     )
-    return res.x, float(res.fun), bool(res.success or "ABNORMAL" in str(res.message))
+    return res.x, float(res.fun), bool(res.success or "ABNORMAL" in str(res.message)), res
 
 
 def fit_scaling_law(
@@ -282,13 +370,27 @@ def fit_scaling_law(
         )
     polished = [_polish(batch.x[i], (log_n, log_d, log_l, ones), form) for i in cand]
     order = np.argsort([p[1] for p in polished])
-    best_x, best_f, ok = polished[order[0]]
+    best_x, best_f, ok, res = polished[order[0]]
     if not ok or not np.isfinite(best_f):
         raise FitError(f"the {form} fit did not converge (L-BFGS-B stopped without meeting its tolerance)")
     warm = np.array([polished[i][0] for i in order[:boot_starts]])
     samples = _bootstrap(warm, (log_n, log_d, log_l), form, n_boot, seed)
+    diagnostics = SolverDiagnostics(
+        solver=f"batched L-BFGS over {n_starts} starts, then scipy L-BFGS-B on the best {cand.size}",
+        converged=ok,
+        evaluations=int(res.nfev),
+        message=f"{res.message}; {int(batch.converged.sum())} of {n_starts} starts converged",
+        resamples=max(n_boot, 0),
+        resamples_ok=int(np.isfinite(samples).all(axis=1).sum()),
+    )
     return ScalingLawFit(
-        form=form, params=best_x, objective=best_f, n_points=int(na.size), n_starts=n_starts, samples=samples
+        form=form,
+        params=best_x,
+        objective=best_f,
+        n_points=int(na.size),
+        n_starts=n_starts,
+        samples=samples,
+        diagnostics=diagnostics,
     )
 
 

@@ -66,6 +66,7 @@ RUNS_SCHEMA = pa.schema(
         ("best_ewa_eval_loss", pa.float64()),
         ("steps_to_target", pa.int64()),  # first evaluated step with EWA loss <= target_loss
         ("wall_time_s", pa.float64()),
+        ("eval_time_s", pa.float64()),  # of wall_time_s, spent evaluating (null in stores written before it)
         ("tokens_per_s", pa.float64()),
         ("mfu", pa.float64()),  # null where the device peak is unknown (CPU)
         ("device", pa.string()),

@@ -23,6 +23,7 @@ from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.plan import SweepPlan, Trial
+from cbs.sweep.trackers import check_trackers, keep_event_files, tracker_callbacks
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
 
 
@@ -57,14 +58,23 @@ def run_sweep(
     max_concurrent: int | None = None,
     num_cpus: int | None = None,
     console: Console | None = None,
+    trackers: list[str] | None = None,
 ) -> SweepOutcome:
-    """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase)."""
+    """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase), logging to the
+    spec's ``trackers`` and these ``trackers`` too (cbs.sweep.trackers; checked before Ray starts)."""
     console = console or Console(soft_wrap=True)
+    trackers = check_trackers([*plan.spec.trackers, *(trackers or [])])
     store = ResultsStore(Path(results).absolute())
     outcome = SweepOutcome(healed=heal(store, console))
+    runs = stored_runs(store)
+    if not missing_ids(plan, runs):  # nothing to train: answer from the store without starting Ray
+        outcome.skipped = [t.run_id for t in plan.budget + plan.target_trials(plan.targets(runs))]
+        console.print(f"nothing to do: all {len(outcome.skipped)} runs are in the store (Ray not started)")
+        shutil.rmtree(store.root / ".ray", ignore_errors=True)
+        return outcome
     with ray_session(address, num_cpus):
         check_resources(plan.spec.resources)
-        _run_phase(plan, plan.budget, "budget", store, max_concurrent, console, outcome)
+        _run_phase(plan, plan.budget, "budget", store, max_concurrent, console, outcome, trackers)
         if plan.spec.target is not None:
             targets = plan.targets(stored_runs(store))
             refs = plan.reference_ids()
@@ -74,7 +84,9 @@ def run_sweep(
                 console.print(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
                 )
-            _run_phase(plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome)
+            _run_phase(
+                plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome, trackers
+            )
     outcome.missing = missing_ids(plan, stored_runs(store))
     if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
         shutil.rmtree(store.root / ".ray", ignore_errors=True)
@@ -111,6 +123,7 @@ def _run_phase(
     max_concurrent: int | None,
     console: Console,
     outcome: SweepOutcome,
+    trackers: list[str],
 ) -> None:
     from ray import tune
 
@@ -150,10 +163,14 @@ def _run_phase(
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
-            callbacks=[progress],
+            callbacks=[
+                progress,
+                *tracker_callbacks(trackers, store.root, spec.name, {t.run_id: t.cell for t in todo}),
+            ],
         ),
     )
     tuner.fit()
+    keep_event_files(store.root)
     outcome.retries += progress.retries
     done = done_ids(store)
     outcome.ran += [t.run_id for t in todo if t.run_id in done]

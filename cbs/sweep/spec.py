@@ -16,6 +16,7 @@ from typing import Any
 from cbs.config import EvalSet, TrainConfig, apply_overrides, from_dict, load_yaml
 from cbs.errors import ConfigError
 from cbs.protocol import B_OPT
+from cbs.sweep.trackers import check_trackers
 
 
 @dataclass
@@ -63,6 +64,7 @@ class SweepSpec:
     max_failures: int = 2
     checkpoint_every: int = 4  # evaluations between trial checkpoints (0: never)
     eval_sets: list[EvalSet] | None = None  # shorthand for base.data.eval_sets
+    trackers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (cbs.sweep.trackers)
 
     def axes(self) -> list[dict[str, list[Any]]]:
         """Grid axes in spec order: each grid key is one axis, each zip group is one axis of several keys."""
@@ -170,6 +172,7 @@ def _check(spec: SweepSpec) -> None:
     if dupes:
         raise ConfigError(f"{dupes[0]} appears in more than one grid/zip axis: list it once")
     _check_resources(spec)
+    check_trackers(spec.trackers)
     base = spec.base_dict()
     _train_config(base, "base")
     for axis in spec.axes():

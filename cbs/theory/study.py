@@ -7,17 +7,20 @@ B* = (1 + o)·B_ref + o·b/a, and `cbs.fit.fit_power_law` fits B* ∝ D^k, repor
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cbs.errors import ConfigError, FitError
-from cbs.fit import CbsFit, FitWarning, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.fit import CbsFit, FitWarning, PowerLawFit, fit_cbs_table, fit_power_law, steps_to_target_table
+from cbs.fit.result import SolverDiagnostics
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
 from cbs.results.store import to_table
 from cbs.theory.problem import PowerLawProblem
+from cbs.theory.result import StudyResult
 from cbs.theory.runs import EXPERIMENT, cell_rows, dataset_name
 from cbs.theory.sweep import CellResult, Grid, steps_to_target
 
@@ -123,6 +126,7 @@ class CellFit:
             "s_min": f.s_min,
             "rmse_log": f.rmse_log,
             "alpha_free": f.alpha_variant.alpha if f.alpha_variant else None,
+            "diagnostics": f.diagnostics.to_dict(),
         }
 
 
@@ -168,9 +172,8 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
     return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead, group.warnings)
 
 
-def _power_law(x: list[float], y: list[float], spec: StudySpec) -> dict[str, object]:
-    fit = fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
-    return {"exponent": fit.exponent, "exponent_ci": list(fit.exponent_ci), "coefficient": fit.coefficient}
+def _power_law(x: Sequence[float], y: Sequence[float], spec: StudySpec) -> PowerLawFit:
+    return fit_power_law(x, y, n_boot=spec.n_boot, seed=spec.seed)
 
 
 def _grid_warnings(
@@ -227,8 +230,8 @@ def _check_store(store: ResultsStore, spec: StudySpec) -> None:
         )
 
 
-def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, object]:
-    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the JSON report."""
+def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult:
+    """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the study's result."""
     if store is not None:
         _check_store(store, spec)
     cells: dict[tuple[int, int], CellFit] = {}
@@ -268,7 +271,12 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
         values = np.array([c.fit.cbs for c in big])
         flat["relative_change"] = float((values.max() - values.min()) / values.max())
         if len(big) >= 3:
-            flat["exponent"] = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+            in_dim = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
+            flat["exponent"] = {
+                "exponent": in_dim.exponent,
+                "exponent_ci": list(in_dim.exponent_ci),
+                "coefficient": in_dim.coefficient,
+            }
     short = [d for d in sizes if not _dim_covers(spec.dim, problem.effective_dim(d))]
     warnings = []
     if short:
@@ -280,12 +288,13 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
                 {"dim": spec.dim, "data_sizes": short},
             )
         )
-    warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs["exponent"], problem.exponent_theory)
-    return {
-        "experiment": EXPERIMENT,
-        "warnings": [w.to_dict() for w in warnings],
-        "problem": {"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
-        "conventions": {
+    warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs.exponent, problem.exponent_theory)
+    fits = [c.fit.diagnostics for c in cells.values() if c.fit is not None]
+    return StudyResult(
+        experiment=EXPERIMENT,
+        warnings=warnings,
+        problem={"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
+        conventions={
             "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
             "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",
             "risk": "excess risk 1/2 (w - w*)^T H (w - w*) (the irreducible sigma^2/2 not counted)",
@@ -294,19 +303,21 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> dict[str, o
             "cbs": "(1 + overhead) * B_ref + overhead * b / a from S(B) = a + b/B (cbs.fit.fit_cbs)",
             "cbs_direct": "largest B with measured S(B)*B <= (1 + overhead) * S(B_ref)*B_ref (log-interpolated)",
         },
-        "b_ref": spec.grid.b_ref,
-        "overhead": spec.overhead,
-        "exponent_theory": problem.exponent_theory,
-        "exponent_data": exp_cbs["exponent"],
-        "exponent_data_ci": exp_cbs["exponent_ci"],
-        "exponent_data_b_noise": exp_noise["exponent"],
-        "exponent_data_b_noise_ci": exp_noise["exponent_ci"],
-        "exponent_data_direct": exp_direct["exponent"] if exp_direct else None,
-        "exponent_data_direct_ci": exp_direct["exponent_ci"] if exp_direct else None,
-        "cbs_by_data": [c.summary() for c in by_data],
-        "dim_data_size": spec.dim_data_size,
-        "effective_dim": k_star,
-        "cbs_by_dim": [c.summary() for c in by_dim],
-        "dim_flatness": flat,
-        "seconds": timings,
-    }
+        b_ref=spec.grid.b_ref,
+        overhead=spec.overhead,
+        exponent_theory=problem.exponent_theory,
+        exponent_data=exp_cbs.exponent,
+        exponent_data_ci=exp_cbs.exponent_ci,
+        exponent_data_b_noise=exp_noise.exponent,
+        exponent_data_b_noise_ci=exp_noise.exponent_ci,
+        exponent_data_direct=exp_direct.exponent if exp_direct else None,
+        exponent_data_direct_ci=exp_direct.exponent_ci if exp_direct else None,
+        cbs_by_data=[c.summary() for c in by_data],
+        dim_data_size=spec.dim_data_size,
+        effective_dim=k_star,
+        cbs_by_dim=[c.summary() for c in by_dim],
+        dim_flatness=flat,
+        seconds=timings,
+        coefficient_data=exp_cbs.coefficient,
+        diagnostics=SolverDiagnostics.combine(fits, "per-cell S(B) fits (scipy least_squares)"),
+    )

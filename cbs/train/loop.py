@@ -27,7 +27,6 @@ from cbs.data import WindowSampler, eval_windows, gather_windows
 from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
-from cbs.train.batches import Batches
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
@@ -35,6 +34,7 @@ from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, optimizer_by_name, shard_model
 from cbs.train.optimizers import build_optimizer
+from cbs.train.prefetch import Prefetcher
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
 
@@ -62,6 +62,8 @@ class Progress:
     interval_time_s: float = 0.0  # training time since the last evaluation
     grad_norm_sum: float = 0.0  # pre-clip gradient norms since the last evaluation
     wall_time_s: float = 0.0  # wall time of earlier sessions of this run (resume)
+    evals: int = 0  # evaluations so far
+    eval_time_s: float = 0.0  # wall time spent evaluating
 
 
 class Trainer:
@@ -102,13 +104,20 @@ class Trainer:
             else (self.model, self.ewa_model)
         )
         self.schedule = LRSchedule(
-            o.lr, run.steps, run.warmup_steps, o.schedule, o.decay_fraction, o.min_lr_ratio
+            o.lr,
+            run.steps,
+            run.warmup_steps,
+            o.schedule,
+            o.decay_fraction,
+            o.min_lr_ratio,
+            run.lr_cuts,
+            o.step_factor,
         )
         sampler = WindowSampler(
             run.dataset.n_tokens("train"), run.spec.seq_len, cfg.seed, cfg.data.allow_repeat
         )
-        self.batches = Batches(
-            sampler, run.dataset.tokens("train"), run.spec.seq_len, cfg.batch_size, self.ranks, self.device
+        self.prefetcher = Prefetcher(
+            sampler, run.dataset.tokens("train"), run.spec.seq_len, self.ranks, self.device
         )
         seq = run.spec.seq_len
         self.eval_windows, self.eval_forwards = {}, {}
@@ -121,7 +130,7 @@ class Trainer:
             # FSDP gathers weights in every forward: every rank runs as many as the rank with the most windows
             most = math.ceil(len(every) / self.ranks.world_size)
             self.eval_forwards[name] = math.ceil(most / run.eval_batch_size) if self.fsdp else 0
-        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
+        self.eval_at = set(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))
         self.progress = Progress()
         self.session_start = time.perf_counter()
         self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
@@ -141,7 +150,7 @@ class Trainer:
             "model": model,
             "ewa": self.ewa.state_dict(),
             "optimizer": optimizer,
-            "sampler": self.batches.state_dict(),
+            "sampler": self.prefetcher.state_dict(),
             "progress": dataclasses.asdict(progress),
             "rng": rng_state(),
         }
@@ -169,7 +178,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         self.ewa.load_state_dict(state["ewa"])
-        self.batches.load_state_dict(state["sampler"])
+        self.prefetcher.load_state_dict(state["sampler"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
         self.session_start = time.perf_counter()
@@ -229,12 +238,13 @@ class Trainer:
         loss and pre-clip gradient norm as a 2-vector left on the device (no host sync)."""
         p, run = self.progress, self.run
         p.step += 1
-        p.lr = self.schedule.lr_at(p.step)
+        p.lr = self.schedule.lr_at(p.step) * run.batches.lr_factor(p.step)
         for group in self.optimizer.param_groups:
             group["lr"] = p.lr
         # every rank draws the whole global batch (so the sampler is the same for any number of ranks) and
         # trains on its slice; DDP averages the ranks' gradients, each the mean over equal micro-batches
-        batch = self.batches.next(ahead=p.step < run.steps)
+        after = run.batches.batch_at(p.step + 1) if p.step < run.steps else 0
+        batch = self.prefetcher.next(run.batches.batch_at(p.step), ahead=after)
         n_micro = len(batch) // run.micro_batch_size
         total = torch.zeros((), device=self.device)
         for i in range(0, len(batch), run.micro_batch_size):
@@ -277,18 +287,28 @@ class Trainer:
             )
             for n, w in self.eval_windows.items()
         }
-        if (
-            self.fsdp
-        ):  # FSDP keeps the root's weights whole after a forward (for the backward): shard them again
-            model.reshard()
+        if self.fsdp:
+            model.reshard()  # FSDP keeps the root's weights whole after a forward (for a backward)
         return losses
 
     def evaluate(self, on_eval: OnEval | None = None) -> None:
-        """Evaluate raw and EWA weights on every eval set, append to the curve, apply the stop rules."""
+        """Evaluate the EWA weights on every eval set, and the raw weights at every ``eval.raw_every``-th
+        evaluation (the first included) and at the run's last; append to the curve (raw losses null where not
+        evaluated), apply the stop rules (which read the EWA loss), and add the time spent to ``eval_time_s``."""
         p, run = self.progress, self.run
-        raw = self._evaluate(self.eval_raw)
+        started = time.perf_counter()
+        raw_due = p.evals % self.cfg.eval.raw_every == 0
+        p.evals += 1
         self.ewa.copy_to(self.ewa_model)
         ewa = self._evaluate(self.eval_ewa)
+        primary = next(iter(self.eval_windows))
+        target = self.cfg.target_loss
+        finite = math.isfinite(ewa[primary])
+        hit = finite and target is not None and p.steps_to_target is None and ewa[primary] <= target
+        last = not finite or (hit and self.cfg.stop_at_target) or p.step >= run.steps
+        raw: dict[str, float | None] = (
+            dict(self._evaluate(self.eval_raw)) if raw_due or last else dict.fromkeys(self.eval_windows)
+        )
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = self.interval_metrics()
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
@@ -298,7 +318,7 @@ class Trainer:
             p.curve.append(
                 {
                     "step": p.step,
-                    "tokens": p.step * run.batch_tokens,
+                    "tokens": run.batches.tokens_after(p.step),
                     "eval_set": name,
                     "train_loss": train_loss,
                     "eval_loss": raw[name],
@@ -308,15 +328,17 @@ class Trainer:
                     **interval,
                 }
             )
-        primary = next(iter(self.eval_windows))
-        p.last_eval = {"eval_loss": raw[primary], "ewa_eval_loss": ewa[primary]}
-        target = self.cfg.target_loss
-        if not (math.isfinite(raw[primary]) and math.isfinite(ewa[primary])):
+        raw_primary = raw[primary]
+        p.last_eval = {
+            "eval_loss": raw_primary if raw_primary is not None else p.last_eval.get("eval_loss"),
+            "ewa_eval_loss": ewa[primary],
+        }
+        if not finite or (raw_primary is not None and not math.isfinite(raw_primary)):
             p.status = "diverged"
         else:
             best = p.best_ewa_eval_loss
             p.best_ewa_eval_loss = ewa[primary] if best is None else min(best, ewa[primary])
-            if target is not None and p.steps_to_target is None and ewa[primary] <= target:
+            if hit:
                 p.steps_to_target = p.step
                 if self.cfg.stop_at_target:
                     p.status = "reached_target"
@@ -330,16 +352,17 @@ class Trainer:
                 for k, v in (("eval_loss", raw[n]), ("ewa_eval_loss", ewa[n]))
             },
         }
-        self._report(on_eval, raw[primary], ewa[primary], train_loss, extra)
+        p.eval_time_s += time.perf_counter() - started
+        self._report(on_eval, raw_primary, ewa[primary], train_loss, extra)
 
     def interval_metrics(self) -> dict[str, float | int | None]:
         """Training speed and health since the last evaluation: tokens/s, MFU (None where the device's peak
         is unknown, e.g. CPU), the mean pre-clip gradient norm over the interval's steps, and the peak memory
         allocated by torch on the device in bytes (None on CPU)."""
         p = self.progress
-        tokens_per_s = (
-            p.loss_count * self.run.batch_tokens / p.interval_time_s if p.interval_time_s > 0 else None
-        )
+        plan = self.run.batches
+        tokens = plan.tokens_after(p.step) - plan.tokens_after(p.step - p.loss_count)
+        tokens_per_s = tokens / p.interval_time_s if p.interval_time_s > 0 else None
         cuda = self.device.type == "cuda"
         return {
             "tokens_per_s": tokens_per_s,
@@ -352,7 +375,7 @@ class Trainer:
         p = self.progress
         metrics = {
             "step": p.step,
-            "tokens": p.step * self.run.batch_tokens,
+            "tokens": self.run.batches.tokens_after(p.step),
             "train_loss": train_loss,
             "eval_loss": eval_loss,
             "ewa_eval_loss": ewa_eval_loss,
@@ -451,7 +474,7 @@ def runs_row(
 ) -> dict[str, Any]:
     """The runs-table row (RUNS_SCHEMA) of a run."""
     r, o, spec = run.config, run.config.optim, run.spec
-    tokens = p.step * run.batch_tokens
+    tokens = run.batches.tokens_after(p.step)
     tokens_per_s = tokens / p.train_time_s if p.train_time_s > 0 else None
     dev = device_name(run.device)
     return {
@@ -496,6 +519,7 @@ def runs_row(
         "best_ewa_eval_loss": p.best_ewa_eval_loss,
         "steps_to_target": p.steps_to_target,
         "wall_time_s": wall_time_s,
+        "eval_time_s": p.eval_time_s,
         "tokens_per_s": tokens_per_s,
         "mfu": model_flops_utilization(run, tokens_per_s),
         "device": dev,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from cbs.data import PreparedDataset, WindowSampler, open_dataset
 from cbs.errors import ConfigError, DataError
 from cbs.model import ModelSpec, resolve_model_config
 from cbs.protocol import chinchilla_tokens, paper_beta2, paper_ewa_tau
+from cbs.train.batch_schedule import BatchPlan, plan_batches
 from cbs.train.device import resolve_device, resolve_dtype
 from cbs.train.distributed import STRATEGIES, resolve_backend
 from cbs.train.schedule import SCHEDULES
@@ -37,6 +37,8 @@ class ResolvedRun:
     batch_tokens: int
     warmup_tokens: int
     warmup_steps: int
+    batches: BatchPlan  # the batch of every step (one stage without a batch_schedule)
+    lr_cuts: tuple[int, ...]  # optim.schedule=step: the steps after which the lr is multiplied by step_factor
     beta2: float
     ewa_tau: float
     micro_batch_size: int  # sequences per forward on one rank
@@ -50,8 +52,8 @@ class ResolvedRun:
 
     @property
     def tokens(self) -> int:
-        """Tokens the run trains on if it uses its whole budget (steps · batch tokens)."""
-        return self.steps * self.batch_tokens
+        """Tokens the run trains on if it uses its whole budget."""
+        return self.batches.tokens_after(self.steps)
 
 
 def default_warmup_tokens(n_params: int, data_tokens: int) -> int:
@@ -96,6 +98,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         f"divergence_check_every must be a whole number ≥ 1, got {cfg.divergence_check_every}",
     )
     _check(cfg.eval.eval_tokens >= 1, f"eval.eval_tokens must be >= 1, got {cfg.eval.eval_tokens}")
+    _check(cfg.eval.raw_every >= 1, f"eval.raw_every must be a whole number >= 1, got {cfg.eval.raw_every}")
     _check(0 <= cfg.eval.dense_tail_fraction <= 1, "eval.dense_tail_fraction must be in [0, 1]")
     _check(cfg.data.eval_sets, "data.eval_sets must name at least one eval set")
     names = [e.name for e in cfg.data.eval_sets]
@@ -122,8 +125,24 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         token_budget = cfg.token_budget
     else:
         token_budget = chinchilla_tokens(spec.n_params, cfg.chinchilla_multiple or 1.0)
-    steps = token_budget // batch_tokens
-    _check(steps >= 1, f"token budget {token_budget} is below one batch ({batch_tokens} tokens); raise it")
+    _check(
+        token_budget >= batch_tokens,
+        f"token budget {token_budget} is below one batch ({batch_tokens} tokens); raise it",
+    )
+    batches = plan_batches(
+        cfg.batch_schedule, cfg.batch_size, token_budget, spec.seq_len, cfg.batch_lr_rule, micro * par.workers
+    )
+    steps = batches.steps
+    _check(
+        all(0 < f < 1 for f in o.step_at) and list(o.step_at) == sorted(set(o.step_at)),
+        f"optim.step_at must be increasing fractions of the token budget in (0, 1), got {o.step_at}",
+    )
+    _check(o.step_factor > 0, f"optim.step_factor must be > 0, got {o.step_factor}")
+    _check(
+        o.schedule == "step" or not o.step_at,
+        f"optim.step_at is set but optim.schedule={o.schedule!r}; set optim.schedule: step (or drop step_at)",
+    )
+    lr_cuts = tuple(batches.step_at_tokens(f * token_budget) for f in o.step_at)
     data_tokens = cfg.data_tokens if cfg.data_tokens is not None else token_budget
     _check(data_tokens >= 1, f"data_tokens must be >= 1, got {data_tokens}")
 
@@ -135,7 +154,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
             if o.warmup_tokens is not None
             else default_warmup_tokens(spec.n_params, data_tokens)
         )
-        warmup_steps = math.ceil(wt / batch_tokens)
+        warmup_steps = batches.step_at_tokens(wt)
     _check(warmup_steps >= 0, f"warmup must be >= 0, got {warmup_steps} steps")
     beta2 = o.beta2 if o.beta2 is not None else paper_beta2(cfg.batch_size)
     _check(0 < beta2 < 1, f"optim.beta2 must be in (0, 1), got {beta2}")
@@ -146,7 +165,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
     # faster than the foreach implementation for the tiny presets)
 
     sampler = WindowSampler(dataset.n_tokens("train"), spec.seq_len, cfg.seed, cfg.data.allow_repeat)
-    sampler.check_budget(steps * cfg.batch_size)
+    sampler.check_budget(batches.sequences)
 
     resolved = dataclasses.replace(
         cfg,
@@ -160,7 +179,7 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         optim=dataclasses.replace(
             o,
             beta2=beta2,
-            warmup_tokens=warmup_steps * batch_tokens,
+            warmup_tokens=batches.tokens_after(warmup_steps),
             warmup_steps=None,
             fused=True if o.fused is None else o.fused,
         ),
@@ -182,8 +201,10 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         data_tokens=data_tokens,
         steps=steps,
         batch_tokens=batch_tokens,
-        warmup_tokens=warmup_steps * batch_tokens,
+        warmup_tokens=batches.tokens_after(warmup_steps),
         warmup_steps=warmup_steps,
+        batches=batches,
+        lr_cuts=lr_cuts,
         beta2=beta2,
         ewa_tau=tau,
         micro_batch_size=micro,

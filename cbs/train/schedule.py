@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
-SCHEDULES = ("constant", "cosine", "wsd")
+SCHEDULES = ("constant", "cosine", "wsd", "step")
 
 
 @dataclass(frozen=True)
 class LRSchedule:
     """``lr_at(step)`` for optimizer steps 1..steps: linear warmup to ``lr`` over ``warmup_steps``, then
     constant; cosine: cosine decay from the end of warmup to ``min_lr_ratio·lr`` at the last step;
-    wsd: constant until the final ``decay_fraction`` of the steps, then linear decay to ``min_lr_ratio·lr``."""
+    wsd: constant until the final ``decay_fraction`` of the steps, then linear decay to ``min_lr_ratio·lr``;
+    step: ``lr·step_factor^k`` after the k-th of the ``step_cuts`` (step counts, the cut's step excluded)."""
 
     lr: float
     steps: int
@@ -20,11 +22,15 @@ class LRSchedule:
     schedule: str = "constant"
     decay_fraction: float = 0.2
     min_lr_ratio: float = 0.0
+    step_cuts: tuple[int, ...] = ()
+    step_factor: float = 0.5
 
     def lr_at(self, step: int) -> float:
         if step <= self.warmup_steps:
             return self.lr * step / self.warmup_steps
         floor = self.min_lr_ratio * self.lr
+        if self.schedule == "step":
+            return self.lr * self.step_factor ** bisect.bisect_left(self.step_cuts, step)
         if self.schedule == "cosine":
             progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
             return floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
