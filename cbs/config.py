@@ -107,6 +107,19 @@ class ParallelConfig:
 
 
 @dataclass
+class GNSConfig:
+    """In-run gradient noise scale (cbs/train/gns.py): measured whenever a step sees two batch sizes (>= 2
+    micro-batches or >= 2 ranks); it does not change the run, so it is not part of the run id."""
+
+    enabled: bool = True
+    ema_decay: float = 0.95  # β of the bias-corrected EMA of the |G|² and tr Σ estimators, per optimizer step
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"gns.ema_decay={self.ema_decay} must be in [0, 1) (e.g. gns.ema_decay=0.95)")
+
+
+@dataclass
 class TrainConfig:
     experiment: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -141,6 +154,7 @@ class TrainConfig:
     compile: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (CUDA: see docs/train.md)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    gns: GNSConfig = field(default_factory=GNSConfig)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -158,9 +172,9 @@ class TrainConfig:
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
         deterministic kernels, the divergence-check interval, the raw-weight evaluation cadence, data
-        parallelism or the recorded reference batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
-        its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
-        the same data."""
+        parallelism, the in-run GNS or the recorded reference batch). Model shape fields that restate the
+        preset's value count as unset. A prepared dataset counts by its fingerprint, not by where it lies, so a
+        results store resumes from any checkout or mount point of the same data."""
         payload = _without_late_defaults(self.to_dict())
         for key in (
             "experiment",
@@ -169,6 +183,7 @@ class TrainConfig:
             "deterministic",
             "divergence_check_every",
             "parallel",
+            "gns",
             "reference_batch_size",
         ):
             payload.pop(key)

@@ -19,3 +19,12 @@ class ResultsError(CbsError):
 
 class FitError(CbsError):
     """A fit refused to return a number: too few points, non-finite data, no convergence, ..."""
+
+
+class RunStopped(Exception):
+    """Raised from an ``on_eval`` callback to end a run early on purpose (not a failure): the run is stored
+    with ``status`` (e.g. "pruned") and ``reason`` as its ``stop_reason``."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason

@@ -111,6 +111,8 @@ def test_scheduled_run_follows_its_plan_and_resumes_bit_identically_mid_stage(co
     assert row["steps"] == 16 and row["tokens"] == 24 * 256
     c = _curve(ref)
     assert (c["tokens"] == [plan.tokens_after(s) for s in c["step"]]).all()
+    # the in-run GNS follows the stages: micro-batch 4 against each step's own global batch
+    assert (c["b_big"] == [plan.batch_at(s) for s in c["step"]]).all() and (c["b_small"] == 4).all()
     lr_after = c.loc[c["step"] > 8, "lr"]
     assert lr_after.tolist() == pytest.approx(
         [1e-2 * 2**0.5] * len(lr_after)
@@ -183,7 +185,12 @@ def test_bad_schedules_fail_before_training(corpus, over, match):
 
 
 def test_run_ids_of_existing_configs_do_not_change():
-    """Fields added later (batch_schedule, batch_lr_rule, optim.step_at/step_factor) stay out of the id at their
-    defaults: a store written before them resumes its runs. The constant is the id these configs had then."""
-    assert TrainConfig().run_id() == "766e46c8f78aa78e"
-    assert TrainConfig(batch_schedule=[BatchStage(0, 32)]).run_id() != TrainConfig().run_id()
+    """Fields added later (batch schedules, the step decay, the raw-eval cadence, GNS, the optimizer, …) stay out
+    of the id at their defaults: a store written before them resumes its runs. The constants are the ids these
+    configs had before (cbs at f2301e2); the data path does not exist, so it counts by its name."""
+    plain = {"data": {"path": "/nonexistent/stdlib"}}
+    assert TrainConfig.from_dict(plain).run_id() == "b1e95eee90aaa4b4"
+    tuned = {**plain, "batch_size": 8, "optim": {"lr": 1e-2, "schedule": "cosine"}}
+    assert TrainConfig.from_dict(tuned).run_id() == "f662ce282ffa1c32"
+    scheduled = {**plain, "batch_schedule": [{"at_tokens": 0, "batch_size": 32}]}
+    assert TrainConfig.from_dict(scheduled).run_id() != TrainConfig.from_dict(plain).run_id()

@@ -274,7 +274,9 @@ def test_theory_study_round_trips(tmp_path: Path) -> None:
     sizes = np.array([r["data_size"] for r in study.cbs_by_data], float)
     cbs = np.array([r["cbs"] for r in study.cbs_by_data])
     assert study.predict(sizes) == pytest.approx(fit_power_law(sizes, cbs, n_boot=0).predict(sizes))
-    assert StudyResult.from_dict(_strip(study.to_dict(), NEW_KEYS)).diagnostics.converged is None
+    old = StudyResult.from_dict(_strip(study.to_dict(), {*NEW_KEYS, "gns"}))
+    assert old.diagnostics.converged is None and old.gns is None
+    assert back.gns == study.gns and "gradient noise scale B_simple" in text and "GNS check" in text
 
 
 def test_every_result_has_the_interface(cbs_analysis: CbsAnalysis) -> None:

@@ -97,3 +97,18 @@ def test_a_curve_written_before_the_interval_columns_reads_them_as_null(tmp_path
     pq.write_table(pq.read_table(path).drop_columns(old), path)
     curves = store.curves()
     assert curves[old].isna().all().all() and curves.eval_loss.tolist() == [4.0, 3.0]
+
+
+def test_a_schema_v1_store_is_still_readable():
+    """tests/fixtures/store_v1 was written by cbs before the GNS columns (schema v1): it reads, with those null."""
+    from pathlib import Path
+
+    from cbs.results.schema import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION > 1
+    store = ResultsStore(Path(__file__).parent / "fixtures" / "store_v1")
+    assert store.damaged() == [] and store.run_ids() == {"v1run"}
+    curves = store.curves()
+    assert curves.step.tolist() == [1, 2, 3] and curves.grad_norm.tolist() == [1.0, 0.5, 1 / 3]
+    assert curves[["b_small", "b_simple", "gns_trace"]].isna().all().all()
+    assert store.runs().micro_batch_size.tolist() == [4]

@@ -86,11 +86,11 @@ def test_store_holds_one_row_per_grid_point(target_sweep):
         else:  # stop at the best reference loss, allowed 2 × D
             assert row.target_loss == pytest.approx(min(runs[runs.run_id.isin(phase1)].best_ewa_eval_loss))
             assert (row.data_tokens, row.token_budget) == (16384, 32768)
-            assert row.status in ("reached_target", "completed", "diverged")
+            assert row.status in ("reached_target", "completed", "diverged", "pruned", "skipped_past_cbs")
             if row.status == "reached_target":
                 assert row.best_ewa_eval_loss <= row.target_loss and row.tokens <= row.token_budget
     curves = ResultsStore(results).curves()
-    assert set(curves.run_id) == set(planned)
+    assert set(curves.run_id) == set(planned) - set(runs.run_id[runs.status == "skipped_past_cbs"])
     assert (curves.groupby("run_id").step.count() >= 2).all()
 
 
@@ -118,6 +118,7 @@ def test_rerun_is_a_no_op(target_sweep, monkeypatch):
     assert again.ran == [] and len(again.skipped) == 6 and not again.missing
     assert {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")} == before
     assert not (results / ".ray").exists()  # a complete grid leaves no Ray state behind
+    assert not (results / ".prune").exists()  # nor pruning decisions
 
 
 def test_status_reports_counts_and_saved_tokens(target_sweep, tmp_path, capsys):
@@ -151,6 +152,9 @@ def test_failed_trial_is_retried_then_rerun_on_the_next_invocation(ray_cluster, 
     first = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))
     assert first.missing == [plan.trials[0].run_id] and first.ran == []
     assert first.retries == 1  # max_failures=1: one retry, then the trial is given up
+    # Tune's ResultGrid says why, in the error's own words (the data folder is gone)
+    assert set(first.errors) == {plan.trials[0].run_id}
+    assert "data" in first.errors[plan.trials[0].run_id].lower()
     assert (tmp_path / "results" / ".ray").is_dir()  # an incomplete grid keeps Ray's state and error files
     shutil.copytree(dataset, data)
     second = run_sweep(plan, tmp_path / "results", console=Console(quiet=True))

@@ -72,6 +72,25 @@ def test_json_fields_are_consistent(study: tuple[dict, ResultsStore]) -> None:
     assert report["exponent_data_direct_ci"][0] > 0
 
 
+def test_report_has_the_exact_and_estimated_noise_scale(study: tuple[dict, ResultsStore]) -> None:
+    """`gns`: exact B_simple and the in-run estimator (256 sampled runs, the default) at the largest D, for
+    the batch closest to that cell's B*; the estimator within 4 standard errors of the exact EMA'd value."""
+    report, _ = study
+    gns, last = report["gns"], report["cbs_by_data"][-1]
+    assert (gns["dim"], gns["data_size"], gns["n_seeds"]) == (32, DATA_SIZES[-1], 256)
+    closest = min(BATCHES[2:], key=lambda b: abs(np.log(b / last["cbs"])))
+    assert gns["batch_size"] == closest and gns["b_small"] == closest // 4
+    assert gns["steps"][-1] == DATA_SIZES[-1] // closest
+    est, se = np.array(gns["b_simple_estimated"]), np.array(gns["b_simple_estimated_se"])
+    assert np.all(np.abs(est - np.array(gns["b_simple_exact_ema"])) < 4 * se)
+    np.testing.assert_allclose(gns["ratio"], est / np.array(gns["b_simple_exact"]))
+
+
+def test_bad_gns_seeds_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*ARGS, "--gns-seeds", "1"]) == 2
+    assert "--gns-seeds 1" in capsys.readouterr().err
+
+
 def test_cbs_flat_in_dim(study: tuple[dict, ResultsStore]) -> None:
     """Once dim >= 4 k*(D), B* changes by less than 2% across dims (k* = (D/σ²)^{1/b} ≈ 4.8 at D=512)."""
     report, _ = study

@@ -25,6 +25,7 @@ from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train import resolve_config, run_training
 from cbs.train.distributed import Ranks
+from cbs.train.gns import COLUMNS as GNS_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 # fp32 on CPU: 2 ranks sum the gradients of the two half-batches in another order than one process does, so
@@ -72,8 +73,12 @@ def test_two_ranks_give_the_one_process_curve(corpus, tmp_path, capsys):
     assert len(two.runs()) == 1 and row2.run_id == row1["run_id"]  # one row, the same run id
     assert (row2.status, row2.steps) == (row1["status"], row1["steps"]) == ("completed", 24)
     a, b = curve(one), curve(two)
-    floats = [*LOSSES, "grad_norm"]
+    floats = [*LOSSES, "grad_norm", *GNS_COLUMNS]
     pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats))
+    # in-run GNS: one process compares a micro-batch (2) with the batch, 2 ranks a rank's share (4) with it
+    assert (a.b_small == 2).all() and (b.b_small == 4).all() and (b.b_big == 8).all()
+    assert np.isfinite(b[["grad_sq_small", "gns_trace", "gns_grad_sq"]]).all().all()
+    assert (b.grad_sq_small > b.grad_sq_big).mean() > 0.5
     np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
     # the gradient norm is a difference-sensitive sum of squares of the same rounding (observed: 3.8e-5)
     np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=2e-4)
@@ -93,8 +98,8 @@ def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     """FSDP2 on 2 gloo ranks: each rank holds half of every weight, its optimizer state and its EWA; the curve
     is the one-process curve within RTOL, and a checkpoint (gathered whole, written by rank 0) resumes on 2
     FSDP ranks to exactly the uninterrupted curve and on 1 process within RTOL, as does a one-process
-    checkpoint on 2 FSDP ranks. 33 eval windows: one rank
-    evaluates 17, the other 16, yet both make the 9 forwards that FSDP's weight gathering needs."""
+    checkpoint on 2 FSDP ranks. 33 eval windows: one rank evaluates 17, the other 16, yet both make the 9
+    forwards that FSDP's weight gathering needs."""
     evals = {"eval_tokens": 33 * 32, "n_log": 4, "n_dense": 3}
     fsdp = config(corpus, eval=evals, parallel={"workers": 2, "strategy": "fsdp"})
     one, two = ResultsStore(tmp_path / "one"), ResultsStore(tmp_path / "two")
@@ -112,10 +117,11 @@ def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     row = run_training(fsdp, store=two, on_eval=checkpoint_once(tmp_path / "ck"))
     assert (row["status"], row["steps"], written) == ("completed", 24, [8, 8])
     a, b = curve(one), curve(two)
-    floats = [*LOSSES, "grad_norm"]
+    floats = [*LOSSES, "grad_norm", *GNS_COLUMNS]
     pd.testing.assert_frame_equal(a.drop(columns=floats), b.drop(columns=floats))
     np.testing.assert_allclose(a[LOSSES], b[LOSSES], rtol=RTOL)
     np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=2e-4)
+    assert b[list(GNS_COLUMNS)].isna().all().all()  # no GNS under FSDP: no rank sees its own gradient
     state = torch.load(tmp_path / "ck" / "state.pt", weights_only=False)
     whole = build_model(resolve_config(fsdp).spec).state_dict()
     assert {k: v.shape for k, v in state["model"].items()} == {k: v.shape for k, v in whole.items()}

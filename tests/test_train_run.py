@@ -223,7 +223,8 @@ def test_failure_is_stored_with_a_store_and_raised_without(corpus, tmp_path):
 
 
 def test_resume_from_checkpoint_gives_the_same_curve(corpus, tmp_path):
-    cfg = config(corpus, steps=20)
+    """In micro-batches of 4, so the in-run GNS (its EMA state checkpointed) is resumed exactly too."""
+    cfg = config(corpus, steps=20, micro_batch_size=4)
     ref = ResultsStore(tmp_path / "ref")
     ref_row = run_training(cfg, store=ref)
 
@@ -240,6 +241,7 @@ def test_resume_from_checkpoint_gives_the_same_curve(corpus, tmp_path):
     resumed = ResultsStore(tmp_path / "resumed")
     row = run_training(cfg, store=resumed, resume_from=tmp_path / "ckpt")
     pd.testing.assert_frame_equal(curve(ref), curve(resumed))
+    assert curve(resumed).b_simple.notna().any()
     assert row["status"] == ref_row["status"] and row["final_ewa_eval_loss"] == ref_row["final_ewa_eval_loss"]
     with pytest.raises(ConfigError, match="different run configuration"):
         run_training(config(corpus, steps=20, seed=1), resume_from=tmp_path / "ckpt")

@@ -10,8 +10,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
         help="summarise a results directory (counts, best loss per cell, tokens saved, missing runs)",
-        description="Counts by status, best loss per model × data cell, tokens trained and saved by stopping at "
-        "the target; with --spec, the grid points not done yet. Exits 1 when runs are damaged (a row or curve file "
+        description="Counts by status, best loss per model × data cell, tokens and FLOPs trained, saved by stopping at "
+        "the target and by pruning; with --spec, the grid points not done yet. Exits 1 when runs are damaged (a row or curve file "
         "that cannot be read); `cbs sweep` moves them aside and trains them again.",
     )
     p.add_argument("results", type=Path, help="results directory written by `cbs sweep`")

@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the grid (runs, tokens, FLOPs) and exit")
     p.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="train every arm to its target or cap: no pruning of dominated arms, every batch size run "
+        "(default: prune; same steps-to-target and CBS, see docs/sweep.md)",
+    )
+    p.add_argument(
         "--max-concurrent",
         type=whole_number(1),
         help="at most this many trials at once (default: as resources allow)",
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             num_cpus=args.num_cpus,
             console=console,
             trackers=args.tracker,
+            prune=args.prune,
         )
     except KeyboardInterrupt:
         console.print("stopped: run the same command again to resume (stored runs are kept)")
@@ -96,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     console.print("[bold]the whole store[/] (this and earlier invocations):")
     render(summary, console)
     console.print(invocation_line(outcome, summary, runs), highlight=False)
+    for run_id, error in sorted(outcome.errors.items()):
+        console.print(f"[red]trial {run_id} failed[/red]: {error}", highlight=False)
     if summary.missing or summary.waiting:
         console.print(
             f"[red]{len(summary.missing) + summary.waiting} grid points are not done[/red]: run the same command "

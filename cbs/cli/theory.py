@@ -55,7 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-boot", type=whole_number(0), default=1000, help="bootstrap resamples for the intervals"
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap (and GNS sampling) seed")
+    p.add_argument(
+        "--gns-seeds",
+        type=whole_number(0),
+        default=256,
+        help="sampled SGD runs for the in-run gradient noise scale beside the exact one, at the largest D "
+        "(default 256; 0 skips it)",
+    )
     p.add_argument("--results", type=Path, default=None, help="results store to write the runs into")
     p.add_argument("--json", type=Path, default=None, help="write the report (exponents, B* per D/dim) here")
     p.set_defaults(func=run)
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         overhead=CBS_OVERHEAD if args.overhead is None else args.overhead,
         n_boot=args.n_boot,
         seed=args.seed,
+        gns_seeds=args.gns_seeds,
     )
     store = ResultsStore(args.results) if args.results else None
     result = run_study(spec, store)

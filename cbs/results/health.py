@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cbs.errors import ResultsError
-from cbs.results.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY
+from cbs.results.schema import READABLE_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ def file_problem(path: Path, table: str) -> str | None:
     version = kv.get(SCHEMA_VERSION_KEY)
     if version is None:
         return f"has no {SCHEMA_VERSION_KEY.decode()} metadata: it was not written by cbs"
-    if int(version) != SCHEMA_VERSION:
+    if int(version) not in READABLE_VERSIONS:
         return (
-            f"uses results schema v{int(version)}, this cbs reads v{SCHEMA_VERSION}: install the cbs version "
+            f"uses results schema v{int(version)}, this cbs reads v1..v{SCHEMA_VERSION}: install the cbs version "
             "that wrote it, or re-run the sweep"
         )
     if kv.get(TABLE_KEY, table.encode()) != table.encode():

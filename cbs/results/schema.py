@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: the in-run gradient noise scale columns of the curves table
+READABLE_VERSIONS = (1, 2)  # older stores read with the newer columns null
 SCHEMA_VERSION_KEY = b"cbs.schema_version"
 TABLE_KEY = b"cbs.table"
 
-STATUSES = ("completed", "reached_target", "diverged", "failed")
+# pruned: stopped by the sweep once another arm of its (cell, batch size) had reached the target sooner;
+# skipped_past_cbs: not trained (or stopped) because a smaller batch size of its cell never reached the target
+STATUSES = ("completed", "reached_target", "diverged", "failed", "pruned", "skipped_past_cbs")
 
 RUNS_SCHEMA = pa.schema(
     [
@@ -72,6 +75,10 @@ RUNS_SCHEMA = pa.schema(
         ("device", pa.string()),
         ("dtype", pa.string()),
         ("error", pa.string()),  # message of a failed run
+        (
+            "stop_reason",
+            pa.string(),
+        ),  # why the sweep stopped a pruned / skipped_past_cbs run (null otherwise)
         # provenance
         ("cbs_version", pa.string()),
         ("git_sha", pa.string()),
@@ -97,6 +104,14 @@ CURVES_SCHEMA = pa.schema(
         ("mfu", pa.float64()),  # null where the device peak is unknown (CPU)
         ("grad_norm", pa.float64()),  # mean pre-clip gradient norm over the interval's steps
         ("peak_memory_bytes", pa.int64()),  # torch.cuda.max_memory_allocated; null on CPU
+        # in-run gradient noise scale (cbs/train/gns.py; v2, null where a step saw one batch size only)
+        ("grad_sq_small", pa.float64()),  # mean |G_s|² over the interval's steps, G_s at b_small
+        ("grad_sq_big", pa.float64()),  # mean |G_b|² over the interval's steps, G_b at b_big
+        ("b_small", pa.int64()),  # sequences behind G_s: the micro-batch, or a rank's share of the batch
+        ("b_big", pa.int64()),  # sequences behind G_b: the global batch
+        ("gns_trace", pa.float64()),  # bias-corrected EMA of the unbiased tr(Σ) estimator
+        ("gns_grad_sq", pa.float64()),  # bias-corrected EMA of the unbiased |G|² estimator
+        ("b_simple", pa.float64()),  # gns_trace / gns_grad_sq (null where gns_grad_sq <= 0), in sequences
     ]
 )
 

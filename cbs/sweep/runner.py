@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -23,8 +24,12 @@ from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.plan import SweepPlan, Trial
+from cbs.sweep.prune import PRUNE_DIR
 from cbs.sweep.trackers import check_trackers, keep_event_files, tracker_callbacks
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
+
+if TYPE_CHECKING:
+    from cbs.sweep.stopper import PruneStopper
 
 
 @dataclass
@@ -37,6 +42,9 @@ class SweepOutcome:
     missing: list[str] = field(default_factory=list)  # planned but not done (failed, or no target yet)
     no_target: list[str] = field(default_factory=list)  # cells whose reference runs gave no finite loss
     retries: int = 0  # failed trials Ray restarted from their last checkpoint
+    errors: dict[str, str] = field(
+        default_factory=dict
+    )  # run id -> the last error of a trial Tune gave up on
     healed: list[DamagedRun] = field(default_factory=list)  # damaged runs moved aside, to train again
 
 
@@ -59,9 +67,14 @@ def run_sweep(
     num_cpus: int | None = None,
     console: Console | None = None,
     trackers: list[str] | None = None,
+    prune: bool = True,
 ) -> SweepOutcome:
     """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase), logging to the
-    spec's ``trackers`` and these ``trackers`` too (cbs.sweep.trackers; checked before Ray starts)."""
+    spec's ``trackers`` and these ``trackers`` too (cbs.sweep.trackers; checked before Ray starts).
+
+    With ``prune`` the target phase runs each cell's batch sizes in increasing order, the arms of one
+    (cell, B) together, stops dominated arms (status ``pruned``, exact) and does not train batch sizes past a
+    cell's CBS (``skipped_past_cbs``); see cbs.sweep.prune."""
     console = console or Console(soft_wrap=True)
     trackers = check_trackers([*plan.spec.trackers, *(trackers or [])])
     store = ResultsStore(Path(results).absolute())
@@ -70,7 +83,7 @@ def run_sweep(
     if not missing_ids(plan, runs):  # nothing to train: answer from the store without starting Ray
         outcome.skipped = [t.run_id for t in plan.budget + plan.target_trials(plan.targets(runs))]
         console.print(f"nothing to do: all {len(outcome.skipped)} runs are in the store (Ray not started)")
-        shutil.rmtree(store.root / ".ray", ignore_errors=True)
+        _remove_sweep_state(store)
         return outcome
     with ray_session(address, num_cpus):
         check_resources(plan.spec.resources)
@@ -84,13 +97,29 @@ def run_sweep(
                 console.print(
                     f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
                 )
-            _run_phase(
-                plan, plan.target_trials(targets), "target", store, max_concurrent, console, outcome, trackers
-            )
+            trials, stopper = plan.target_trials(targets), None
+            if prune:
+                from cbs.sweep.stopper import start_stopper
+
+                trials = sorted(trials, key=lambda t: (t.cell, t.config.batch_size))  # stable: arms together
+                runs = stored_runs(store)
+                stopper = start_stopper(trials, store.root, runs, _curves(store, runs))
+            _run_phase(plan, trials, "target", store, max_concurrent, console, outcome, trackers, stopper)
     outcome.missing = missing_ids(plan, stored_runs(store))
-    if not outcome.missing and not outcome.no_target:  # complete: Ray's state and checkpoints are moot
-        shutil.rmtree(store.root / ".ray", ignore_errors=True)
+    if not outcome.missing and not outcome.no_target:
+        _remove_sweep_state(store)
     return outcome
+
+
+def _remove_sweep_state(store: ResultsStore) -> None:
+    """A complete grid: Ray's state and checkpoints and the pruning decisions are moot."""
+    shutil.rmtree(store.root / ".ray", ignore_errors=True)
+    shutil.rmtree(store.root / PRUNE_DIR, ignore_errors=True)
+
+
+def _curves(store: ResultsStore, runs: pd.DataFrame) -> pd.DataFrame:
+    """The curves of the runs that reached their target (they set the pruning bounds)."""
+    return store.curves(runs.run_id[runs.status == "reached_target"]) if len(runs) else store.curves([])
 
 
 def missing_ids(plan: SweepPlan, runs: pd.DataFrame) -> list[str]:
@@ -124,6 +153,7 @@ def _run_phase(
     console: Console,
     outcome: SweepOutcome,
     trackers: list[str],
+    stopper: PruneStopper | None = None,
 ) -> None:
     from ray import tune
 
@@ -147,7 +177,8 @@ def _run_phase(
         console=console,
     )
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
-    params = [trial_config(t.config, store.root, spec.checkpoint_every) for t in todo]
+    arms = stopper.arms if stopper is not None else {}
+    params = [trial_config(t.config, store.root, spec.checkpoint_every, arms.get(t.run_id)) for t in todo]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         param_space={"params": tune.grid_search(params)},
@@ -167,14 +198,24 @@ def _run_phase(
                 progress,
                 *tracker_callbacks(trackers, store.root, spec.name, {t.run_id: t.cell for t in todo}),
             ],
+            stop=stopper,
         ),
     )
-    tuner.fit()
+    grid = tuner.fit()
     keep_event_files(store.root)
+    for result in grid:  # Tune's own record of a trial that errored (a crash can leave no row behind)
+        if result.error is not None:
+            outcome.errors[str(result.config["params"]["run_id"])] = _last_line(result.error)
     outcome.retries += progress.retries
     done = done_ids(store)
     outcome.ran += [t.run_id for t in todo if t.run_id in done]
     outcome.failed += [t.run_id for t in todo if t.run_id not in done]
+
+
+def _last_line(error: BaseException) -> str:
+    """The error's own last line (Ray wraps a trial's exception in a long traceback)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _trial_name(trial) -> str:

@@ -31,6 +31,9 @@ class Summary:
     tokens_saved: int  # token caps not used by runs that stopped at their target
     flops_saved: float
     target_budget_tokens: int  # sum of the token caps of the runs that had a target
+    flops_trained: float = 0.0  # 6·N·tokens
+    tokens_pruned: int = 0  # token caps not used by pruned / skipped_past_cbs runs (cbs.sweep.prune)
+    flops_pruned: float = 0.0
     missing: list[str] = field(default_factory=list)  # labels of planned grid points not done
     waiting: int = 0  # target-phase points whose cell has no target yet
     planned: int = 0  # grid points of the plan (including the waiting ones); 0 without a plan
@@ -39,12 +42,19 @@ class Summary:
     def saved_fraction(self) -> float:
         return self.tokens_saved / self.target_budget_tokens if self.target_budget_tokens else 0.0
 
+    @property
+    def to_cap_tokens(self) -> int:
+        """Tokens of the same runs under the paper's protocol: every arm to its cap (diverged ones as they are)."""
+        return self.tokens_trained + self.tokens_saved + self.tokens_pruned
+
 
 def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     """Summarise a runs table (ResultsStore.runs()), optionally against the plan of its spec."""
     counts = {s: int((runs.status == s).sum()) for s in STATUSES}
     stopped = runs[runs.status == "reached_target"]
-    saved = (stopped.token_budget - stopped.tokens).clip(lower=0)
+    saved = (stopped.token_budget - stopped.tokens.fillna(0)).clip(lower=0)
+    cut = runs[runs.status.isin(["pruned", "skipped_past_cbs"])]
+    pruned = (cut.token_budget - cut.tokens.fillna(0)).clip(lower=0)
     targeted = runs[runs.target_loss.notna()]
     ok = runs[runs.status != "diverged"]
     cells = (
@@ -64,8 +74,11 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
         cells=cells,
         tokens_trained=int(runs.tokens.fillna(0).sum()),
         tokens_saved=int(saved.sum()),
-        flops_saved=float((saved * stopped.flops_per_token).sum()),
+        flops_saved=_flops(stopped, saved),
         target_budget_tokens=int(targeted.token_budget.fillna(0).sum()),
+        flops_trained=_flops(runs, runs.tokens.fillna(0)),
+        tokens_pruned=int(pruned.sum()),
+        flops_pruned=_flops(cut, pruned),
     )
     if plan is not None:
         done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
@@ -75,6 +88,11 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
         summary.waiting = sum(t.cell not in targets for t in plan.pending_target)
         summary.planned = len(planned) + summary.waiting
     return summary
+
+
+def _flops(runs: pd.DataFrame, tokens: pd.Series) -> float:
+    """6·N·tokens summed (N: non-embedding parameters)."""
+    return float((6.0 * runs.n_params * tokens).sum())
 
 
 def best_loss(runs: pd.DataFrame, run_ids: Iterable[str] | None = None) -> float | None:
@@ -130,12 +148,16 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
             for row in summary.cells.itertuples()
         ]
         print_fitted_table(console, columns, rows)
-    line = f"tokens trained: {summary.tokens_trained:,}"
+    line = f"tokens trained: {summary.tokens_trained:,} ({summary.flops_trained:.3g} FLOPs = 6·N·tokens)"
     if summary.target_budget_tokens:
         line += (
             f"; saved by stopping at target: {summary.tokens_saved:,} tokens ({summary.saved_fraction:.0%} of "
             f"the target runs' caps, {summary.flops_saved:.3g} FLOPs)"
         )
+    if summary.tokens_pruned:
+        line += f"; saved by pruning: {summary.tokens_pruned:,} tokens ({summary.flops_pruned:.3g} FLOPs)"
+    if summary.to_cap_tokens:
+        line += f"; {summary.tokens_trained / summary.to_cap_tokens:.2f}× the tokens of every arm to its cap"
     console.print(line)
     if summary.waiting:
         console.print(f"{summary.waiting} grid points wait for their cell's reference runs (the target)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -13,9 +14,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cbs.config import TrainConfig
+from cbs.errors import RunStopped
 from cbs.results import ResultsStore
+from cbs.sweep.prune import PRUNE_DIR, Arm, Board, Guard
 
-DONE_STATUSES = ("completed", "reached_target", "diverged")  # a failed run is retried
+# a failed run is retried; pruned and skipped_past_cbs runs are the sweep's own choice (cbs.sweep.prune)
+DONE_STATUSES = ("completed", "reached_target", "diverged", "pruned", "skipped_past_cbs")
 REPORTED = ("step", "tokens", "train_loss", "eval_loss", "ewa_eval_loss", "lr", "wall_time_s")
 
 
@@ -23,13 +27,16 @@ class TrialFailed(RuntimeError):
     """A run ended with status failed: raised so that Ray retries it from its last checkpoint."""
 
 
-def trial_config(config: TrainConfig, results: Path, checkpoint_every: int) -> dict[str, Any]:
-    """The Ray param dict of one trial (plain JSON-able values)."""
+def trial_config(
+    config: TrainConfig, results: Path, checkpoint_every: int, arm: Arm | None = None
+) -> dict[str, Any]:
+    """The Ray param dict of one trial (plain JSON-able values); ``arm`` where the sweep prunes it."""
     return {
         "run_id": config.run_id(),
         "train": config.to_dict(),
         "results": str(Path(results).absolute()),
         "checkpoint_every": checkpoint_every,
+        "arm": dataclasses.asdict(arm) if arm is not None else None,
     }
 
 
@@ -65,9 +72,18 @@ def run_trial(config: dict[str, Any]) -> None:
     status = stored_status(store, run_id)
     # stored meanwhile, e.g. by an earlier attempt that was cut off right after writing its row
     if status in DONE_STATUSES:
-        tune.report({"status": status, "skipped": True})
+        tune.report({"run_id": run_id, "status": status, "skipped": True})
         return
-    on_eval = _reporter(run_id, int(params["checkpoint_every"]))
+    guard = Guard(Board(store.root / PRUNE_DIR), Arm(**params["arm"])) if params.get("arm") else None
+    if guard is not None:
+        try:
+            guard.start()
+        except RunStopped as stop:  # past its cell's CBS: stored without training
+            tune.report({"run_id": run_id, "status": _store_untrained(cfg, store, stop)})
+            return
+    # a multi-rank run cannot end early from on_eval (cbs.train.launch fails every rank): it is only skipped
+    mid_run = guard if cfg.parallel.workers == 1 else None
+    on_eval = _reporter(run_id, int(params["checkpoint_every"]), mid_run)
     checkpoint = tune.get_checkpoint()
     earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
@@ -77,11 +93,33 @@ def run_trial(config: dict[str, Any]) -> None:
             shutil.rmtree(earlier, ignore_errors=True)
         raise TrialFailed(f"run {run_id} failed: {row.get('error')}")
     resumed = checkpoint is not None or earlier is not None
-    tune.report({"status": row["status"], "resumed": resumed, **_scalars(row, REPORTED)})
+    tune.report({"run_id": run_id, "status": row["status"], "resumed": resumed, **_scalars(row, REPORTED)})
 
 
-def _reporter(run_id: str, every: int) -> Callable[[dict, Callable[[Path], None]], None]:
-    """``on_eval`` callback: report the metrics to Tune, with a checkpoint every ``every`` evaluations."""
+def _store_untrained(cfg: TrainConfig, store: ResultsStore, stop: RunStopped) -> str:
+    """Store the row of a run the sweep chose not to train (no curve); its status."""
+    from datetime import datetime, timezone
+
+    from cbs.train.loop import Progress, runs_row
+    from cbs.train.resolve import resolve_config
+
+    row = runs_row(
+        cfg,
+        resolve_config(cfg),
+        Progress(status=stop.status),
+        started=datetime.now(timezone.utc),
+        wall_time_s=0.0,
+        error=None,
+    )
+    store.write_run({**row, "stop_reason": stop.reason}, [])
+    return stop.status
+
+
+def _reporter(
+    run_id: str, every: int, guard: Guard | None = None
+) -> Callable[[dict, Callable[[Path], None]], None]:
+    """``on_eval`` callback: report the metrics to Tune, with a checkpoint every ``every`` evaluations; then
+    ``guard`` may end the run (RunStopped) as pruned or past its cell's CBS."""
     from ray import tune
 
     count = 0
@@ -96,6 +134,8 @@ def _reporter(run_id: str, every: int) -> Callable[[dict, Callable[[Path], None]
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(report)
+        if guard is not None:
+            guard.check(metrics)
 
     return on_eval
 

@@ -45,7 +45,8 @@ class RiskTrace:
     """Excess risks of n configurations.
 
     ``final_*``: at each row's last step (``steps``); ``hit_step``: first step whose EWA risk <= target
-    (−1 if never, or no target); ``record_*``: risks at ``record_steps`` (NaN where a row had stopped).
+    (−1 if never, or no target); ``record_*``: risks at ``record_steps`` (NaN where a row had stopped), and
+    ``record_grad_sq`` = Σ λ_i² c_i = E|∇L(w_t)|², the expected squared full-gradient norm there.
     """
 
     steps: np.ndarray  # (n,) steps each row ran
@@ -55,6 +56,7 @@ class RiskTrace:
     record_steps: np.ndarray  # (k,)
     record_risk: np.ndarray  # (n, k)
     record_ewa_risk: np.ndarray  # (n, k)
+    record_grad_sq: np.ndarray  # (n, k) E|H(w_t − w*)|² of the last iterate
 
 
 def propagate(
@@ -107,9 +109,12 @@ def propagate(
     hit_step = np.full(n, -1, np.int64)
     rec_risk = np.full((n, record_steps.size), np.nan)
     rec_ewa = np.full((n, record_steps.size), np.nan)
+    rec_grad_sq = np.full((n, record_steps.size), np.nan)
+    lam_sq = lam**2
     if 0 in rec_pos:
         rec_risk[:, rec_pos[0]] = risk
         rec_ewa[:, rec_pos[0]] = ewa
+        rec_grad_sq[:, rec_pos[0]] = c @ lam_sq
     group_done = np.zeros(int(group.max()) + 1 if n else 0, bool)
     q = np.empty_like(c)
 
@@ -137,6 +142,7 @@ def propagate(
             if t in rec_pos:
                 rec_risk[rows, rec_pos[t]] = risk
                 rec_ewa[rows, rec_pos[t]] = ewa
+                rec_grad_sq[rows, rec_pos[t]] = c @ lam_sq
             stop = max_steps[rows] <= t
             bad = ~(ewa < _DIVERGED) | ~(risk < _DIVERGED)
             if target is not None:
@@ -160,4 +166,4 @@ def propagate(
                     tau_pow[keep],
                     risk[keep],
                 )
-    return RiskTrace(steps, final_risk, final_ewa, hit_step, record_steps, rec_risk, rec_ewa)
+    return RiskTrace(steps, final_risk, final_ewa, hit_step, record_steps, rec_risk, rec_ewa, rec_grad_sq)

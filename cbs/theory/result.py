@@ -44,6 +44,7 @@ class StudyResult(JsonEquality):
     warnings: list[FitWarning] = field(default_factory=list)
     coefficient_data: float | None = None  # c of B* = c·D^k (None: not recorded)
     diagnostics: SolverDiagnostics = NOT_RECORDED  # the cells' S(B) fits as one verdict
+    gns: dict[str, Any] | None = None  # exact vs in-run B_simple (cbs.theory.noise_scale; None: not run)
 
     def predict(self, data_size: object) -> np.ndarray:
         """B* = c·D^k from the fitted law."""
@@ -104,8 +105,12 @@ class StudyResult(JsonEquality):
             ]
         lines += [f"warning: {w.code} — {w.message}" for w in self.warnings]
         lines.append(self.diagnostics.describe())
+        if self.gns:
+            lines += _gns_lines(self.gns)
+        gns_time = f", GNS check {self.seconds['gns']:.1f} s" if "gns" in self.seconds else ""
         lines.append(
             f"time: data sweep {self.seconds['data_sweep']:.1f} s, dim sweep {self.seconds['dim_sweep']:.1f} s"
+            + gns_time
         )
         return "\n".join(lines)
 
@@ -134,11 +139,12 @@ class StudyResult(JsonEquality):
             "seconds": self.seconds,
             "coefficient_data": self.coefficient_data,
             "diagnostics": self.diagnostics.to_dict(),
+            "gns": self.gns,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StudyResult:
-        """The study ``to_dict`` wrote; an older file lacks ``coefficient_data`` and ``diagnostics``."""
+        """The study ``to_dict`` wrote; an older file lacks ``coefficient_data``, ``diagnostics`` and ``gns``."""
         direct = data.get("exponent_data_direct")
         return cls(
             experiment=str(data.get("experiment", "theory")),
@@ -164,4 +170,20 @@ class StudyResult(JsonEquality):
             if data.get("coefficient_data") is None
             else float(data["coefficient_data"]),
             diagnostics=SolverDiagnostics.from_dict(data.get("diagnostics")),
+            gns=None if data.get("gns") is None else dict(data["gns"]),
         )
+
+
+def _gns_lines(gns: Mapping[str, Any]) -> list[str]:
+    """The exact vs in-run B_simple table of `cbs theory`."""
+    lines = [
+        f"gradient noise scale B_simple at dim {gns['dim']}, D {gns['data_size']}: B={gns['batch_size']}, "
+        f"lr={gns['lr']:.3g}, in-run estimator b_small={gns['b_small']}, EMA decay {gns['ema_decay']:g}, "
+        f"{gns['n_seeds']} sampled runs",
+        f"{'step':>6} {'exact':>9} {'exact EMA':>10} {'estimated':>10} {'± se':>7} {'est/EMA':>8}",
+    ]
+    columns = ("steps", "b_simple_exact", "b_simple_exact_ema", "b_simple_estimated", "b_simple_estimated_se")
+    for *row, ratio in zip(*(gns[c] for c in columns), gns["ratio_ema"], strict=True):
+        step, exact, ema, est, se = row
+        lines.append(f"{step:>6} {exact:>9.2f} {ema:>10.2f} {est:>10.2f} {se:>7.2f} {ratio:>8.3f}")
+    return lines

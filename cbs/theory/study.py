@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cbs.config import GNSConfig
 from cbs.errors import ConfigError, FitError
 from cbs.fit import CbsFit, FitWarning, PowerLawFit, fit_cbs_table, fit_power_law, steps_to_target_table
 from cbs.fit.result import SolverDiagnostics
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import CURVES_SCHEMA, RUNS_SCHEMA, ResultsStore
 from cbs.results.store import to_table
+from cbs.theory.noise_scale import noise_scale
 from cbs.theory.problem import PowerLawProblem
 from cbs.theory.result import StudyResult
 from cbs.theory.runs import EXPERIMENT, cell_rows, dataset_name
@@ -57,6 +59,7 @@ class StudySpec:
     overhead: float = CBS_OVERHEAD
     n_boot: int = 1000
     seed: int = 0
+    gns_seeds: int = 256  # sampled SGD runs for the in-run GNS beside the exact one (0: skip it)
 
     def __post_init__(self) -> None:
         PowerLawProblem(self.a, self.b, self.sigma, 1)  # validates a, b, sigma
@@ -65,6 +68,8 @@ class StudySpec:
         PowerLawProblem(self.a, self.b, self.sigma, self.dim)
         if len(set(self.data_sizes)) < 3:
             raise ConfigError("give at least 3 distinct --data-sizes to fit B* ∝ D^k (6 or more recommended)")
+        if self.gns_seeds == 1 or self.gns_seeds < 0:
+            raise ConfigError(f"--gns-seeds {self.gns_seeds}: give 0 (skip the GNS check) or at least 2")
         if len(set(self.dims)) < 2 or min(self.dims) < 1:
             raise ConfigError("give at least 2 distinct positive --dims to compare B* across dims")
         small = [d for d in (*self.data_sizes, self.dim_data_size) if d < 8 * self.grid.b_ref]
@@ -170,6 +175,32 @@ def run_cell(spec: StudySpec, dim: int, data_size: int) -> CellFit:
         return CellFit(cell, rows, table, None, str(exc), seconds, spec.overhead)
     (group,) = analysis.groups
     return CellFit(cell, rows, table, group.fit, group.error, seconds, spec.overhead, group.warnings)
+
+
+GNS_MICRO_BATCHES = 4  # the GNS check's b_small = B / 4, like 4 micro-batches of gradient accumulation
+
+
+def gns_check(spec: StudySpec, cell: CellFit) -> dict[str, object]:
+    """Exact vs in-run B_simple (cbs.theory.noise_scale) for the cell's batch size closest to its CBS (the
+    hyperbola's, else the direct reading, else the median batch) among those >= 4, with its tuned step."""
+    runs = [b for b in cell.cell.batches if b.batch_size >= GNS_MICRO_BATCHES]
+    if not runs:
+        raise ConfigError(f"the GNS check needs a batch size >= {GNS_MICRO_BATCHES} in --batch-sizes")
+    summary = cell.summary()
+    centre = summary["cbs"] or summary["cbs_direct"] or float(np.median([b.batch_size for b in runs]))
+    run = min(runs, key=lambda b: abs(np.log(b.batch_size / centre)))
+    n_steps = cell.cell.data_size // run.batch_size
+    out = noise_scale(
+        cell.cell.problem,
+        run.batch_size,
+        run.batch_size // GNS_MICRO_BATCHES,
+        run.lr,
+        n_steps,
+        decay=GNSConfig().ema_decay,
+        n_seeds=spec.gns_seeds,
+        seed=spec.seed,
+    )
+    return {"dim": cell.cell.problem.dim, "data_size": cell.cell.data_size, **out}
 
 
 def _power_law(x: Sequence[float], y: Sequence[float], spec: StudySpec) -> PowerLawFit:
@@ -290,6 +321,9 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
         )
     warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs.exponent, problem.exponent_theory)
     fits = [c.fit.diagnostics for c in cells.values() if c.fit is not None]
+    start = time.perf_counter()
+    gns = gns_check(spec, by_data[-1]) if spec.gns_seeds else None
+    timings["gns"] = time.perf_counter() - start
     return StudyResult(
         experiment=EXPERIMENT,
         warnings=warnings,
@@ -317,6 +351,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
         effective_dim=k_star,
         cbs_by_dim=[c.summary() for c in by_dim],
         dim_flatness=flat,
+        gns=gns,
         seconds=timings,
         coefficient_data=exp_cbs.coefficient,
         diagnostics=SolverDiagnostics.combine(fits, "per-cell S(B) fits (scipy least_squares)"),

@@ -40,7 +40,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, Any]:
-    """Load a checkpoint written for the same resolved ``config`` (device, compile and parallel may differ)."""
+    """Load a checkpoint written for the same resolved ``config`` (device, compile, parallel and gns may differ)."""
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise ConfigError(f"no checkpoint at {path}; pass a directory written by write_checkpoint")
@@ -55,4 +55,6 @@ def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel")}
+    return {
+        k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel", "gns")
+    }

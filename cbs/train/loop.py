@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cbs import __version__
 from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
-from cbs.errors import ConfigError
+from cbs.errors import ConfigError, RunStopped
 from cbs.model import build_model
 from cbs.results import ResultsStore
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -33,6 +33,7 @@ from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, re
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, optimizer_by_name, shard_model
+from cbs.train.gns import GradientProbe, gns_columns
 from cbs.train.optimizers import build_optimizer
 from cbs.train.prefetch import Prefetcher
 from cbs.train.resolve import ResolvedRun, resolve_config
@@ -95,6 +96,16 @@ class Trainer:
             else None
         )
         self.gathered: dict[str, Any] | None = None  # FSDP: the whole state at the last report (rank 0)
+        # not under FSDP: it reduce-scatters the ranks' gradients internally, so no rank's own gradient is seen
+        self.gns = GradientProbe.for_run(
+            self.model,
+            self.ddp,
+            enabled=cfg.gns.enabled and not self.fsdp,
+            decay=cfg.gns.ema_decay,
+            max_batch_size=max(run.batches.batches),
+            micro_batch_size=run.micro_batch_size,
+            device=self.device,
+        )
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         # evaluation is compiled when training is (each model's no-grad eval graph compiles once)
@@ -153,6 +164,7 @@ class Trainer:
             "sampler": self.prefetcher.state_dict(),
             "progress": dataclasses.asdict(progress),
             "rng": rng_state(),
+            **({"gns": self.gns.tracker.state_dict()} if self.gns is not None else {}),
         }
 
     def write_checkpoint(self, directory: Path | str) -> None:
@@ -181,6 +193,10 @@ class Trainer:
         self.prefetcher.load_state_dict(state["sampler"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
+        if (
+            self.gns is not None and "gns" in state
+        ):  # a checkpoint without it (GNS off, older cbs) restarts the EMA
+            self.gns.tracker.load_state_dict(state["gns"])
         self.session_start = time.perf_counter()
 
     def wall_time(self) -> float:
@@ -254,6 +270,8 @@ class Trainer:
                 with autocast(run.device, run.dtype):
                     loss = self.forward(chunk[:, :-1], chunk[:, 1:]) / n_micro
                 loss.backward()
+            if self.gns is not None:
+                self.gns.after_backward(first=i == 0)
             total += loss.detach()
         total = self.ranks.mean(total)
         if self.cfg.optim.grad_clip is not None:
@@ -264,6 +282,8 @@ class Trainer:
             grads = [q.grad for q in self.model.parameters() if q.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         norm = local(norm)  # FSDP: a replicated DTensor, whole on every rank
+        if self.gns is not None:
+            self.gns.end_step(norm, run.batches.batch_at(p.step))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ewa.update()
@@ -310,7 +330,7 @@ class Trainer:
             dict(self._evaluate(self.eval_raw)) if raw_due or last else dict.fromkeys(self.eval_windows)
         )
         train_loss = p.loss_sum / max(1, p.loss_count)
-        interval = self.interval_metrics()
+        interval = {**self.interval_metrics(), **gns_columns(self.gns, self.ranks)}
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
         p.interval_time_s, p.grad_norm_sum = 0.0, 0.0
         wall = self.wall_time()
@@ -411,7 +431,8 @@ def run_training(
     ``status_so_far``); ``write_checkpoint(dir)`` saves the full state and ``run_training(cfg,
     resume_from=dir)`` continues it, giving the same curve. Divergence is a result (status "diverged"); any
     other exception during training gives status "failed" with ``error`` set when a store is given (the row
-    is stored and returned) and is re-raised otherwise. The run_id is ``cfg.run_id()`` of the config as given.
+    is stored and returned) and is re-raised otherwise; ``RunStopped`` raised by ``on_eval`` ends the run with
+    its status and ``stop_reason`` (curve kept up to that evaluation). The run_id is ``cfg.run_id()`` of the config as given.
     With ``cfg.parallel.workers`` > 1 outside a process group the run is launched on that many local ranks
     (cbs.train.launch) with the same contract; inside one, only rank 0 reports, checkpoints and stores.
     """
@@ -426,12 +447,14 @@ def run_training(
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
-    error = None
+    error = stopped = None
     try:
         trainer = Trainer(run)
         if resume_from is not None:
             trainer.load(resume_from)
         trainer.train(on_eval)
+    except RunStopped as exc:  # on_eval ended the run on purpose (sweep pruning): a result, not a failure
+        stopped = exc
     except Exception as exc:
         if store is None:
             raise
@@ -440,10 +463,13 @@ def run_training(
     progress = trainer.progress if trainer is not None else Progress()
     if error is not None:
         progress.status = "failed"
+    elif stopped is not None:
+        progress.status = stopped.status
     wall = (
         trainer.wall_time() if trainer is not None else (datetime.now(timezone.utc) - started).total_seconds()
     )
     row = runs_row(cfg, run, progress, started=started, wall_time_s=wall, error=error)
+    row["stop_reason"] = stopped.reason if stopped is not None else None
     if store is not None:
         store.write_run(row, progress.curve)
     return row
