@@ -1,5 +1,5 @@
 """Data-parallel throughput on this machine: one run of a tiny preset on 1 process vs ``--workers`` gloo ranks
-(DDP), with the same global batch; tokens/s is the runs-table figure (global tokens over rank 0's time in
+with DDP and with FSDP2, with the same global batch; tokens/s is the runs-table figure (global tokens over rank 0's time in
 training steps, evaluation excluded). Each rank gets ``--threads`` threads.
 
     PYTHONPATH=. python benchmarks/bench_ranks.py [--preset tiny-1m] [--batch 32] [--steps 60] [--workers 2]
@@ -37,7 +37,7 @@ def main() -> None:
             f"{args.preset} seq {args.seq_len} batch {args.batch}, {args.steps} steps, {args.threads} thread/rank"
         )
         base = None
-        for workers in (1, args.workers):
+        for workers, strategy in ((1, "ddp"), (args.workers, "ddp"), (args.workers, "fsdp")):
             torch.set_num_threads(args.threads * workers)  # the launcher gives each rank its share
             cfg = TrainConfig.from_dict(
                 {
@@ -47,13 +47,14 @@ def main() -> None:
                     "token_budget": args.steps * args.batch * args.seq_len,
                     "device": "cpu",
                     "eval": {"eval_tokens": 256, "n_log": 1, "n_dense": 0},
-                    "parallel": {"workers": workers},
+                    "parallel": {"workers": workers, "strategy": strategy},
                 }
             )
             row = run_training(cfg).row
             base = base or row["tokens_per_s"]
             print(
-                f"  {workers} rank(s): {row['tokens_per_s']:>10,.0f} tokens/s  ({row['tokens_per_s'] / base:.2f}×)"
+                f"  {workers} rank(s) {strategy if workers > 1 else '':<4}: {row['tokens_per_s']:>10,.0f} tokens/s  "
+                f"({row['tokens_per_s'] / base:.2f}×)"
             )
 
 

@@ -120,7 +120,9 @@ class ParallelConfig:
     change the run's result (beyond float reduction order), so it is not part of the run id."""
 
     workers: int = 1  # ranks (processes, one device each); 1: a plain one-process run
-    strategy: str = "ddp"  # ddp (replicated weights); fsdp (FSDP2 fully_shard) is reserved, refused for now
+    strategy: str = (
+        "ddp"  # ddp (replicated weights) | fsdp (FSDP2 fully_shard: weights, grads, optimizer sharded)
+    )
     backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
 
 

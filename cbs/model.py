@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from cbs.errors import ConfigError
 from cbs.presets import DEFAULT_MLP_RATIO, PRESETS, model_label
@@ -214,4 +215,30 @@ class Transformer(nn.Module):
         logits = self.head(self.ln_f(x))
         if targets is None:
             return logits
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+CE_CHUNK_ELEMENTS = 2**25  # logits per cross-entropy chunk: 128 MiB in float32
+
+
+def cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, chunk_elements: int = CE_CHUNK_ELEMENTS
+) -> torch.Tensor:
+    """Mean cross-entropy of ``logits`` (rows, vocab) in any float dtype, computed in float32.
+
+    Logits of more than ``chunk_elements`` are not upcast in full: the loss is summed over chunks of rows, each
+    upcast and recomputed in the backward (activation checkpointing), so float32 copies of one chunk exist at
+    a time instead of the upcast and log-softmax of every row. Equal to the one-piece loss up to the order
+    of the float32 sum; smaller logits take the one-piece path."""
+    rows = max(1, chunk_elements // logits.size(-1))
+    if len(logits) <= rows:
+        return F.cross_entropy(logits.float(), targets)
+    total = sum(
+        checkpoint(_cross_entropy_sum, logits[i : i + rows], targets[i : i + rows], use_reentrant=False)
+        for i in range(0, len(logits), rows)
+    )
+    return total / len(targets)
+
+
+def _cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), targets, reduction="sum")

@@ -195,3 +195,12 @@ def test_run_ids_of_existing_configs_do_not_change():
     assert TrainConfig.from_dict(tuned).run_id() == "f662ce282ffa1c32"
     scheduled = {**plain, "batch_schedule": [{"at_tokens": 0, "batch_size": 32}]}
     assert TrainConfig.from_dict(scheduled).run_id() != TrainConfig.from_dict(plain).run_id()
+
+
+@pytest.mark.parametrize("name", ["lion", "signum", "muon"])
+def test_a_schedule_with_an_optimizer_whose_lr_rule_is_undefined_is_refused(corpus, name):
+    schedule = [{"at_tokens": 0, "batch_size": 8}, {"at_tokens": 2048, "batch_size": 16}]
+    with pytest.raises(ConfigError, match=f"undefined for optim.name='{name}'"):
+        resolve_config(_cfg(corpus, 24 * 256, batch_schedule=schedule, optim={"name": name}))
+    ok = _cfg(corpus, 24 * 256, batch_schedule=schedule, batch_lr_rule="none", optim={"name": name})
+    assert resolve_config(ok).batches.lr_factor(20) == 1.0

@@ -9,7 +9,7 @@ from torch import nn
 
 from cbs.config import EvalConfig
 from cbs.train.device import peak_flops
-from cbs.train.evaluation import eval_steps
+from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.schedule import LRSchedule
 
@@ -85,3 +85,26 @@ def test_eval_schedule_of_a_capped_run_is_dense_from_its_data_budget_on():
     ratios = np.diff(np.log(dense[1:-1]))  # geometric spacing from D to the cap
     assert ratios.max() < 2 * np.log(1000 / 200) / 11
     assert eval_steps(1000, cfg, data_steps=1000) == eval_steps(1000, cfg)
+
+
+class MeanToken(nn.Module):
+    """A 'model' whose loss is the mean input token; it counts its forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return inputs.double().mean()
+
+
+def test_loss_sum_pads_to_the_forwards_every_rank_makes():
+    windows = torch.arange(5 * 3).reshape(5, 3)  # 5 windows: 3 forwards at batch 2
+    plain, padded = MeanToken(), MeanToken()
+    total = loss_sum(plain, windows, 2)
+    assert plain.calls == 3 and total.item() == pytest.approx(sum(w[:-1].double().mean() for w in windows))
+    assert loss_sum(padded, windows, 2, forwards=5).item() == total.item()  # dummy forwards count for nothing
+    assert padded.calls == 5
+    empty = MeanToken()
+    assert loss_sum(empty, windows[:0], 2, forwards=2).item() == 0.0 and empty.calls == 2

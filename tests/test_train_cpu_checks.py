@@ -3,14 +3,18 @@ and deterministic algorithms."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from test_train_run import train_into
+from torch._dynamo.eval_frame import OptimizedModule
 
 from cbs.config import TrainConfig
 from cbs.results import ResultsStore
+from cbs.train import Trainer, resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,6 +59,19 @@ def test_compiled_training_matches_eager(corpus, tmp_path):
     assert eager.step.tolist() == compiled.step.tolist() == [1, 2, 4]
     # fp32 both ways; inductor fuses and reorders the reductions, so not bit-identical: rtol 1e-4
     np.testing.assert_allclose(compiled[LOSSES], eager[LOSSES], rtol=1e-4)
+
+
+def test_evaluation_is_compiled_when_training_is(corpus):
+    cfg = TrainConfig.from_dict({"model": {"preset": "micro-4k", "seq_len": 32}, "data": {"path": corpus}})
+    eager = Trainer(resolve_config(cfg))
+    assert (eager.eval_raw, eager.eval_ewa) == (eager.model, eager.ewa_model)
+    compiled = Trainer(
+        resolve_config(dataclasses.replace(cfg, compile=True))
+    )  # compiles lazily: no compiler run
+    assert isinstance(compiled.eval_raw, OptimizedModule) and compiled.eval_raw._orig_mod is compiled.model
+    assert (
+        isinstance(compiled.eval_ewa, OptimizedModule) and compiled.eval_ewa._orig_mod is compiled.ewa_model
+    )
 
 
 def test_bf16_autocast_tracks_fp32(corpus, tmp_path):

@@ -38,16 +38,19 @@ def loss_sum(
     windows: torch.Tensor,
     batch_size: int,
     autocast: contextlib.AbstractContextManager | None = None,
+    forwards: int = 0,
 ) -> torch.Tensor:
     """Sum over ``windows`` of each window's mean next-token cross-entropy, as a float64 scalar tensor (zero for
-    no windows): a rank's share of a mean that ranks split."""
+    no windows): a rank's share of a mean that ranks split. At least ``forwards`` forward calls are made (the
+    extra ones on a dummy window, not counted), as FSDP ranks must all make the same number."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=windows.device)
-    for i in range(0, len(windows), batch_size):
+    for i in range(0, max(len(windows), forwards * batch_size), batch_size):
         chunk = windows[i : i + batch_size]
         with autocast or contextlib.nullcontext():
-            loss = model(chunk[:, :-1], chunk[:, 1:])
+            batch = chunk if len(chunk) else windows.new_zeros(1, windows.shape[1])
+            loss = model(batch[:, :-1], batch[:, 1:])
         total += loss.double() * len(chunk)
     model.train(was_training)
     return total

@@ -32,8 +32,10 @@ from cbs.train.device import autocast, deterministic_algorithms, device_name, pe
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
 from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
+from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, optimizer_by_name, shard_model
 from cbs.train.gns import GradientProbe, gns_columns
 from cbs.train.optimizers import build_optimizer, evaluation_weights
+from cbs.train.prefetch import Prefetcher
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
 
@@ -77,21 +79,28 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(cfg.seed)
-        self.model = build_model(run.spec).to(self.device)
+        self.fsdp = self.ranks.world_size > 1 and cfg.parallel.strategy == "fsdp"
+        model = build_model(run.spec)  # on the host: under FSDP only each rank's shard goes to the device
+        self.model = model if self.fsdp else model.to(self.device)
         self.ewa_model = copy.deepcopy(self.model).requires_grad_(False)  # holds EWA weights at evaluations
+        if self.fsdp:
+            for m in (self.model, self.ewa_model):
+                shard_model(m, self.device, self.ranks.world_size)
         self.ewa = EWA(self.model, run.ewa_tau)
         self.optimizer = build_optimizer(self.model, o, run.beta2)
         self.ddp = (
             DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
-            if self.ranks.world_size > 1
+            if self.ranks.world_size > 1 and not self.fsdp
             else None
         )
+        self.gathered: dict[str, Any] | None = None  # FSDP: the whole state at the last report (rank 0)
+        # not under FSDP: it reduce-scatters the ranks' gradients internally, so no rank's own gradient is seen
         self.gns = GradientProbe.for_run(
             self.model,
             self.ddp,
-            enabled=cfg.gns.enabled,
+            enabled=cfg.gns.enabled and not self.fsdp,
             decay=cfg.gns.ema_decay,
             max_batch_size=max(run.batches.batches),
             micro_batch_size=run.micro_batch_size,
@@ -99,6 +108,12 @@ class Trainer:
         )
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        # evaluation is compiled when training is (each model's no-grad eval graph compiles once)
+        self.eval_raw, self.eval_ewa = (
+            (torch.compile(self.model), torch.compile(self.ewa_model))
+            if cfg.compile
+            else (self.model, self.ewa_model)
+        )
         self.schedule = LRSchedule(
             o.lr,
             run.steps,
@@ -109,17 +124,23 @@ class Trainer:
             run.lr_cuts,
             o.step_factor,
         )
-        self.sampler = WindowSampler(
+        sampler = WindowSampler(
             run.dataset.n_tokens("train"), run.spec.seq_len, cfg.seed, cfg.data.allow_repeat
         )
-        self.train_tokens = run.dataset.tokens("train")
+        self.prefetcher = Prefetcher(
+            sampler, run.dataset.tokens("train"), run.spec.seq_len, self.ranks, self.device
+        )
         seq = run.spec.seq_len
-        self.eval_windows = {}
+        self.eval_windows, self.eval_forwards = {}, {}
         for name, ds in run.eval_datasets.items():
-            starts = self.ranks.shard(eval_windows(ds.n_tokens("val"), seq, cfg.eval.eval_tokens, name))
+            every = eval_windows(ds.n_tokens("val"), seq, cfg.eval.eval_tokens, name)
+            starts = self.ranks.shard(every)
             self.eval_windows[name] = torch.from_numpy(gather_windows(ds.tokens("val"), starts, seq)).to(
                 self.device
             )
+            # FSDP gathers weights in every forward: every rank runs as many as the rank with the most windows
+            most = math.ceil(len(every) / self.ranks.world_size)
+            self.eval_forwards[name] = math.ceil(most / run.eval_batch_size) if self.fsdp else 0
         self.eval_at = set(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))
         self.progress = Progress()
         self.session_start = time.perf_counter()
@@ -128,13 +149,19 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The run's whole state; under FSDP a collective (every rank calls it) that is whole on rank 0 only."""
         progress = dataclasses.replace(self.progress, wall_time_s=self.wall_time())
+        model, optimizer = (
+            full_state(self.model, self.optimizer)
+            if self.fsdp
+            else (self.model.state_dict(), self.optimizer.state_dict())
+        )
         return {
             "config": dataclasses.asdict(self.cfg),
-            "model": self.model.state_dict(),
+            "model": model,
             "ewa": self.ewa.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "optimizer": optimizer,
+            "sampler": self.prefetcher.state_dict(),
             "progress": dataclasses.asdict(progress),
             "rng": rng_state(),
             **({"gns": self.gns.tracker.state_dict()} if self.gns is not None else {}),
@@ -142,16 +169,28 @@ class Trainer:
 
     def write_checkpoint(self, directory: Path | str) -> None:
         """Save everything needed to continue this run exactly (see ``run_training(resume_from=...)``); in a
-        multi-rank run only rank 0 writes (the state is the same on every rank) and every rank can load it."""
+        multi-rank run only rank 0 writes (the state is the same on every rank; under FSDP the whole state that
+        every rank gathered at the last report) and every rank can load it."""
+        if self.fsdp and self.gathered is None:
+            raise RuntimeError(
+                "an FSDP run writes checkpoints from on_eval only (where every rank gathered it)"
+            )
         if self.ranks.is_main:
-            save_checkpoint(directory, self.state_dict())
+            save_checkpoint(directory, self.gathered or self.state_dict())
 
     def load(self, directory: Path | str) -> None:
         state = load_checkpoint(directory, dataclasses.asdict(self.cfg))
-        self.model.load_state_dict(state["model"])
+        optim = state["optimizer"]
+        if self.fsdp and not keyed_by_name(optim):  # written by an unsharded run: map indices to names
+            twin = build_model(self.run.spec)
+            optim = optimizer_by_name(twin, build_optimizer(twin, self.cfg.optim, self.run.beta2), optim)
+        if self.fsdp or keyed_by_name(optim):  # sharded now, or written by an FSDP run
+            load_full_state(self.model, self.optimizer, state["model"], optim)
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.ewa.load_state_dict(state["ewa"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.prefetcher.load_state_dict(state["sampler"])
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
         if (
@@ -220,10 +259,8 @@ class Trainer:
             group["lr"] = p.lr
         # every rank draws the whole global batch (so the sampler is the same for any number of ranks) and
         # trains on its slice; DDP averages the ranks' gradients, each the mean over equal micro-batches
-        starts = self.ranks.shard(self.sampler.next_starts(run.batches.batch_at(p.step)))
-        batch = torch.from_numpy(gather_windows(self.train_tokens, starts, run.spec.seq_len))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        after = run.batches.batch_at(p.step + 1) if p.step < run.steps else 0
+        batch = self.prefetcher.next(run.batches.batch_at(p.step), ahead=after)
         n_micro = len(batch) // run.micro_batch_size
         total = torch.zeros((), device=self.device)
         for i in range(0, len(batch), run.micro_batch_size):
@@ -244,6 +281,7 @@ class Trainer:
         else:
             grads = [q.grad for q in self.model.parameters() if q.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        norm = local(norm)  # FSDP: a replicated DTensor, whole on every rank
         if self.gns is not None:
             self.gns.end_step(norm, run.batches.batch_at(p.step))
         self.optimizer.step()
@@ -252,18 +290,26 @@ class Trainer:
         return torch.stack([total, norm.to(total.dtype)])
 
     def _sync(self, last: bool) -> contextlib.AbstractContextManager:
-        """DDP all-reduces gradients on the last micro-batch of a step only."""
+        """DDP all-reduces (FSDP reduce-scatters) gradients on the last micro-batch of a step only."""
+        if self.fsdp:
+            self.model.set_requires_gradient_sync(last)
         return contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
 
     def _evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Mean eval loss of ``model`` per eval set, each rank evaluating its share of the windows."""
         run = self.run
-        return {
+        losses = {
             n: self.ranks.weighted_mean(
-                loss_sum(model, w, run.eval_batch_size, autocast(run.device, run.dtype)), len(w)
+                loss_sum(
+                    model, w, run.eval_batch_size, autocast(run.device, run.dtype), self.eval_forwards[n]
+                ),
+                len(w),
             )
             for n, w in self.eval_windows.items()
         }
+        if self.fsdp:
+            model.reshard()  # FSDP keeps the root's weights whole after a forward (for a backward)
+        return losses
 
     def evaluate(self, on_eval: OnEval | None = None) -> None:
         """Evaluate the EWA weights on every eval set, and the raw weights at every ``eval.raw_every``-th
@@ -274,7 +320,7 @@ class Trainer:
         raw_due = p.evals % self.cfg.eval.raw_every == 0
         p.evals += 1
         self.ewa.copy_to(self.ewa_model)
-        ewa = self._evaluate(self.ewa_model)
+        ewa = self._evaluate(self.eval_ewa)
         primary = next(iter(self.eval_windows))
         target = self.cfg.target_loss
         finite = math.isfinite(ewa[primary])
@@ -283,7 +329,7 @@ class Trainer:
         raw: dict[str, float | None] = dict.fromkeys(self.eval_windows)
         if raw_due or last:
             with evaluation_weights(self.optimizer):  # schedule-free: its averaged weights
-                raw = dict(self._evaluate(self.model))
+                raw = dict(self._evaluate(self.eval_raw))
         train_loss = p.loss_sum / max(1, p.loss_count)
         interval = {**self.interval_metrics(), **gns_columns(self.gns, self.ranks)}
         p.loss_sum, p.loss_count, p.last_train_loss = 0.0, 0, train_loss
@@ -361,11 +407,15 @@ class Trainer:
             "done": p.status != "running",
             **(extra or {}),
         }
-        if not self.ranks.is_main:
-            return
-        log.info("step %d/%d %s", p.step, self.run.steps, metrics)
-        if on_eval is not None:
-            on_eval(metrics, self.write_checkpoint)
+        if self.fsdp:  # every rank takes part in gathering what rank 0 may be asked to write
+            self.gathered = self.state_dict()
+        try:
+            if self.ranks.is_main:
+                log.info("step %d/%d %s", p.step, self.run.steps, metrics)
+                if on_eval is not None:
+                    on_eval(metrics, self.write_checkpoint)
+        finally:
+            self.gathered = None
 
 
 @dataclass(frozen=True)

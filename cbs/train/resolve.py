@@ -20,6 +20,11 @@ from cbs.train.optimizers import check_available
 from cbs.train.schedule import SCHEDULES
 
 WARMUP_FRACTION = 0.25
+UNDEFINED_LR_RULE = (
+    "lion",
+    "signum",
+    "muon",
+)  # optimizers a batch schedule's sqrt/linear lr rule does not fit
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,17 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
         token_budget >= batch_tokens,
         f"token budget {token_budget} is below one batch ({batch_tokens} tokens); raise it",
     )
+    _check(
+        not (cfg.batch_schedule and cfg.batch_lr_rule != "none" and o.name in UNDEFINED_LR_RULE),
+        f"batch_lr_rule={cfg.batch_lr_rule!r} is undefined for optim.name={o.name!r} (its update is a sign or an "
+        "orthogonalised matrix, so there is no established lr-vs-batch rule); set batch_lr_rule: none and give "
+        "the lr per stage yourself, or use an Adam-type optimizer (adamw, adafactor, soap, schedule_free_adamw)",
+    )
+    _check(
+        not (cfg.parallel.strategy == "fsdp" and o.name == "muon"),
+        "optim.name=muon chains two optimizers (Muon for matrices, AdamW for the rest), which FSDP runs do not "
+        "support yet; use parallel.strategy=ddp",
+    )
     batches = plan_batches(
         cfg.batch_schedule, cfg.batch_size, token_budget, spec.seq_len, cfg.batch_lr_rule, micro * par.workers
     )
@@ -217,14 +233,9 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
 
 
 def check_parallel(par: ParallelConfig, device: str) -> None:
-    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown or unimplemented strategy, a
+    """Raise ConfigError where ``par`` cannot run on ``device``: an unknown strategy, a
     backend that is not available, more CUDA ranks than this machine has GPUs."""
     _check(par.strategy in STRATEGIES, f"parallel.strategy must be one of {STRATEGIES}, got {par.strategy!r}")
-    _check(
-        par.strategy != "fsdp",
-        f"parallel.strategy=fsdp (FSDP2 fully_shard) is not implemented yet, on {device} or elsewhere: its "
-        "checkpoints and EWA weights would need gathering from every rank; use parallel.strategy=ddp",
-    )
     if par.workers > 1:
         resolve_backend(par.backend, device)
         gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
