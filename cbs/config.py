@@ -92,6 +92,19 @@ class ParallelConfig:
 
 
 @dataclass
+class BranchFrom:
+    """A branched run (``cbs branch``): it starts from the checkpoint its parent kept at ``fraction`` of its
+    training (step ``step``) with the parent's weights, optimizer state and data position, at ``k`` × the
+    parent's batch size. ``checkpoint`` (where that checkpoint lies) is not part of the run id."""
+
+    parent_run_id: str = ""
+    fraction: float = 0.0
+    step: int = 0
+    k: int = 1
+    checkpoint: str = ""
+
+
+@dataclass
 class TrainConfig:
     experiment: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -121,6 +134,10 @@ class TrainConfig:
     compile: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (CUDA: see docs/train.md)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    # fractions of the run's steps (each in (0, 1)) at which a checkpoint is kept in the results store for
+    # `cbs branch`; keeping them does not change the run, so it is not part of the run id
+    keep_checkpoints_at: list[float] = field(default_factory=list)
+    branch: BranchFrom | None = None  # set by `cbs branch` on the runs it branches off a parent
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -137,10 +154,10 @@ class TrainConfig:
 
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
-        deterministic kernels, the divergence-check interval, data parallelism or the recorded reference
-        batch). Model shape fields that restate the preset's value count as unset. A prepared dataset counts by
-        its fingerprint, not by where it lies, so a results store resumes from any checkout or mount point of
-        the same data."""
+        deterministic kernels, the divergence-check interval, data parallelism, the recorded reference batch,
+        the kept checkpoints or where a branch's parent checkpoint lies). Model shape fields that restate the
+        preset's value count as unset. A prepared dataset counts by its fingerprint, not by where it lies, so a
+        results store resumes from any checkout or mount point of the same data."""
         payload = self.to_dict()
         for key in (
             "experiment",
@@ -150,8 +167,13 @@ class TrainConfig:
             "divergence_check_every",
             "parallel",
             "reference_batch_size",
+            "keep_checkpoints_at",
         ):
             payload.pop(key)
+        if self.branch is None:
+            payload.pop("branch")  # the ids of runs that are not branches stay as they were
+        else:
+            payload["branch"].pop("checkpoint")
         payload["model"] = canonical_model(self.model)
         payload["data"]["path"] = dataset_identity(self.data.path)
         for eval_set in payload["data"]["eval_sets"]:

@@ -55,4 +55,8 @@ def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel")}
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in ("device", "compile", "experiment", "parallel", "keep_checkpoints_at")
+    }

@@ -27,6 +27,7 @@ from cbs.data import WindowSampler, eval_windows, gather_windows
 from cbs.errors import ConfigError
 from cbs.model import build_model
 from cbs.results import ResultsStore
+from cbs.train.branch import KeptCheckpoint, kept_dir, kept_root, kept_steps, start_branch, write_kept
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
@@ -65,7 +66,7 @@ class Progress:
 class Trainer:
     """The model, its EWA copy, optimizer and data of one resolved run; ``train()`` runs it to its end."""
 
-    def __init__(self, run: ResolvedRun) -> None:
+    def __init__(self, run: ResolvedRun, keep_dir: Path | None = None) -> None:
         cfg, o = run.config, run.config.optim
         self.run, self.cfg = run, cfg
         self.ranks = Ranks.current()
@@ -103,6 +104,9 @@ class Trainer:
             )
         self.eval_at = set(eval_steps(run.steps, cfg.eval, run.data_tokens // run.batch_tokens))
         self.progress = Progress()
+        # step -> fraction of each kept checkpoint (`cbs branch`), written only where the run has a store
+        self.keep_dir = keep_dir  # the run's kept_root in its results store
+        self.keep_at = kept_steps(cfg.keep_checkpoints_at, run.steps) if keep_dir is not None else {}
         self.session_start = time.perf_counter()
         self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
         self.interval_start = self.session_start
@@ -136,6 +140,12 @@ class Trainer:
         set_rng_state(state["rng"])
         self.session_start = time.perf_counter()
 
+    def keep_checkpoint(self, fraction: float) -> None:
+        """Keep this step's state for `cbs branch` in the results store (cbs.train.branch.kept_dir)."""
+        p = self.progress
+        meta = KeptCheckpoint(fraction, p.step, p.step * self.run.batch_tokens, p.lr)
+        write_kept(self, kept_dir(self.keep_dir, fraction), meta)
+
     def wall_time(self) -> float:
         return self.progress.wall_time_s + time.perf_counter() - self.session_start
 
@@ -148,6 +158,8 @@ class Trainer:
         with deterministic_algorithms(self.cfg.deterministic):
             while p.status == "running" and p.step < self.run.steps:
                 self.pending.append(self.train_step())
+                if p.step in self.keep_at:
+                    self.keep_checkpoint(self.keep_at[p.step])
                 if p.step in self.eval_at:
                     if self.check(on_eval):
                         self.evaluate(on_eval)
@@ -355,9 +367,11 @@ def run_training(
     trainer: Trainer | None = None
     error = None
     try:
-        trainer = Trainer(run)
+        trainer = Trainer(run, keep_dir=kept_root(store.root, cfg.run_id()) if store is not None else None)
         if resume_from is not None:
             trainer.load(resume_from)
+        elif cfg.branch is not None:
+            start_branch(trainer, Path(cfg.branch.checkpoint))
         trainer.train(on_eval)
     except Exception as exc:
         if store is None:
@@ -456,7 +470,19 @@ def runs_row(
         "started_at": started,
         "finished_at": datetime.now(timezone.utc),
         "config_json": json.dumps(dataclasses.asdict(r), sort_keys=True),
+        **branch_columns(cfg),
     }
+
+
+def branch_columns(cfg: TrainConfig) -> dict[str, Any]:
+    """The runs-table columns of a branched run (``cbs branch``); null for every other run."""
+    fields = {
+        "parent_run_id": "parent_run_id",
+        "branch_fraction": "fraction",
+        "branch_step": "step",
+        "branch_k": "k",
+    }
+    return {column: getattr(cfg.branch, name) if cfg.branch else None for column, name in fields.items()}
 
 
 def model_flops_utilization(run: ResolvedRun, tokens_per_s: float | None) -> float | None:
