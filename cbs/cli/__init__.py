@@ -15,7 +15,7 @@ from cbs import __version__
 from cbs.errors import CbsError
 
 # Order is the order shown by `cbs --help`.
-COMMAND_MODULES = ("data", "train", "sweep", "status", "fit", "figures", "report", "theory")
+COMMAND_MODULES = ("data", "train", "sweep", "branch", "status", "fit", "figures", "report", "theory")
 
 
 def build_parser() -> argparse.ArgumentParser:

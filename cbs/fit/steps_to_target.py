@@ -46,11 +46,21 @@ def first_crossing(steps: np.ndarray, losses: np.ndarray, target: float) -> floa
 
 
 def _load(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs (without branches) and curves of a store or a (runs, curves) pair."""
     if isinstance(source, tuple) and len(source) == 2:
-        return source[0].copy(), source[1]
-    store = source if isinstance(source, ResultsStore) else ResultsStore(Path(source))
-    runs = store.runs()
-    return runs, store.curves(runs["run_id"]) if not runs.empty else store.curves([])
+        runs, curves = source[0].copy(), source[1]
+    else:
+        store = source if isinstance(source, ResultsStore) else ResultsStore(Path(source))
+        runs = store.runs()
+        curves = store.curves(runs["run_id"]) if not runs.empty else store.curves([])
+    return without_branches(runs), curves
+
+
+def without_branches(runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid runs of a runs table: branched runs (`cbs branch`, with a ``parent_run_id``) left out."""
+    if "parent_run_id" not in runs:
+        return runs
+    return runs[runs["parent_run_id"].isna()].reset_index(drop=True)
 
 
 def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | None) -> pd.DataFrame:
