@@ -113,6 +113,7 @@ def plan_branches(spec: BranchSpec, store: ResultsStore, require_data: bool = Tr
     trials = []
     for pid in parents:
         row = runs.set_index("run_id").loc[pid]
+        branch_steps(spec, pid, row, max(spec.k))  # Δ is at least one step at every k
         for fraction in spec.at:
             directory = kept_dir(kept_root(store.root, pid), fraction)
             kept = read_kept(directory)
@@ -165,6 +166,19 @@ def _kept_fractions(root: Path, run_id: str) -> list[float]:
     return [m.fraction for m in found if m is not None]
 
 
+def branch_steps(spec: BranchSpec, pid: str, row: pd.Series, k: int) -> int:
+    """Steps of Δ at k × the parent's batch (rounded); ConfigError where that is under one step."""
+    batch_tokens = k * int(row["batch_size"]) * int(row["seq_len"])
+    delta = spec.delta * float(row["token_budget"])
+    steps = round(delta / batch_tokens)
+    if steps < 1:
+        raise ConfigError(
+            f"delta={spec.delta:g} gives {delta:.0f} tokens per branch of run {pid}, under one step at k={k} "
+            f"({batch_tokens} tokens); raise delta or lower k"
+        )
+    return steps
+
+
 def _branch_trial(
     spec: BranchSpec,
     pid: str,
@@ -178,13 +192,7 @@ def _branch_trial(
     """The branch at ``k`` × the parent's batch from its checkpoint at ``step`` (lr ``lr`` there)."""
     parent = TrainConfig.from_dict(json.loads(row["config_json"]))
     batch, seq = k * parent.batch_size, int(row["seq_len"])
-    delta = spec.delta * float(row["token_budget"])
-    steps = round(delta / (batch * seq))
-    if steps < 1:
-        raise ConfigError(
-            f"delta={spec.delta:g} gives {delta:.0f} tokens per branch of run {pid}, under one step at k={k} "
-            f"({batch * seq} tokens); raise delta or lower k"
-        )
+    steps = branch_steps(spec, pid, row, k)
     optim = dataclasses.replace(
         parent.optim,
         lr=lr * LR_RULES[spec.lr_rule](k),
