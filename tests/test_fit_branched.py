@@ -74,7 +74,8 @@ def test_branched_table_smooths_each_branch_and_costs_its_tokens():
             }
         )
         points += [
-            {"run_id": rid, "eval_set": "val", "step": s, "eval_loss": x} for s, x in enumerate(losses, start=1)
+            {"run_id": rid, "eval_set": "val", "step": s, "eval_loss": x}
+            for s, x in enumerate(losses, start=1)
         ]
     table = branched_table(pd.DataFrame(runs), pd.DataFrame(points), epsilon=0.01, alpha=0.5)
     (row,) = table.itertuples()
