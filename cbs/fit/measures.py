@@ -16,8 +16,9 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.branched import EMA_ALPHA, EPSILON, branched_table
 from cbs.fit.cbs_laws import fit_cbs_table
-from cbs.fit.steps_to_target import GROUP_KEYS, steps_to_target_table, without_branches
+from cbs.fit.steps_to_target import GROUP_KEYS, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
+from cbs.results import without_branches
 
 MEASURE_COLUMNS = [*GROUP_KEYS, "measure", "value", "lo", "hi", "tokens", "flops", "note"]
 NO_GNS = "no b_simple column in the curves (in-run GNS not logged by the cbs that trained these runs)"

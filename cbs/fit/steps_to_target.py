@@ -10,7 +10,7 @@ import pandas as pd
 
 from cbs.errors import FitError
 from cbs.protocol import B_OPT
-from cbs.results import ResultsStore
+from cbs.results import ResultsStore, without_branches
 
 HYPERPARAMETERS = ("lr", "beta2", "ewa_tau")  # minimised over per batch size; their grid ends are kept
 TABLE_COLUMNS = [
@@ -54,13 +54,6 @@ def _load(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
         runs = store.runs()
         curves = store.curves(runs["run_id"]) if not runs.empty else store.curves([])
     return without_branches(runs), curves
-
-
-def without_branches(runs: pd.DataFrame) -> pd.DataFrame:
-    """The grid runs of a runs table: branched runs (`cbs branch`, with a ``parent_run_id``) left out."""
-    if "parent_run_id" not in runs:
-        return runs
-    return runs[runs["parent_run_id"].isna()].reset_index(drop=True)
 
 
 def _primary_curves(runs: pd.DataFrame, curves: pd.DataFrame, eval_set: str | None) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from cbs.console import Column, print_fitted_table
 from cbs.presets import model_label
-from cbs.results import STATUSES
+from cbs.results import STATUSES, without_branches
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
 
@@ -46,7 +46,8 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     stopped = runs[runs.status == "reached_target"]
     saved = (stopped.token_budget - stopped.tokens).clip(lower=0)
     targeted = runs[runs.target_loss.notna()]
-    ok = runs[runs.status != "diverged"]
+    ok = without_branches(runs)  # `cbs branch` runs are no grid points of a cell
+    ok = ok[ok.status != "diverged"]
     cells = (
         ok.groupby(CELL_COLUMNS, dropna=False)
         .agg(
