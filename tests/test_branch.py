@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,10 @@ def test_branch_phase_trains_the_planned_branches_once(grid_store):
     out = store.root.parent / "measures.json"
     assert main(["fit", "measures", str(store.root), "--n-boot", "20", "--json", str(out)]) == 0
     assert [m["measure"] for m in json.loads(out.read_text())["measures"]] == names
+
+
+def test_shipped_branch_spec_parses():
+    from cbs.sweep.branch import load_branch_spec
+
+    spec = load_branch_spec(Path(__file__).resolve().parents[1] / "experiments" / "branch" / "default.yaml")
+    assert spec.runs == "reference" and 1 not in spec.k and spec.delta <= 1 - max(spec.at)
