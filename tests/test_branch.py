@@ -20,7 +20,8 @@ from cbs.fit.branched import branched_table
 from cbs.fit.measures import NO_GNS, measures_table
 from cbs.fit.steps_to_target import steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.sweep.branch import parse_branch_spec, plan_branches, run_branches
+from cbs.sweep import run_sweep
+from cbs.sweep.branch import parse_branch_spec, plan_branches
 from cbs.sweep.cluster import ray_session
 from cbs.train import run_training
 from cbs.train.branch import kept_dir, kept_root, read_kept
@@ -140,9 +141,11 @@ def test_branch_phase_trains_the_planned_branches_once(grid_store):
     before = steps_to_target_table(store)
     plan = plan_branches(parse_branch_spec(spec(at=[0.25, 0.5])), store)
     with ray_session(num_cpus=2):
-        outcome = run_branches(plan, store.root, console=Console(quiet=True))
+        outcome = run_sweep(plan.sweep_plan(), store.root, console=Console(quiet=True))
         assert sorted(outcome.ran) == sorted(t.run_id for t in plan.trials) and not outcome.missing
-        again = run_branches(plan, store.root, console=Console(quiet=True))  # resumed: nothing left to train
+        again = run_sweep(
+            plan.sweep_plan(), store.root, console=Console(quiet=True)
+        )  # resumed: nothing left to train
     assert again.ran == [] and sorted(again.skipped) == sorted(outcome.ran)
     runs = store.runs()
     branches = runs[runs.parent_run_id.notna()]

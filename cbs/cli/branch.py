@@ -35,17 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from cbs.cli.options import open_store
-    from cbs.sweep.branch import load_branch_spec, plan_branches, run_branches
+    from cbs.sweep import run_sweep
+    from cbs.sweep.branch import load_branch_spec, plan_branches
 
     console = Console(soft_wrap=True)
     spec = load_branch_spec(args.spec)
-    store = open_store(args.results, skip_damaged=args.dry_run)
+    store = open_store(args.results.absolute(), skip_damaged=True)  # `cbs branch` heals damaged runs
     plan = plan_branches(spec, store, require_data=not args.dry_run)
     if args.dry_run:
         render_branch_plan(plan, console)
         return 0
-    outcome = run_branches(
-        plan,
+    outcome = run_sweep(
+        plan.sweep_plan(),
         store.root,
         address=args.address,
         max_concurrent=args.max_concurrent,

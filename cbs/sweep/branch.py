@@ -17,19 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 
 from cbs.config import BranchFrom, TrainConfig, from_dict, load_yaml
 from cbs.errors import ConfigError
 from cbs.fit.branched import EMA_ALPHA, EPSILON
 from cbs.fit.steps_to_target import GROUP_KEYS
 from cbs.results import ResultsStore
-from cbs.sweep.cluster import check_resources, ray_session
 from cbs.sweep.grid import GridPoint
 from cbs.sweep.plan import SweepPlan, Trial
-from cbs.sweep.runner import SweepOutcome, _run_phase, heal, stored_runs
+from cbs.sweep.runner import stored_runs
 from cbs.sweep.spec import Resources, SweepSpec
-from cbs.sweep.trial import DONE_STATUSES
 from cbs.train.branch import CHECKPOINTS_DIR, kept_dir, kept_root, read_kept
 
 LR_RULES = {"sqrt": math.sqrt, "linear": float}  # sqrt: Adam (Merrill et al.); linear: SGD
@@ -61,12 +58,13 @@ class BranchPlan:
     trials: list[Trial]
 
     def sweep_plan(self) -> SweepPlan:
-        """The plan the sweep's phase runner takes (resources, retries and checkpoints of the branch spec)."""
+        """The branches as a one-phase sweep plan (resources, retries and checkpoints of the branch spec), for
+        ``cbs.sweep.run_sweep``: it trains those not done in the store and skips the others."""
         s = self.spec
         spec = SweepSpec(
             "branch", resources=s.resources, max_failures=s.max_failures, checkpoint_every=s.checkpoint_every
         )
-        return SweepPlan(spec, [], [], {})
+        return SweepPlan(spec, self.trials, [], {})
 
 
 def load_branch_spec(path: str | Path) -> BranchSpec:
@@ -220,25 +218,3 @@ def _branch_trial(
     return Trial(
         point, cfg, "branch", cell, int(row["n_params"]), tokens, float(row["flops_per_token"]), tokens
     )
-
-
-def run_branches(
-    plan: BranchPlan,
-    results: Path,
-    *,
-    address: str | None = None,
-    max_concurrent: int | None = None,
-    num_cpus: int | None = None,
-    console: Console | None = None,
-) -> SweepOutcome:
-    """Train every branch of ``plan`` not yet done in ``results`` (one Tune experiment, as a sweep phase)."""
-    console = console or Console(soft_wrap=True)
-    store = ResultsStore(Path(results).absolute())
-    outcome = SweepOutcome(healed=heal(store, console))
-    with ray_session(address, num_cpus):
-        check_resources(plan.spec.resources)
-        _run_phase(plan.sweep_plan(), plan.trials, "branch", store, max_concurrent, console, outcome)
-    runs = stored_runs(store)
-    done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
-    outcome.missing = sorted(t.run_id for t in plan.trials if t.run_id not in done)
-    return outcome
