@@ -179,6 +179,9 @@ def test_branch_phase_trains_the_planned_branches_once(grid_store):
     ]
     grid_tokens = runs[runs.parent_run_id.isna()].tokens.sum()
     assert measures.tokens.iloc[0] == grid_tokens  # the steps-to-target cost: the whole grid, no branch
+    assert measures.wall_time_s.iloc[1] == pytest.approx(
+        branches[branches.branch_fraction == 0.25].wall_time_s.sum()
+    )
     gns = measures.iloc[-1]
     assert gns.note == NO_GNS and gns.value != gns.value  # this store has no b_simple column: "—"
 
@@ -190,6 +193,7 @@ def test_branch_phase_trains_the_planned_branches_once(grid_store):
     ref = all_curves[(all_curves.run_id == ids[B_REF]) & (all_curves.step >= at)].sort_values("step").iloc[0]
     gns = measures_table((all_runs, all_curves), n_boot=20).iloc[-1]
     assert gns.value == ref.step * 10.0 and gns.tokens == ref.tokens and gns.note == ""
+    assert gns.wall_time_s == ref.wall_time_s  # the reference run's time up to there: no extra training
 
     # the CLI prints the same table, and writes it as JSON
     out = store.root.parent / "measures.json"

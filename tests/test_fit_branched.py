@@ -69,6 +69,7 @@ def test_branched_table_smooths_each_branch_and_costs_its_tokens():
                 "batch_size": k * b,
                 "status": "completed",
                 "tokens": 1000,
+                "wall_time_s": 2.5,
                 "flops_per_token": 6.0,
                 "eval_sets": ["val"],
             }
@@ -81,4 +82,4 @@ def test_branched_table_smooths_each_branch_and_costs_its_tokens():
     (row,) = table.itertuples()
     assert row.k_star == 2 and row.cbs == 8 and (row.cbs_lo, row.cbs_hi) == (8, 16)
     assert row.losses[4] == pytest.approx(0.25 * 3.3 + 0.25 * 3.4 + 0.5 * 2.9)  # smoothed, not the raw 2.9
-    assert row.tokens == 3000 and row.flops == 18000 and row.note == ""
+    assert row.tokens == 3000 and row.flops == 18000 and row.wall_time_s == 7.5 and row.note == ""

@@ -56,6 +56,7 @@ def run_measures(args: argparse.Namespace) -> int:
         Column("B (seqs)\n[interval]", justify="right"),
         Column("tokens", justify="right"),
         Column("FLOPs", drop=2, justify="right"),
+        Column("wall s", drop=4, justify="right"),
         Column("note", drop=3, wrap=True),
     )
     rows = [
@@ -65,6 +66,7 @@ def run_measures(args: argparse.Namespace) -> int:
             _value(r.value, r.lo, r.hi),
             f"{r.tokens:,}",
             f"{r.flops:.3g}",
+            f"{r.wall_time_s:.3g}",
             r.note,
         )
         for r in table.itertuples()

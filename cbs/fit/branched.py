@@ -33,6 +33,7 @@ BRANCH_COLUMNS = [
     "losses",
     "tokens",
     "flops",
+    "wall_time_s",
     "note",
 ]
 
@@ -90,7 +91,7 @@ def branched_table(
 ) -> pd.DataFrame:
     """One row per (parent run, branch fraction) of the branch runs in ``runs`` (rows with a
     ``parent_run_id``): the smoothed eval loss at Δ of each k (primary eval set, raw weights), k*, B* and its
-    interval, and the tokens and FLOPs the branches cost. Branches not completed are left out and named in
+    interval, and the tokens, FLOPs and wall seconds the branches cost. Branches not completed are left out and named in
     ``note``; a branch point without its k = 1 branch has no estimate (``note`` says so)."""
     if "parent_run_id" not in runs:
         return pd.DataFrame(columns=BRANCH_COLUMNS)
@@ -120,6 +121,7 @@ def branched_table(
                 "losses": {k: round(v, 5) for k, v in sorted(losses.items())},
                 "tokens": int(grp["tokens"].sum()),
                 "flops": float((grp["tokens"] * grp["flops_per_token"]).sum()),
+                "wall_time_s": float(grp["wall_time_s"].sum()),
                 "note": "; ".join(notes),
             }
         )

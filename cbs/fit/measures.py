@@ -3,7 +3,7 @@
 Per (model, data budget) cell: the steps-to-target B* (the paper's grid, `fit_cbs_table`), the branched B*
 at each branch point (Merrill et al. 2025, `cbs.fit.branched`), and the in-run gradient noise scale
 B_simple (McCandlish et al. 2018) of the cell's reference run at its target step, read from the curves'
-``b_simple`` column where the store has one. Costs are the tokens (and FLOPs) each measure trained: the whole
+``b_simple`` column where the store has one. Costs are the tokens (FLOPs, wall seconds) each measure trained: the whole
 grid of the cell; the branches; the reference run up to its target step (B_simple needs no extra training).
 """
 
@@ -20,7 +20,7 @@ from cbs.fit.steps_to_target import GROUP_KEYS, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
 from cbs.results import without_branches
 
-MEASURE_COLUMNS = [*GROUP_KEYS, "measure", "value", "lo", "hi", "tokens", "flops", "note"]
+MEASURE_COLUMNS = [*GROUP_KEYS, "measure", "value", "lo", "hi", "tokens", "flops", "wall_time_s", "note"]
 NO_GNS = "no b_simple column in the curves (in-run GNS not logged by the cbs that trained these runs)"
 
 
@@ -36,7 +36,7 @@ def measures_table(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per cell and measure (``steps-to-target``, ``branched@<fraction>`` per parent and branch point,
-    ``b_simple``): value, interval (NaN where the measure has none), tokens and FLOPs trained for it, and a
+    ``b_simple``): value, interval (NaN where the measure has none), tokens, FLOPs and wall seconds trained for it, and a
     note saying why a value is missing. ``source``: a results store or a (runs, curves) pair."""
     all_runs, curves = _full(source)
     runs = without_branches(all_runs)
@@ -65,7 +65,7 @@ def measures_table(
         mine = branched[[c == key for c in branch_cells]]
         for b in mine.itertuples():
             label = f"branched@{b.branch_fraction:g} (B={b.batch_size})"
-            rows.append(_row(key, label, b.cbs, b.cbs_lo, b.cbs_hi, b.tokens, b.flops, b.note))
+            rows.append(_row(key, label, b.cbs, b.cbs_lo, b.cbs_hi, b.tokens, b.flops, b.wall_time_s, b.note))
         rows.append(_row(key, "b_simple", *_b_simple(steps, key, cell, curves)))
     return pd.DataFrame(rows, columns=MEASURE_COLUMNS)
 
@@ -83,18 +83,21 @@ def _full(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, store.curves(runs["run_id"])
 
 
-def _cost(runs: pd.DataFrame) -> tuple[int, float]:
-    return int(runs["tokens"].sum()), float((runs["tokens"] * runs["flops_per_token"]).sum())
+def _cost(runs: pd.DataFrame) -> tuple[int, float, float]:
+    """Tokens, FLOPs and wall seconds that ``runs`` trained."""
+    flops = float((runs["tokens"] * runs["flops_per_token"]).sum())
+    return int(runs["tokens"].sum()), flops, float(runs["wall_time_s"].sum())
 
 
-def _row(key: tuple, measure: str, value, lo, hi, tokens, flops, note) -> dict:
-    return dict(zip(MEASURE_COLUMNS, [*key, measure, value, lo, hi, tokens, flops, note], strict=True))
+def _row(key: tuple, measure: str, *values) -> dict:
+    """A MEASURE_COLUMNS row: value, lo, hi, tokens, flops, wall_time_s, note after the cell and measure."""
+    return dict(zip(MEASURE_COLUMNS, [*key, measure, *values], strict=True))
 
 
 def _b_simple(steps: pd.DataFrame, key: tuple, cell: pd.DataFrame, curves: pd.DataFrame) -> tuple:
     """B_simple of the cell's reference run at its (first evaluation at or after the) target step, with the
     tokens of that run up to there; NaN and the reason where it is not available."""
-    nan = (math.nan, math.nan, math.nan, 0, 0.0)
+    nan = (math.nan, math.nan, math.nan, 0, 0.0, 0.0)
     if "b_simple" not in curves:
         return (*nan, NO_GNS)
     grp = steps[(steps[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)]
@@ -108,4 +111,5 @@ def _b_simple(steps: pd.DataFrame, key: tuple, cell: pd.DataFrame, curves: pd.Da
     first = cur.sort_values("step").iloc[0]
     fpt = float(cell.set_index("run_id").loc[run_id, "flops_per_token"])
     tokens = int(first["tokens"])
-    return float(first["b_simple"]), math.nan, math.nan, tokens, tokens * fpt, ""
+    wall = float(first["wall_time_s"])
+    return float(first["b_simple"]), math.nan, math.nan, tokens, tokens * fpt, wall, ""
