@@ -17,8 +17,10 @@ from cbs.cli import main
 from cbs.config import BranchFrom, TrainConfig
 from cbs.errors import ConfigError
 from cbs.fit.branched import branched_table
+from cbs.fit.hparams_store import store_hparam_table
 from cbs.fit.measures import NO_GNS, measures_table
 from cbs.fit.steps_to_target import steps_to_target_table
+from cbs.plots.sources import StoreSource
 from cbs.results import ResultsStore
 from cbs.sweep import run_sweep
 from cbs.sweep.branch import parse_branch_spec, plan_branches
@@ -165,8 +167,11 @@ def test_branch_phase_trains_the_planned_branches_once(grid_store):
     parent_curve = store.curves([ids[B_REF]])
     first = curves[curves.run_id.isin(branches.run_id)].groupby("run_id").eval_loss.first()
     assert first.max() < parent_curve.eval_loss.iloc[0] - 0.5
-    # the grid's fits do not see the branches
+    # the grid's fits, figures and hparams tables do not see the branches
     pd.testing.assert_frame_equal(steps_to_target_table(store), before)
+    grid_ids = set(runs.run_id) - set(branches.run_id)
+    assert set(store_hparam_table(store).run_id) == grid_ids
+    assert set(StoreSource(store).runs.run_id) == grid_ids
     table = branched_table(runs, store.curves(runs.run_id))
     assert list(table.branch_fraction) == [0.25, 0.5] and table.k_star.isin([1, 2]).all()
     assert (table.cbs == table.k_star * B_REF).all() and (table.tokens == 2 * 4096).all()

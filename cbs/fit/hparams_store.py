@@ -17,7 +17,7 @@ import pandas as pd
 
 from cbs.errors import FitError
 from cbs.fit.steps_to_target import _primary_curves
-from cbs.results import ResultsStore
+from cbs.results import ResultsStore, without_branches
 
 RUN_COLUMNS = ["run_id", "preset", "n_params", "flops_per_token", "batch_size", "batch_tokens", "lr", "beta2",
                "ewa_tau", "schedule", "token_budget", "status", "tokens"]  # fmt: skip
@@ -41,7 +41,7 @@ def store_hparam_table(root: str | Path | ResultsStore, *, eval_set: str | None 
     """One row per run: the run's config columns, ``data_tokens`` (D, else its token budget), ``compute``
     = flops_per_token·D, ``loss`` (EWA eval loss at D, NaN where it is not a D-token run's) and ``loss_note``."""
     store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
-    runs = store.runs()
+    runs = without_branches(store.runs())  # `cbs branch` runs are no grid points
     if runs.empty:
         raise FitError(f"the results store {store.root} has no runs; run a sweep first")
     curves = _primary_curves(runs, store.curves(runs["run_id"]), eval_set)

@@ -16,7 +16,7 @@ from cbs.fit.loss_to_loss import LossToLossFit, fit_loss_to_loss
 from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
 from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
 from cbs.fit.tables import Numeric, numeric_columns, require_columns
-from cbs.results import ResultsStore
+from cbs.results import ResultsStore, without_branches
 
 INTERVALS = ("joint", "e-fixed")
 
@@ -76,7 +76,7 @@ def store_loss_table(root: str | Path | ResultsStore, *, ewa: bool = True) -> pd
     """A wide table from a results store: one row per run with dataset, n_params, data_tokens and the final
     (last evaluated step) loss on every eval set as a column named after the set."""
     store = root if isinstance(root, ResultsStore) else ResultsStore(Path(root))
-    runs = store.runs()
+    runs = without_branches(store.runs())  # `cbs branch` runs are no grid points
     if runs.empty:
         raise FitError(f"the results store {store.root} has no runs")
     curves = store.curves(runs["run_id"])

@@ -23,7 +23,7 @@ from cbs.fit import (
 from cbs.plots.cbs_scaling import CbsPoint
 from cbs.plots.curves import primary_eval_set
 from cbs.protocol import CBS_OVERHEAD
-from cbs.results import ResultsStore
+from cbs.results import ResultsStore, without_branches
 
 
 @dataclass
@@ -47,7 +47,7 @@ class StoreSource:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        runs = self.store.runs()
+        runs = without_branches(self.store.runs())  # `cbs branch` runs are no grid points
         if runs.empty:
             raise ResultsError(f"the results store {self.store.root} has no runs yet; run `cbs sweep` first")
         return runs
