@@ -3,6 +3,7 @@ local Ray that trains exactly the planned branches and skips them when run again
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -211,3 +212,68 @@ def test_shipped_branch_spec_parses():
 
     spec = load_branch_spec(Path(__file__).resolve().parents[1] / "experiments" / "branch" / "default.yaml")
     assert spec.runs == "reference" and 1 not in spec.k and spec.delta <= 1 - max(spec.at)
+
+
+@pytest.mark.slow  # a real `cbs branch` driver killed with SIGKILL, then run again: about a minute
+def test_killed_branch_driver_resumes_without_duplicates(grid_store, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, _ = grid_store
+    results = tmp_path / "results"
+    shutil.copytree(store.root, results, ignore=shutil.ignore_patterns(".ray"))
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(spec(at=[0.25], k=[2, 4, 8], delta=0.5, checkpoint_every=1)))
+    planned = {
+        t.run_id for t in plan_branches(parse_branch_spec(yaml.safe_load(path.read_text())), store).trials
+    }
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cbs",
+        "branch",
+        str(path),
+        "--results",
+        str(results),
+        "--max-concurrent",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+
+    def in_flight() -> set[str]:  # planned branches not stored yet that have a trial checkpoint
+        stored = {p.stem for p in (results / "runs").glob("*.parquet")} & planned
+        checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
+        return checkpointed - stored if stored else set()
+
+    first = subprocess.Popen(
+        cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not in_flight():
+            assert first.poll() is None, "the branch phase ended before it was killed"
+            assert time.monotonic() < deadline, "no stored and checkpointed branch within 180 s"
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)  # the driver's local Ray dies with its process group
+    written = {
+        p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet") if p.stem in planned
+    }
+    assert 1 <= len(written) < len(planned)
+    second = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{len(written)} already done, {len(planned) - len(written)} to run" in second.stdout
+    runs = ResultsStore(results).runs()
+    assert planned <= set(runs.run_id) and runs.run_id.is_unique
+    assert pd.read_parquet(results / "runs").run_id.is_unique  # every row file holds a distinct run
+    for run_id, mtime in written.items():  # branches stored before the kill were not trained again
+        assert (results / "runs" / f"{run_id}.parquet").stat().st_mtime_ns == mtime
+    assert not ResultsStore(results).curves().duplicated(["run_id", "step", "eval_set"]).any()
