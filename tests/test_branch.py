@@ -3,7 +3,6 @@ local Ray that trains exactly the planned branches and skips them when run again
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from rich.console import Console
+from test_sweep_ray import kill_driver_when
 from test_sweep_spec import make_dataset
 
 from cbs.cli import main
@@ -218,10 +218,8 @@ def test_shipped_branch_spec_parses():
 def test_killed_branch_driver_resumes_without_duplicates(grid_store, tmp_path):
     import os
     import shutil
-    import signal
     import subprocess
     import sys
-    import time
 
     store, _ = grid_store
     results = tmp_path / "results"
@@ -250,20 +248,7 @@ def test_killed_branch_driver_resumes_without_duplicates(grid_store, tmp_path):
         checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
         return checkpointed - stored if stored else set()
 
-    first = subprocess.Popen(
-        cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not in_flight():
-            assert first.poll() is None, "the branch phase ended before it was killed"
-            assert time.monotonic() < deadline, "no stored and checkpointed branch within 180 s"
-            time.sleep(0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)  # the driver's local Ray dies with its process group
+    kill_driver_when(in_flight, cmd, env)
     written = {
         p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet") if p.stem in planned
     }
