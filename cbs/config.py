@@ -140,6 +140,19 @@ class GNSConfig:
 
 
 @dataclass
+class BranchFrom:
+    """A branched run (``cbs branch``): it starts from the checkpoint its parent kept at ``fraction`` of its
+    training (step ``step``) with the parent's weights, optimizer state and data position, at ``k`` × the
+    parent's batch size. ``checkpoint`` (where that checkpoint lies) is not part of the run id."""
+
+    parent_run_id: str = ""
+    fraction: float = 0.0
+    step: int = 0
+    k: int = 1
+    checkpoint: str = ""
+
+
+@dataclass
 class TrainConfig:
     experiment: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -175,6 +188,10 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (CUDA: see docs/train.md)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     gns: GNSConfig = field(default_factory=GNSConfig)
+    # fractions of the run's steps (each in (0, 1)) at which a checkpoint is kept in the results store for
+    # `cbs branch`; keeping them does not change the run, so it is not part of the run id
+    keep_checkpoints_at: list[float] = field(default_factory=list)
+    branch: BranchFrom | None = None  # set by `cbs branch` on the runs it branches off a parent
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -192,7 +209,8 @@ class TrainConfig:
     def run_id(self) -> str:
         """Stable id of everything that changes the run's result (not the experiment name, device, compile,
         deterministic kernels, the divergence-check interval, the raw-weight evaluation cadence, data
-        parallelism, the in-run GNS, the recorded reference batch or the hyperparameter sections of optimizers the
+        parallelism, the in-run GNS, the recorded reference batch, the kept checkpoints, where a branch's
+        parent checkpoint lies or the hyperparameter sections of optimizers the
         run does not use; AdamW runs hash as before the optimizer axis existed). Model shape fields that restate
         the preset's value count as unset. A prepared dataset counts by its fingerprint, not by where it lies, so
         a results store resumes from any checkout or mount point of the same data."""
@@ -206,9 +224,14 @@ class TrainConfig:
             "parallel",
             "gns",
             "reference_batch_size",
+            "keep_checkpoints_at",
         ):
             payload.pop(key)
         payload["eval"].pop("raw_every")  # which evaluations also score the raw weights: not the run's result
+        if self.branch is None:
+            payload.pop("branch")  # the ids of runs that are not branches stay as they were
+        else:
+            payload["branch"].pop("checkpoint")
         payload["model"] = canonical_model(self.model)
         payload["optim"] = strip_unused(payload["optim"])
         payload["data"]["path"] = dataset_identity(self.data.path)

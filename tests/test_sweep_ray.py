@@ -224,24 +224,9 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
         checkpointed = {p.parent.name for p in (results / ".ray").glob("*/*/checkpoint_*")}
         return checkpointed - stored if stored else set()
 
-    first = subprocess.Popen(  # one trial at a time: a run is stored while the next one is under way
-        [*cmd, "--max-concurrent", "1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not in_flight():
-            assert first.poll() is None, "the sweep ended before it was killed"
-            assert time.monotonic() < deadline, "no stored run and checkpointed run within 120 s"
-            time.sleep(0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait()
-    finally:
-        _kill_group(first.pid)  # the driver's local Ray (raylet, workers) dies with its process group
+    kill_driver_when(
+        in_flight, [*cmd, "--max-concurrent", "1"], env
+    )  # a run is stored while the next goes on
     written = {p.stem: p.stat().st_mtime_ns for p in (results / "runs").glob("*.parquet")}
     cut_off = in_flight()
     assert 1 <= len(written) < 4 and len(cut_off) == 1
@@ -270,6 +255,24 @@ def test_killed_driver_resumes_without_duplicates(dataset, tmp_path):
     resumed, whole = curves[curves.run_id == run_id], reference.curves()
     assert list(resumed.step) == list(whole.step)
     assert resumed.ewa_eval_loss.to_numpy() == pytest.approx(whole.ewa_eval_loss.to_numpy(), rel=1e-6)
+
+
+def kill_driver_when(ready, cmd: list[str], env: dict[str, str], timeout: float = 180) -> None:
+    """Start the driver ``cmd`` in its own process group, SIGKILL it as soon as ``ready()``, then its group (its
+    local Ray). Fails if it ends first or ``ready()`` stays false for ``timeout`` seconds."""
+    driver = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert driver.poll() is None, "the driver ended before it was killed"
+            assert time.monotonic() < deadline, f"not ready to be killed within {timeout} s"
+            time.sleep(0.02)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        _kill_group(driver.pid)  # the driver's local Ray (raylet, workers) dies with its process group
 
 
 def _kill_group(pgid: int) -> None:

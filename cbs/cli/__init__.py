@@ -15,7 +15,18 @@ from cbs import __version__
 from cbs.errors import CbsError
 
 # Order is the order shown by `cbs --help`.
-COMMAND_MODULES = ("data", "train", "sweep", "status", "fit", "figures", "report", "theory", "advise")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "sweep",
+    "branch",
+    "status",
+    "fit",
+    "figures",
+    "report",
+    "theory",
+    "advise",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

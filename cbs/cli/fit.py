@@ -121,6 +121,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     register_hparams(sub)
 
+    from cbs.cli.fit_measures import register_measures
+
+    register_measures(sub)
+
 
 def _one_source(args: argparse.Namespace) -> None:
     if (args.store is None) == (args.input is None):

@@ -94,7 +94,12 @@ def run_train(args: argparse.Namespace) -> int:
             write_checkpoint(args.checkpoint)
 
     store = ResultsStore(args.results) if args.results else None
-    trained = run_training(cfg, catch_failures=store is not None, resume_from=args.resume, on_eval=on_eval)
+    from cbs.train.branch import kept_root
+
+    keep = kept_root(store.root, cfg.run_id()) if store is not None and cfg.keep_checkpoints_at else None
+    trained = run_training(
+        cfg, catch_failures=store is not None, resume_from=args.resume, on_eval=on_eval, keep_dir=keep
+    )
     if store is not None and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 stores
         store.write_run(trained.row, trained.curve)
     row = trained.row

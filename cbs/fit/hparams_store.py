@@ -15,6 +15,7 @@ import pandas as pd
 
 from cbs.fit.steps_to_target import _primary_curves
 from cbs.fit.tables import require_run_tables
+from cbs.results import without_branches
 
 RUN_COLUMNS = ["run_id", "preset", "n_params", "flops_per_token", "batch_size", "batch_tokens", "lr", "beta2",
                "ewa_tau", "schedule", "token_budget", "status", "tokens"]  # fmt: skip
@@ -41,6 +42,7 @@ def run_hparam_table(
     ``data_tokens`` (D, else its token budget), ``compute`` = flops_per_token·D, ``loss`` (EWA eval loss at D, NaN
     where it is not a D-token run's) and ``loss_note``."""
     require_run_tables(runs, curves, "run_hparam_table")
+    runs = without_branches(runs)  # `cbs branch` runs are no grid points
     curves = _primary_curves(runs, curves, eval_set)
     by_run = dict(tuple(curves.sort_values(["run_id", "tokens"]).groupby("run_id")))
     out = runs[RUN_COLUMNS].copy()

@@ -20,6 +20,7 @@ from cbs.fit.loss_to_loss_joint import JointInterval, LawData, joint_bootstrap
 from cbs.fit.result import JsonEquality, SolverDiagnostics, fmt
 from cbs.fit.scaling_law import FORMS, ScalingLawFit, fit_scaling_law
 from cbs.fit.tables import Numeric, numeric_columns, require_columns, require_run_tables
+from cbs.results import without_branches
 
 INTERVALS = ("joint", "e-fixed")
 
@@ -171,6 +172,7 @@ def final_loss_table(runs: pd.DataFrame, curves: pd.DataFrame, *, ewa: bool = Tr
     n_params, data_tokens and the final (last evaluated step) loss on every eval set as a column named after
     the set."""
     require_run_tables(runs, curves, "final_loss_table")
+    runs = without_branches(runs)  # `cbs branch` runs are no grid points
     loss = "ewa_eval_loss" if ewa else "eval_loss"
     last = curves.dropna(subset=[loss]).sort_values("step").groupby(["run_id", "eval_set"])[loss].last()
     wide = last.unstack("eval_set").reset_index()

@@ -10,6 +10,7 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.tables import require_run_tables
 from cbs.protocol import B_OPT
+from cbs.results import without_branches
 from cbs.results.cell import CELL_KEYS, Cell, with_cells
 
 HYPERPARAMETERS = ("lr", "beta2", "ewa_tau")  # minimised over per batch size; their grid ends are kept
@@ -125,7 +126,7 @@ def steps_to_target_table(
     ``ewa_tau_grid_max``).
     """
     require_run_tables(runs, curves, "steps_to_target_table")
-    runs = with_cells(runs)
+    runs = with_cells(without_branches(runs))  # `cbs branch` runs are no grid points
     cur = _primary_curves(runs, curves, eval_set)
     best = cur.groupby("run_id")["loss"].min()
     initial = cur.groupby("run_id")["loss"].first()  # cur is sorted by (run_id, step)

@@ -17,7 +17,7 @@ from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
 from cbs.fit.steps_to_target import first_crossing, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
-from cbs.results import ResultsStore
+from cbs.results import ResultsStore, without_branches
 
 
 def primary_eval_set(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
@@ -64,7 +64,7 @@ class StoreFits:
 
     @cached_property
     def runs(self) -> pd.DataFrame:
-        runs = self.store.runs()
+        runs = without_branches(self.store.runs())  # `cbs branch` runs are no grid points
         if runs.empty:
             raise ResultsError(f"the results store {self.store.root} has no runs yet; run `cbs sweep` first")
         return runs

@@ -86,6 +86,11 @@ RUNS_SCHEMA = pa.schema(
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
         ("config_json", pa.string()),  # the full resolved config, to rebuild the run exactly
+        # branched runs (`cbs branch`); null for every other run and in stores written before these columns
+        ("parent_run_id", pa.string()),  # the run whose kept checkpoint the branch started from
+        ("branch_fraction", pa.float64()),  # fraction of the parent's steps at the branch point
+        ("branch_step", pa.int64()),  # the parent's step at the branch point
+        ("branch_k", pa.int64()),  # batch multiplier: batch_size = k × the parent's
     ]
 )
 

@@ -146,3 +146,10 @@ class ResultsStore:
         if problem:
             raise ResultsError(f"{path} {problem}; move it aside and resume the sweep")
         return pq.read_table(path, schema=schema)
+
+
+def without_branches(runs: pd.DataFrame) -> pd.DataFrame:
+    """The grid runs of a runs table: branched runs (`cbs branch`, with a ``parent_run_id``) left out."""
+    if "parent_run_id" not in runs:
+        return runs
+    return runs[runs["parent_run_id"].isna()].reset_index(drop=True)

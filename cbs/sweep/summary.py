@@ -13,7 +13,7 @@ from rich.console import Console
 
 from cbs.console import Column, print_fitted_table
 from cbs.presets import model_label
-from cbs.results import STATUSES
+from cbs.results import STATUSES, without_branches
 from cbs.results.cell import CELL_KEYS, with_cells
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
@@ -55,7 +55,8 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     cut = runs[runs.status.isin(["pruned", "skipped_past_cbs"])]
     pruned = (cut.token_budget - cut.tokens.fillna(0)).clip(lower=0)
     targeted = runs[runs.target_loss.notna()]
-    ok = with_cells(runs[runs.status != "diverged"])
+    ok = with_cells(without_branches(runs))  # `cbs branch` runs are no grid points of a cell
+    ok = ok[ok.status != "diverged"]
     cells = (
         ok.groupby(CELL_KEYS, dropna=False)
         .agg(

@@ -17,6 +17,7 @@ from cbs.config import TrainConfig
 from cbs.errors import RunStopped
 from cbs.results import ResultsStore
 from cbs.sweep.prune import PRUNE_DIR, Arm, Board, Guard
+from cbs.train.branch import kept_root
 
 # a failed run is retried; pruned and skipped_past_cbs runs are the sweep's own choice (cbs.sweep.prune)
 DONE_STATUSES = ("completed", "reached_target", "diverged", "pruned", "skipped_past_cbs")
@@ -87,7 +88,13 @@ def run_trial(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     earlier = None if checkpoint else previous_checkpoint(store.root, run_id)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext(earlier) as resume_dir:
-        trained = run_training(cfg, catch_failures=True, resume_from=resume_dir, on_eval=on_eval)
+        trained = run_training(
+            cfg,
+            catch_failures=True,
+            resume_from=resume_dir,
+            on_eval=on_eval,
+            keep_dir=kept_root(store.root, run_id) if cfg.keep_checkpoints_at else None,
+        )
     store.write_run(trained.row, trained.curve)  # a failed run is stored too: `cbs status` lists it
     row = trained.row
     if row["status"] == "failed":

@@ -56,6 +56,7 @@ def load_checkpoint(directory: str | Path, config: dict[str, Any]) -> dict[str, 
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in config.items() if k not in ("device", "compile", "experiment", "parallel", "gns")}
+    skip = ("device", "compile", "experiment", "parallel", "gns", "keep_checkpoints_at")
+    out = {k: v for k, v in config.items() if k not in skip}
     out["optim"] = strip_unused(out["optim"])  # checkpoints from before the optimizer axis still load
     return out

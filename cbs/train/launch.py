@@ -38,6 +38,7 @@ def run_ranks(
     catch_failures: bool = False,
     resume_from: str | Path | None = None,
     on_eval: Any = None,
+    keep_dir: Path | None = None,
 ) -> TrainedRun:
     """Train ``cfg`` on ``cfg.parallel.workers`` local ranks and return rank 0's row and curve (the contract of
     ``run_training``). A rank that dies, or an exception in ``on_eval``, ends every rank; the run is then
@@ -53,7 +54,17 @@ def run_ranks(
     spawn = mp.get_context("spawn")
     events, replies = spawn.Queue(), spawn.Queue()
     with tempfile.TemporaryDirectory(prefix="cbs-ranks-") as tmp:
-        args = (cfg.to_dict(), workers, f"{tmp}/store", catch_failures, resume_from, threads, events, replies)
+        args = (
+            cfg.to_dict(),
+            workers,
+            f"{tmp}/store",
+            catch_failures,
+            resume_from,
+            keep_dir,
+            threads,
+            events,
+            replies,
+        )
         ranks = mp.start_processes(_rank_main, args=args, nprocs=workers, join=False, start_method="spawn")
         try:
             return _serve(ranks, events, replies, on_eval)
@@ -144,6 +155,7 @@ def _rank_main(
     init_file: str,
     catch_failures: bool,
     resume_from: str | Path | None,
+    keep_dir: Path | None,
     threads: int,
     events: Any,
     replies: Any,
@@ -165,6 +177,7 @@ def _rank_main(
             catch_failures=catch_failures and main,
             resume_from=resume_from,
             on_eval=_Relay(events, replies) if main else None,
+            keep_dir=keep_dir,
         )
         if main:
             events.put(("row", trained))

@@ -27,6 +27,7 @@ from cbs.config import TrainConfig
 from cbs.data import WindowSampler, eval_windows, gather_windows
 from cbs.errors import ConfigError, RunStopped
 from cbs.model import build_model
+from cbs.train.branch import KeptCheckpoint, kept_dir, kept_steps, start_branch, write_kept
 from cbs.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cbs.train.device import autocast, deterministic_algorithms, device_name, peak_flops
 from cbs.train.distributed import Ranks, launched_by_torchrun, process_group, resolve_backend
@@ -70,7 +71,7 @@ class Progress:
 class Trainer:
     """The model, its EWA copy, optimizer and data of one resolved run; ``train()`` runs it to its end."""
 
-    def __init__(self, run: ResolvedRun) -> None:
+    def __init__(self, run: ResolvedRun, keep_dir: Path | None = None) -> None:
         cfg, o = run.config, run.config.optim
         self.run, self.cfg = run, cfg
         self.ranks = Ranks.current()
@@ -143,6 +144,9 @@ class Trainer:
             self.eval_forwards[name] = math.ceil(most / run.eval_batch_size) if self.fsdp else 0
         self.eval_at = set(eval_steps(run.steps, cfg.eval, run.batches.steps_within(run.data_tokens)))
         self.progress = Progress()
+        # step -> fraction of each kept checkpoint (`cbs branch`), written only where the run has a store
+        self.keep_dir = keep_dir  # the run's kept_root in its results store
+        self.keep_at = kept_steps(cfg.keep_checkpoints_at, run.steps) if keep_dir is not None else {}
         self.session_start = time.perf_counter()
         self.pending: list[torch.Tensor] = []  # (loss, grad norm) of steps not yet checked, on the device
         self.interval_start = self.session_start
@@ -199,6 +203,12 @@ class Trainer:
             self.gns.tracker.load_state_dict(state["gns"])
         self.session_start = time.perf_counter()
 
+    def keep_checkpoint(self, fraction: float) -> None:
+        """Keep this step's state for `cbs branch` in the results store (cbs.train.branch.kept_dir)."""
+        p = self.progress
+        meta = KeptCheckpoint(fraction, p.step, p.step * self.run.batch_tokens, p.lr)
+        write_kept(self, kept_dir(self.keep_dir, fraction), meta)
+
     def wall_time(self) -> float:
         return self.progress.wall_time_s + time.perf_counter() - self.session_start
 
@@ -211,6 +221,8 @@ class Trainer:
         with deterministic_algorithms(self.cfg.deterministic):
             while p.status == "running" and p.step < self.run.steps:
                 self.pending.append(self.train_step())
+                if p.step in self.keep_at:
+                    self.keep_checkpoint(self.keep_at[p.step])
                 if p.step in self.eval_at:
                     if self.check(on_eval):
                         self.evaluate(on_eval)
@@ -433,8 +445,11 @@ def run_training(
     catch_failures: bool = False,
     resume_from: str | Path | None = None,
     on_eval: OnEval | None = None,
+    keep_dir: Path | None = None,
 ) -> TrainedRun:
-    """Train one run and return its runs-table row and curve (training writes no results store).
+    """Train one run and return its runs-table row and curve (training writes no results store; with
+    ``keep_dir`` — the run's `cbs.train.branch.kept_root` in its store — it keeps the checkpoints that
+    ``keep_checkpoints_at`` asks for there, for `cbs branch`).
 
     The config is resolved and validated first (ConfigError/DataError before anything is built). After every
     evaluation ``on_eval(metrics, write_checkpoint)`` is called (the last call has ``done`` True and the final
@@ -451,18 +466,32 @@ def run_training(
         if not launched_by_torchrun():
             from cbs.train.launch import run_ranks
 
-            return run_ranks(cfg, catch_failures=catch_failures, resume_from=resume_from, on_eval=on_eval)
+            return run_ranks(
+                cfg,
+                catch_failures=catch_failures,
+                resume_from=resume_from,
+                on_eval=on_eval,
+                keep_dir=keep_dir,
+            )
         with torchrun_group(cfg):
-            return run_training(cfg, catch_failures=catch_failures, resume_from=resume_from, on_eval=on_eval)
+            return run_training(
+                cfg,
+                catch_failures=catch_failures,
+                resume_from=resume_from,
+                on_eval=on_eval,
+                keep_dir=keep_dir,
+            )
     catch_failures = catch_failures and Ranks.current().is_main  # rank 0 alone reports a failed run
     started = datetime.now(timezone.utc)
     run = resolve_config(cfg)
     trainer: Trainer | None = None
     error = stopped = None
     try:
-        trainer = Trainer(run)
+        trainer = Trainer(run, keep_dir=keep_dir)
         if resume_from is not None:
             trainer.load(resume_from)
+        elif cfg.branch is not None:
+            start_branch(trainer, Path(cfg.branch.checkpoint))
         trainer.train(on_eval)
     except RunStopped as exc:  # on_eval ended the run on purpose (sweep pruning): a result, not a failure
         stopped = exc
@@ -566,7 +595,19 @@ def runs_row(
         "started_at": started,
         "finished_at": datetime.now(timezone.utc),
         "config_json": json.dumps(dataclasses.asdict(r), sort_keys=True),
+        **branch_columns(cfg),
     }
+
+
+def branch_columns(cfg: TrainConfig) -> dict[str, Any]:
+    """The runs-table columns of a branched run (``cbs branch``); null for every other run."""
+    fields = {
+        "parent_run_id": "parent_run_id",
+        "branch_fraction": "fraction",
+        "branch_step": "step",
+        "branch_k": "k",
+    }
+    return {column: getattr(cfg.branch, name) if cfg.branch else None for column, name in fields.items()}
 
 
 def model_flops_utilization(run: ResolvedRun, tokens_per_s: float | None) -> float | None:

@@ -108,6 +108,8 @@ def resolve_config(cfg: TrainConfig) -> ResolvedRun:
     _check(cfg.eval.raw_every >= 1, f"eval.raw_every must be a whole number >= 1, got {cfg.eval.raw_every}")
     _check(0 <= cfg.eval.dense_tail_fraction <= 1, "eval.dense_tail_fraction must be in [0, 1]")
     _check(cfg.data.eval_sets, "data.eval_sets must name at least one eval set")
+    bad = [f for f in cfg.keep_checkpoints_at if not 0 < f < 1]
+    _check(not bad, f"keep_checkpoints_at takes fractions of the run in (0, 1), e.g. [0.25, 0.5]; got {bad}")
     names = [e.name for e in cfg.data.eval_sets]
     _check(len(set(names)) == len(names), f"data.eval_sets names must be unique, got {names}")
 
