@@ -16,13 +16,13 @@ from cbs.results import ResultsStore
 
 def _run(
     store, run_id, batch, lr, steps, ewa, *, preset="tiny", data_tokens=10**8, target=None, budget=10**8,
-    reference=None, optimizer=None,
+    reference=None, optimizer=None, seed=None,
 ):  # fmt: skip
     row = {
         "run_id": run_id, "preset": preset, "n_params": 10**6, "batch_size": batch, "lr": lr,
         "beta2": 0.99, "ewa_tau": 0.999, "token_budget": budget, "data_tokens": data_tokens,
         "eval_sets": ["val", "other"], "target_loss": target, "status": "completed",
-        "reference_batch_size": reference, "optimizer": optimizer,
+        "reference_batch_size": reference, "optimizer": optimizer, "seed": seed,
     }  # fmt: skip
     curve = []
     for s, loss in zip(steps, ewa, strict=True):

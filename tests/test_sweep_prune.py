@@ -169,7 +169,7 @@ def test_stopper_seeds_from_the_store(tmp_path):
     PruneStopper(board, arms).seed(targeted, curves)
     table = steps_to_target_table(runs, curves).set_index("batch_size")
     for b in targeted.batch_size.unique():
-        bound = board.bound(f"c-B{b}")
+        bound = board.bound(f"c-B{b}-s0")
         expected = table.loc[b, "steps_to_target"]
         assert (bound is None and np.isnan(expected)) or (
             bound.steps == expected and bound.run_id == table.loc[b, "run_id"]

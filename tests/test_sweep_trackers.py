@@ -45,7 +45,7 @@ def test_trackers_write_offline_runs(tmp_path, monkeypatch):
     assert (
         set(outcome.ran) == ids and set(ResultsStore(results).runs()["run_id"]) == ids
     )  # the store is intact
-    cells = {t.run_id: t.cell for t in plan.trials}
+    cells = {t.run_id: t.cell.label for t in plan.trials}
 
     # TensorBoard: event files per run id, kept outside the Ray folder (removed once the sweep is complete)
     assert not (results / ".ray").exists()

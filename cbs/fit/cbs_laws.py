@@ -60,6 +60,7 @@ class CbsGroup:
     unreached_batch_sizes: list[float] = field(default_factory=list)
     target_loss: float | None = None
     warnings: list[FitWarning] = field(default_factory=list)  # cbs.fit.diagnostics, fitted or not
+    n_seeds: int = 1  # replicates: each seed's steps-to-target per batch size is a point of the fit
 
     @property
     def key(self) -> tuple[str, float, float]:
@@ -94,7 +95,8 @@ class CbsGroup:
         body = self.fit.report() if self.fit else f"  no fit: {self.error}"
         printed = self.fit.warnings if self.fit else []
         warnings = [f"warning: {w.code} — {w.message}" for w in self.warnings if w not in printed]
-        return "\n".join([f"{self.label} (N = {self.n_params / 1e6:.4g} M)", body, *warnings])
+        seeds = f", {self.n_seeds} seeds" if self.n_seeds > 1 else ""
+        return "\n".join([f"{self.label} (N = {self.n_params / 1e6:.4g} M{seeds})", body, *warnings])
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -104,6 +106,7 @@ class CbsGroup:
             "data_tokens": self.data_tokens,
             "dataset": self.dataset,
             "optimizer": self.optimizer,
+            "n_seeds": self.n_seeds,
             "target_loss": self.target_loss,
             "unreached_batch_sizes": self.unreached_batch_sizes,
             "error": self.error,
@@ -128,6 +131,7 @@ class CbsGroup:
             warnings=warnings_from(data.get("warnings")),
             dataset=str(data.get("dataset", "")),
             optimizer=str(data.get("optimizer", DEFAULT_OPTIMIZER)),
+            n_seeds=int(data.get("n_seeds", 1)),
         )
 
 
@@ -400,6 +404,7 @@ class CbsAnalysis:
                     "data_tokens": g.data_tokens,
                     "dataset": g.dataset,
                     "optimizer": g.optimizer,
+                    "n_seeds": g.n_seeds,
                     "cbs": f.cbs if f else np.nan,
                     "cbs_lo": f.cbs_ci[0] if f else np.nan,
                     "cbs_hi": f.cbs_ci[1] if f else np.nan,
@@ -421,7 +426,10 @@ def _fit_group(
 ) -> CbsGroup:
     model, n_params, data_tokens, dataset, optimizer = key
     reached = grp[np.isfinite(grp["steps_to_target"].to_numpy(float))]
-    unreached = sorted(float(b) for b in grp.loc[~grp.index.isin(reached.index), "batch_size"])
+    unreached = sorted({float(b) for b in grp["batch_size"]} - {float(b) for b in reached["batch_size"]})
+    # seeds are replicates: one point per (batch size, seed), each the fastest of its rows (lr, β2, τ)
+    point = ["batch_size", "seed"] if "seed" in grp else ["batch_size"]
+    n_seeds = int(grp["seed"].nunique()) if "seed" in grp else 1
     target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
     common = dict(
         model=str(model),
@@ -431,6 +439,7 @@ def _fit_group(
         optimizer=str(optimizer),
         unreached_batch_sizes=unreached,
         target_loss=float(target[0]) if len(target) == 1 else None,
+        n_seeds=max(n_seeds, 1),
     )
     ref = None
     try:
@@ -439,10 +448,10 @@ def _fit_group(
             raise FitError(
                 f"target never reached at any batch size ({unreached}); train longer or raise the target"
             )
-        per_batch = reached.groupby("batch_size")["steps_to_target"].min()  # several rows: the fastest
+        points = reached.groupby(point, dropna=False)["steps_to_target"].min().reset_index()
         fit = fit_cbs(
-            per_batch.index.to_numpy(float),
-            per_batch.to_numpy(float),
+            points["batch_size"].to_numpy(float),
+            points["steps_to_target"].to_numpy(float),
             b_opt=ref,
             overhead=overhead,
             n_boot=n_boot,
@@ -537,6 +546,7 @@ def _numeric(table: pd.DataFrame) -> pd.DataFrame:
     """The steps-to-target table with its numbers checked (`numeric_columns`): N and B in every row; steps
     (empty or inf: not reached), D, the target, b_opt and the diagnostics' columns where given."""
     optional = [c for c in ("data_tokens", "target_loss", "b_opt", "best_loss", "initial_loss") if c in table]
+    seeds = [Numeric("seed", positive=False, missing_ok=True)] if "seed" in table else []
     grid = [c for hp in HYPERPARAMETERS for c in (hp, f"{hp}_grid_min", f"{hp}_grid_max") if c in table]
     return numeric_columns(
         table if "data_tokens" in table else table.assign(data_tokens=np.nan),
@@ -546,6 +556,7 @@ def _numeric(table: pd.DataFrame) -> pd.DataFrame:
             Numeric("steps_to_target", positive=False, missing_ok=True, finite=False),
             *(Numeric(c, missing_ok=True, finite=c not in ("best_loss", "initial_loss")) for c in optional),
             *(Numeric(c, positive=False, missing_ok=True) for c in grid),
+            *seeds,
         ],
         "the steps-to-target table",
     )
@@ -566,7 +577,8 @@ def fit_cbs_table(
     dataset and optimizer (the rest of the cell key: two datasets at one model and D are two groups; missing:
     one dataset, adamw), target_loss and b_opt (the group's reference batch; ``b_opt=None`` uses it, else 256), and the diagnostics'
     best_loss, initial_loss, lr/beta2/ewa_tau and their *_grid_min/max. Several rows of one batch size in a
-    group (e.g. one per lr) count as their minimum. A group that cannot be fitted is kept with its ``error``;
+    group and seed (e.g. one per lr) count as their minimum; seeds (an optional ``seed`` column) are replicates:
+    each seed's steps at a batch size is one point of the group's fit (and of its residual bootstrap). A group that cannot be fitted is kept with its ``error``;
     if none can be, FitError lists why. Every group carries its ``warnings``
     (`cbs.fit.diagnostics.diagnose_group`), and each law in the JSON the warnings of its groups. The laws over
     subsets of groups (per data size, per model size, along the Chinchilla line) that figures draw are in

@@ -1,6 +1,7 @@
 """Steps-to-target from a runs table and its curves: the target loss per cell (cbs.results.cell: model, N, D,
-dataset, optimizer; seeds pooled), and per batch size the first evaluation crossing of the target, interpolated
-between evaluations and minimised over lr, β2, τ and seeds."""
+dataset, optimizer; its seeds' reference runs set one target), and per batch size and seed the first evaluation
+crossing of the target, interpolated between evaluations and minimised over lr, β2, τ: seeds are replicates,
+each a point of the cell's S(B) fit."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ TABLE_COLUMNS = [
     *CELL_KEYS,
     "b_opt",
     "batch_size",
+    "seed",
     "steps_to_target",
     "target_loss",
     "lr",
@@ -112,7 +114,7 @@ def steps_to_target_table(
     target: str | float = "auto",
     eval_set: str | None = None,
 ) -> pd.DataFrame:
-    """Steps-to-target per cell and batch size from a runs table and its curves (``ResultsStore.runs()`` and
+    """Steps-to-target per cell, batch size and seed from a runs table and its curves (``ResultsStore.runs()`` and
     ``.curves()``; ``ResultsStore.tables()`` reads both). The table's first columns are
     the cell's (CELL_KEYS): two datasets or optimizers at the same model and D are two groups.
 
@@ -137,7 +139,7 @@ def steps_to_target_table(
     curve_by_run = dict(tuple(cur.groupby("run_id")))
     for key, grp in groups.items():
         tgt = targets[key]
-        for batch, bgrp in grp.groupby("batch_size", sort=True):
+        for (batch, seed), bgrp in grp.groupby(["batch_size", "seed"], sort=True, dropna=False):  # replicates
             best_row, best_steps = None, np.inf
             for _, run in bgrp.iterrows():
                 c = curve_by_run.get(run["run_id"])
@@ -157,6 +159,7 @@ def steps_to_target_table(
                     **dict(zip(CELL_KEYS, key, strict=True)),
                     "b_opt": b_opts[key],
                     "batch_size": batch,
+                    "seed": seed,
                     "steps_to_target": best_steps if reached else np.nan,
                     "target_loss": tgt,
                     "lr": best_row["lr"] if reached else np.nan,

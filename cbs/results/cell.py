@@ -10,6 +10,7 @@ to the same cell (the seed is not in the key), so a cell's target and best loss 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ class Cell:
             dataset=identity.removeprefix("fingerprint:"),
             optimizer=str(getattr(config.optim, "name", None) or DEFAULT_OPTIMIZER),
         )
+
+    @property
+    def id(self) -> str:
+        """A short stable id of the cell, safe in file names (a hash of its fields)."""
+        blob = json.dumps([self.model, self.n_params, self.data_tokens, self.dataset, self.optimizer])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:

@@ -23,6 +23,7 @@ from cbs.errors import ConfigError
 from cbs.fit.branched import EMA_ALPHA, EPSILON
 from cbs.fit.steps_to_target import GROUP_KEYS
 from cbs.results import ResultsStore
+from cbs.results.cell import Cell, cell_columns
 from cbs.sweep.grid import GridPoint
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.runner import stored_runs
@@ -212,7 +213,8 @@ def _branch_trial(
         keep_checkpoints_at=[],
         branch=BranchFrom(pid, fraction, step, k, str(checkpoint)),
     )
-    cell = f"{row['preset']} D={row['data_tokens']}"
+    model, n_params, data_tokens, dataset, optimizer = cell_columns(pd.DataFrame([row])).iloc[0]
+    cell = Cell(str(model), int(n_params), int(data_tokens), str(dataset), str(optimizer))  # the parent's
     point = GridPoint({"parent": pid, "at": fraction, "k": k}, cfg)
     tokens = steps * batch * seq
     return Trial(

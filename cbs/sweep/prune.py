@@ -42,16 +42,18 @@ FINAL = ("completed", REACHED, "diverged", "pruned", "skipped_past_cbs")  # a tr
 
 @dataclass(frozen=True)
 class Arm:
-    """One target-phase trial and the (cell, batch size) group it is minimised with."""
+    """One target-phase trial and the (cell, batch size, seed) group it is minimised with (seeds are
+    replicates: each seed has its own steps-to-target, `cbs.fit.steps_to_target_table`)."""
 
     run_id: str
     cell: str
     batch_size: int
     target: float
+    seed: int = 0
 
     @property
     def group(self) -> str:
-        return f"{self.cell}-B{self.batch_size}"
+        return f"{self.cell}-B{self.batch_size}-s{self.seed}"
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,13 @@ def replay(runs: pd.DataFrame, curves: pd.DataFrame, level: str) -> Replayed:
             if level != "prune" and (reason := past_cbs_reason(int(batch), failed)):
                 cut.update({r: ("skipped_past_cbs", 0, reason) for r in arms.run_id})
                 continue
-            halved = _halve(arms, primary) if level == HALVING else {}
+            replicates = [a for _, a in arms.groupby("seed", sort=True)]  # a seed's arms are one group
+            halved = (
+                {k: v for a in replicates for k, v in _halve(a, primary).items()} if level == HALVING else {}
+            )
             seen = {r: c[c.step <= halved[r][1]] if r in halved else c for r, c in primary.items()}
-            cut.update({**halved, **_prune_group(arms, seen)})
+            pruned = {k: v for a in replicates for k, v in _prune_group(a, seen).items()}
+            cut.update({**halved, **pruned})
             reached = any(np.isfinite(_crossing(seen, r, arms.target_loss.iloc[0])) for r in arms.run_id)
             completed = arms.status.eq("completed") & ~arms.run_id.isin(halved)
             if failed is None and not reached and completed.any():

@@ -103,7 +103,8 @@ def run_sweep(
             if prune:
                 from cbs.sweep.stopper import start_stopper
 
-                trials = sorted(trials, key=lambda t: (t.cell, t.config.batch_size))  # stable: arms together
+                # a cell's batch sizes in increasing order, the arms of one (cell, B, seed) together
+                trials = sorted(trials, key=lambda t: (t.cell.id, t.config.batch_size, t.config.seed))
                 runs = stored_runs(store)
                 stopper = start_stopper(trials, store.root, runs, _curves(store, runs))
             _run_phase(plan, trials, "target", store, max_concurrent, console, outcome, trackers, stopper)
@@ -198,7 +199,7 @@ def _run_phase(
             verbose=0,
             callbacks=[
                 progress,
-                *tracker_callbacks(trackers, store.root, spec.name, {t.run_id: t.cell for t in todo}),
+                *tracker_callbacks(trackers, store.root, spec.name, {t.run_id: t.cell.label for t in todo}),
             ],
             stop=stopper,
         ),

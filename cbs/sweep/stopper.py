@@ -64,7 +64,8 @@ class PruneStopper(Stopper):
             self.board.set_bound(arm.group, Bound(float(crossing), run_id))
 
     def _close(self, arm: Arm) -> None:
-        group = [a for a in self.arms.values() if a.group == arm.group]
+        # past the CBS only once every arm of this batch size, of every seed, ended without reaching the target
+        group = [a for a in self.arms.values() if (a.cell, a.batch_size) == (arm.cell, arm.batch_size)]
         statuses = [self.final.get(a.run_id) for a in group]
         if None in statuses or REACHED in statuses or "completed" not in statuses:
             return
@@ -80,7 +81,10 @@ def start_stopper(trials: list, store_root, runs: pd.DataFrame, curves: pd.DataF
 
     board = Board(store_root / PRUNE_DIR)
     board.reset()
-    arms = {t.run_id: Arm(t.run_id, t.cell, t.config.batch_size, float(t.config.target_loss)) for t in trials}
+    arms = {
+        t.run_id: Arm(t.run_id, t.cell.id, t.config.batch_size, float(t.config.target_loss), t.config.seed)
+        for t in trials
+    }
     stopper = PruneStopper(board, arms)
     stopper.seed(runs[runs.run_id.isin(arms)], curves)
     return stopper

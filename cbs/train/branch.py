@@ -75,4 +75,4 @@ def start_branch(trainer: Trainer, directory: Path) -> None:
     trainer.optimizer.load_state_dict(state["optimizer"])
     for group, settings in zip(trainer.optimizer.param_groups, own, strict=True):
         group.update(settings)
-    trainer.sampler.load_state_dict(state["sampler"])
+    trainer.prefetcher.load_state_dict(state["sampler"])
