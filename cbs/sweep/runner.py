@@ -2,10 +2,11 @@
 
 Resume model: the results store is the source of truth. Each invocation first heals the store (a run whose row
 or curve file cannot be read is moved to ``DIR/damaged/`` and so trained again), re-plans the grid, skips every
-run whose row is done (completed / reached_target / diverged), and starts one Tune experiment under ``DIR/.ray``
-for the rest, whose searcher starts a cell's target runs as soon as that cell's reference runs are done. A run cut off mid-way (driver killed) resumes from its newest Ray
-checkpoint under ``DIR/.ray/*/<run_id>/``; within an experiment, Ray retries a failed trial up to
-``max_failures`` times from its last checkpoint (``tune.get_checkpoint``).
+run whose row is done (completed / reached_target / diverged), and starts one Tune experiment under
+``DIR/.ray`` for the rest, whose searcher (cbs.sweep.searcher) starts a cell's target runs as soon as that
+cell's reference runs are done. A run cut off mid-way (driver killed) resumes from its newest Ray checkpoint
+under ``DIR/.ray/*/<run_id>/``; within the experiment, Ray retries a failed trial up to ``max_failures`` times
+from its last checkpoint (``tune.get_checkpoint``).
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ def run_sweep(
     trackers: list[str] | None = None,
     prune: bool = True,
 ) -> SweepOutcome:
-    """Run every trial of ``plan`` not yet done in ``results`` (a cell's target runs once its reference
-    runs are done, cbs.sweep.searcher), logging to the
-    spec's ``trackers`` and these ``trackers`` too (cbs.sweep.trackers; checked before Ray starts).
+    """Run every trial of ``plan`` not yet done in ``results`` in one Tune experiment (a cell's target runs
+    once its reference runs are done, cbs.sweep.searcher), logging to the spec's ``trackers`` and these
+    ``trackers`` too (cbs.sweep.trackers; checked before Ray starts).
 
     With ``prune`` the target phase runs each cell's batch sizes in increasing order, the arms of one
     (cell, B) together, stops dominated arms (status ``pruned``, exact) and does not train batch sizes past a
