@@ -37,19 +37,22 @@ class Busy:
     in_runs_s: float  # Σ runs' wall time
     training_s: float  # Σ runs' wall time less their evaluation time
     active_s: float  # wall time in which at least one run was active
+    lead_s: float  # from the command's start to the first run's start (Ray, Tune, worker start-up)
+    tail_s: float  # from the last run's end to the command's end (shut-down)
     cores: int
 
     def row(self, label: str) -> str:
         capacity = self.cores * self.elapsed_s
         return (
             f"| {label} | {self.runs} | {self.elapsed_s:.1f} | {self.in_runs_s / capacity:.1%} | "
-            f"{self.training_s / capacity:.1%} | {1 - self.active_s / self.elapsed_s:.1%} |"
+            f"{self.training_s / capacity:.1%} | {1 - self.active_s / self.elapsed_s:.1%} | "
+            f"{self.lead_s:.1f} | {self.tail_s:.1f} |"
         )
 
 
 HEADER = (
-    "| code | runs | wall (s) | cores × wall in runs | in training steps | wall with no run active |\n"
-    "|---|---|---|---|---|---|"
+    "| code | runs | wall (s) | cores × wall in runs | in training steps | wall with no run active "
+    "| before the first run (s) | after the last (s) |\n|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -86,11 +89,13 @@ def measure(spec: Path, code: Path, cores: int, results: Path) -> Busy:
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "cbs", "sweep", str(spec)]
     command += ["--results", str(results), "--num-cpus", str(cores)]
     env = {**os.environ, "PYTHONPATH": str(code)}
+    started = pd.Timestamp.now(tz="UTC")
     done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(
             f"the sweep failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         )
+    ended = pd.Timestamp.now(tz="UTC")
     runs = ResultsStore(results).runs()
     runs = runs[runs.status != "skipped_past_cbs"]  # never trained: no wall time of their own
     return Busy(
@@ -99,6 +104,8 @@ def measure(spec: Path, code: Path, cores: int, results: Path) -> Busy:
         in_runs_s=float(runs.wall_time_s.sum()),
         training_s=float((runs.wall_time_s - runs.eval_time_s.fillna(0)).sum()),
         active_s=active_seconds(runs),
+        lead_s=(runs.started_at.min() - started).total_seconds(),
+        tail_s=(ended - runs.finished_at.max()).total_seconds(),
         cores=cores,
     )
 
