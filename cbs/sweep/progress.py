@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 from ray.tune import Callback
 from rich.console import Console
@@ -38,6 +39,22 @@ class SweepProgress(Callback):
         self.counts = {"done": 0, "running": 0, "pending": len(labels), "errored": 0}
         self.live: Live | None = None
         self.last_print = self.start
+
+    def expect(
+        self,
+        labels: dict[str, str],
+        planned_tokens: dict[str, int],
+        already_done: int = 0,
+        drop: Iterable[str] = (),
+    ) -> None:
+        """Count more trials (``labels``, their token caps; ``already_done`` more found in the store), and no
+        longer those of ``drop`` (placeholders of trials whose ids became known, or that will not run)."""
+        for run_id in drop:
+            self.labels.pop(run_id, None)
+            self.planned.pop(run_id, None)
+        self.labels.update(labels)
+        self.planned.update(planned_tokens)
+        self.already_done += already_done
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks with the experiment state
         return {**self.__dict__, "console": None, "live": None}
@@ -118,9 +135,10 @@ class SweepProgress(Callback):
         self.counts = {
             "done": statuses.count("TERMINATED"),
             "running": statuses.count("RUNNING"),
-            "pending": statuses.count("PENDING") + statuses.count("PAUSED"),
             "errored": statuses.count("ERROR"),
         }
+        # trials the searcher has not handed out yet are pending too
+        self.counts["pending"] = max(0, len(self.labels) - sum(self.counts.values()))
         if self.live is None and self.console.is_terminal:
             self.live = Live(self.line(), console=self.console, refresh_per_second=2, transient=True)
             self.live.start()

@@ -1,11 +1,12 @@
-"""Run a planned sweep on Ray Tune: phase by phase, skipping the runs already in the results store.
+"""Run a planned sweep on Ray Tune in one experiment, skipping the runs already in the results store.
 
 Resume model: the results store is the source of truth. Each invocation first heals the store (a run whose row
 or curve file cannot be read is moved to ``DIR/damaged/`` and so trained again), re-plans the grid, skips every
-run whose row is done (completed / reached_target / diverged), and starts one fresh Tune experiment per phase
-under ``DIR/.ray`` for the rest. A run cut off mid-way (driver killed) resumes from its newest Ray
-checkpoint under ``DIR/.ray/*/<run_id>/``; within an experiment, Ray retries a failed trial up to
-``max_failures`` times from its last checkpoint (``tune.get_checkpoint``).
+run whose row is done (completed / reached_target / diverged), and starts one Tune experiment under
+``DIR/.ray`` for the rest, whose searcher (cbs.sweep.searcher) starts a cell's target runs as soon as that
+cell's reference runs are done. A run cut off mid-way (driver killed) resumes from its newest Ray checkpoint
+under ``DIR/.ray/*/<run_id>/``; within the experiment, Ray retries a failed trial up to ``max_failures`` times
+from its last checkpoint (``tune.get_checkpoint``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 
-from cbs.presets import model_label
 from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
@@ -27,9 +26,6 @@ from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.prune import PRUNE_DIR
 from cbs.sweep.trackers import check_trackers, keep_event_files, tracker_callbacks
 from cbs.sweep.trial import DONE_STATUSES, run_trial, trial_config
-
-if TYPE_CHECKING:
-    from cbs.sweep.stopper import PruneStopper
 
 
 @dataclass
@@ -53,8 +49,8 @@ def stored_runs(store: ResultsStore) -> pd.DataFrame:
     return store.runs() if store.root.is_dir() else RUNS_SCHEMA.empty_table().to_pandas()
 
 
-def done_ids(store: ResultsStore) -> set[str]:
-    runs = stored_runs(store)
+def done_ids(runs: pd.DataFrame) -> set[str]:
+    """Run ids of ``runs`` that are done (not trained again)."""
     return set(runs.run_id[runs.status.isin(DONE_STATUSES)])
 
 
@@ -69,8 +65,9 @@ def run_sweep(
     trackers: list[str] | None = None,
     prune: bool = True,
 ) -> SweepOutcome:
-    """Run every trial of ``plan`` not yet done in ``results`` (phase 1, then the target phase), logging to the
-    spec's ``trackers`` and these ``trackers`` too (cbs.sweep.trackers; checked before Ray starts).
+    """Run every trial of ``plan`` not yet done in ``results`` in one Tune experiment (a cell's target runs
+    once its reference runs are done, cbs.sweep.searcher), logging to the spec's ``trackers`` and these
+    ``trackers`` too (cbs.sweep.trackers; checked before Ray starts).
 
     With ``prune`` the target phase runs each cell's batch sizes in increasing order, the arms of one
     (cell, B) together, stops dominated arms (status ``pruned``, exact) and does not train batch sizes past a
@@ -87,27 +84,18 @@ def run_sweep(
         return outcome
     with ray_session(address, num_cpus):
         check_resources(plan.spec.resources)
-        _run_phase(plan, plan.budget, "budget", store, max_concurrent, console, outcome, trackers)
-        if plan.spec.target is not None:
-            targets = plan.targets(stored_runs(store))
-            refs = plan.reference_ids()
-            done = done_ids(store)
-            outcome.no_target = sorted(
-                c.label for c, ids in refs.items() if c not in targets and set(ids) <= done
+        _run_experiment(plan, store, max_concurrent, console, outcome, trackers, prune)
+    if plan.spec.target is not None:
+        runs = stored_runs(store)
+        targets, done = plan.targets(runs), done_ids(runs)
+        refs = plan.reference_ids()
+        outcome.no_target = sorted(
+            c.label for c, ids in refs.items() if c not in targets and set(ids) <= done
+        )
+        for cell in outcome.no_target:
+            console.print(
+                f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
             )
-            for cell in outcome.no_target:
-                console.print(
-                    f"[yellow]cell {cell}: every reference run diverged; its other batch sizes are skipped"
-                )
-            trials, stopper = plan.target_trials(targets), None
-            if prune:
-                from cbs.sweep.stopper import start_stopper
-
-                # a cell's batch sizes in increasing order, the arms of one (cell, B, seed) together
-                trials = sorted(trials, key=lambda t: (t.cell.id, t.config.batch_size, t.config.seed))
-                runs = stored_runs(store)
-                stopper = start_stopper(trials, store.root, runs, _curves(store, runs))
-            _run_phase(plan, trials, "target", store, max_concurrent, console, outcome, trackers, stopper)
     outcome.missing = missing_ids(plan, stored_runs(store))
     if not outcome.missing and not outcome.no_target:
         _remove_sweep_state(store)
@@ -118,11 +106,6 @@ def _remove_sweep_state(store: ResultsStore) -> None:
     """A complete grid: Ray's state and checkpoints and the pruning decisions are moot."""
     shutil.rmtree(store.root / ".ray", ignore_errors=True)
     shutil.rmtree(store.root / PRUNE_DIR, ignore_errors=True)
-
-
-def _curves(store: ResultsStore, runs: pd.DataFrame) -> pd.DataFrame:
-    """The curves of the runs that reached their target (they set the pruning bounds)."""
-    return store.curves(runs.run_id[runs.status == "reached_target"]) if len(runs) else store.curves([])
 
 
 def missing_ids(plan: SweepPlan, runs: pd.DataFrame) -> list[str]:
@@ -147,60 +130,61 @@ def heal(store: ResultsStore, console: Console) -> list[DamagedRun]:
     return damaged
 
 
-def _run_phase(
+def _run_experiment(
     plan: SweepPlan,
-    trials: list[Trial],
-    phase: str,
     store: ResultsStore,
     max_concurrent: int | None,
     console: Console,
     outcome: SweepOutcome,
     trackers: list[str],
-    stopper: PruneStopper | None = None,
+    prune: bool,
 ) -> None:
+    """One Tune experiment for every trial not done: a cell's target trials start once its reference trials
+    ended (cbs.sweep.searcher), on workers reused run after run."""
     from ray import tune
 
     from cbs.sweep.progress import SweepProgress
+    from cbs.sweep.searcher import PhaseSearcher
 
-    done = done_ids(store)
-    todo = [t for t in trials if t.run_id not in done]
-    outcome.skipped += [t.run_id for t in trials if t.run_id in done]
-    if not trials:
-        return
-    console.print(
-        f"{phase} phase: {len(trials)} runs, {len(trials) - len(todo)} already done, {len(todo)} to run"
-    )
-    if not todo:
-        return
     spec = plan.spec
-    progress = SweepProgress(
-        labels={t.run_id: _label(t) for t in todo},
-        planned_tokens={t.run_id: t.tokens for t in todo},
-        already_done=len(trials) - len(todo),
-        console=console,
+    stopper = None
+    if prune and spec.target is not None:
+        from cbs.sweep.stopper import new_stopper
+
+        stopper = new_stopper(store.root)
+
+    def params(t: Trial) -> dict:
+        arm = stopper.arms.get(t.run_id) if stopper is not None else None
+        return trial_config(t.config, store.root, spec.checkpoint_every, arm)
+
+    progress = SweepProgress(labels={}, planned_tokens={}, console=console)
+    searcher = PhaseSearcher(plan, store, params, progress, stopper)
+    waiting = sum(len(ts) for ts in searcher.placeholders.values())
+    console.print(
+        f"sweep: {len(plan.trials)} runs, {len(searcher.skipped)} already done, {len(searcher.queue)} to run"
+        + (f", {waiting} more once their cell's reference runs are done" if waiting else "")
     )
+    if not searcher.queue:
+        outcome.skipped += searcher.skipped
+        return
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
-    arms = stopper.arms if stopper is not None else {}
-    params = [trial_config(t.config, store.root, spec.checkpoint_every, arms.get(t.run_id)) for t in todo]
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
-        param_space={"params": tune.grid_search(params)},
         tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,  # the searcher says when it is finished
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,  # one worker process (torch imported once) trains run after run
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
-            name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(store.root / ".ray"),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
-            callbacks=[
-                progress,
-                *tracker_callbacks(trackers, store.root, spec.name, {t.run_id: t.cell.label for t in todo}),
-            ],
+            callbacks=[progress, *tracker_callbacks(trackers, store.root, spec.name, searcher.cells)],
             stop=stopper,
         ),
     )
@@ -210,9 +194,10 @@ def _run_phase(
         if result.error is not None:
             outcome.errors[str(result.config["params"]["run_id"])] = _last_line(result.error)
     outcome.retries += progress.retries
-    done = done_ids(store)
-    outcome.ran += [t.run_id for t in todo if t.run_id in done]
-    outcome.failed += [t.run_id for t in todo if t.run_id not in done]
+    outcome.skipped += searcher.skipped
+    done = done_ids(stored_runs(store))
+    outcome.ran += [r for r in searcher.handed if r in done]
+    outcome.failed += [r for r in searcher.handed if r not in done]
 
 
 def _last_line(error: BaseException) -> str:
@@ -223,8 +208,3 @@ def _last_line(error: BaseException) -> str:
 
 def _trial_name(trial) -> str:
     return trial.config["params"]["run_id"]
-
-
-def _label(t: Trial) -> str:
-    c = t.config
-    return f"{model_label(c.model)} B={c.batch_size} lr={c.optim.lr:g} ({t.run_id})"

@@ -21,7 +21,7 @@ class PruneStopper(Stopper):
     whose every arm missed the target; it publishes both on ``board`` and never stops a trial itself."""
 
     board: Board
-    arms: dict[str, Arm]  # run_id -> arm, every target-phase arm of the plan (done ones included)
+    arms: dict[str, Arm]  # run_id -> arm, every target arm of the cells added so far (done ones included)
     history: dict[str, dict[int, float]] = field(default_factory=dict)  # run_id -> step -> loss
     final: dict[str, str] = field(default_factory=dict)  # run_id -> final status
 
@@ -38,6 +38,15 @@ class PruneStopper(Stopper):
                 self._offer(run_id)
         for run_id in self.final:
             self._close(self.arms[run_id])
+
+    def add(self, trials: list, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+        """Take on the target ``trials`` (cbs.sweep.plan.Trial) of a cell, seeded from the store's ``runs`` of
+        them and the ``curves`` of those that reached the target."""
+        for t in trials:
+            self.arms[t.run_id] = Arm(
+                t.run_id, t.cell.id, t.config.batch_size, float(t.config.target_loss), t.config.seed
+            )
+        self.seed(runs, curves)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         arm = self.arms.get(result.get("run_id", ""))
@@ -74,17 +83,11 @@ class PruneStopper(Stopper):
             self.board.set_failed_batch(arm.cell, arm.batch_size)
 
 
-def start_stopper(trials: list, store_root, runs: pd.DataFrame, curves: pd.DataFrame) -> PruneStopper:
-    """A stopper for the target-phase ``trials`` (cbs.sweep.plan.Trial) on a fresh board under
-    ``store_root/.prune``, seeded from the store's ``runs`` and their ``curves``."""
+def new_stopper(store_root) -> PruneStopper:
+    """A stopper with no arms yet on a fresh board under ``store_root/.prune`` (`PruneStopper.add` gives it
+    each cell's target arms once the cell's target is known)."""
     from cbs.sweep.prune import PRUNE_DIR
 
     board = Board(store_root / PRUNE_DIR)
     board.reset()
-    arms = {
-        t.run_id: Arm(t.run_id, t.cell.id, t.config.batch_size, float(t.config.target_loss), t.config.seed)
-        for t in trials
-    }
-    stopper = PruneStopper(board, arms)
-    stopper.seed(runs[runs.run_id.isin(arms)], curves)
-    return stopper
+    return PruneStopper(board, {})
