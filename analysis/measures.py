@@ -1,0 +1,218 @@
+"""The three CBS measures on the same runs (results/README.md, "Three measures of the CBS on the same runs"):
+print the measure × cell table with each value's ratio to the steps-to-target B* and each measure's cost as a
+share of the cell's grid, the branched losses per k, and the B_simple of every batch size at the target.
+
+    cbs fit measures results/measures --json results/measures/fits/measures.json
+    python analysis/measures.py results/measures [--compare results/cpu-cbs]
+
+Steps-to-target and branched rows are read from the `cbs fit measures` JSON. Where that has no B_simple (today
+`cbs fit measures` reads it only from the reference run, and b_opt = 1 logs none: a step needs >= 2
+micro-batches), it is taken here from the smallest batch size whose best run logged it: the bias-corrected EMA
+value at that run's first evaluation at or after its target step, costing that run's tokens up to there.
+``--compare`` matches this store's runs with another store's by (model, D, B, lr) and prints how far their eval
+losses differ at the steps both evaluated (micro-batching is gradient accumulation: only fp rounding differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cbs.fit import steps_to_target_table
+from cbs.fit.branched import branched_table
+from cbs.fit.steps_to_target import GROUP_KEYS
+from cbs.results import ResultsStore, without_branches
+from cbs.results.cell import with_cells
+
+MATCH_KEYS = ["preset", "data_tokens", "batch_size", "lr"]
+
+
+@dataclass(frozen=True)
+class SimpleAt:
+    """B_simple of one batch size's best run at its first evaluation at or after its target step."""
+
+    batch_size: int
+    run_id: str
+    step: int
+    value: float
+    tokens: int
+    wall_time_s: float
+
+
+def b_simple_at_target(steps: pd.DataFrame, curves: pd.DataFrame) -> dict[tuple, list[SimpleAt]]:
+    """Per cell (GROUP_KEYS tuple), the B_simple of each batch size that reached the target and logged it,
+    smallest batch first."""
+    out: dict[tuple, list[SimpleAt]] = {}
+    reached = steps[steps["run_id"].notna()].sort_values("batch_size")
+    logged = curves.dropna(subset=["b_simple"]).sort_values("step")
+    for key, grp in reached.groupby(GROUP_KEYS, sort=True):
+        found = []
+        for r in grp.itertuples():
+            cur = logged[(logged["run_id"] == r.run_id) & (logged["step"] >= r.steps_to_target)]
+            if not cur.empty:
+                c = cur.iloc[0]
+                found.append(
+                    SimpleAt(
+                        int(r.batch_size),
+                        r.run_id,
+                        int(c.step),
+                        float(c.b_simple),
+                        int(c.tokens),
+                        float(c.wall_time_s),
+                    )
+                )
+        out[key] = found
+    return out
+
+
+def _fmt(value: float, lo: float | None = None, hi: float | None = None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    if lo is None or hi is None or not (math.isfinite(lo) or math.isfinite(hi)):
+        return f"{value:.3g}"
+    show = [f"{x:.3g}" if math.isfinite(x) else "∞" for x in (lo, hi)]
+    return f"{value:.3g} [{show[0]}, {show[1]}]"
+
+
+def _num(x: object) -> float:
+    return math.nan if x is None else float(x)
+
+
+def measures_markdown(rows: list[dict], simple: dict[tuple, list[SimpleAt]]) -> str:
+    """The measure × cell table: value [interval], ratio to the steps-to-target B*, tokens and CPU seconds
+    (wall seconds summed over 1-CPU runs) and their shares of the cell's grid."""
+    lines = [
+        "| D (tokens) | measure | B (seqs) [interval] | / B* | tokens | share of grid | CPU s | share of grid |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, grp in pd.DataFrame(rows).groupby(GROUP_KEYS, sort=True):
+        grid = grp[grp["measure"] == "steps-to-target"].iloc[0]
+        b_star = _num(grid["value"])
+        for r in grp.itertuples():
+            value, lo, hi, tokens, wall = (
+                _num(r.value),
+                _num(r.lo),
+                _num(r.hi),
+                int(r.tokens),
+                _num(r.wall_time_s),
+            )
+            label = r.measure
+            if r.measure == "b_simple" and not math.isfinite(value) and simple.get(key):
+                s = simple[key][0]
+                value, tokens, wall = s.value, s.tokens, s.wall_time_s
+                label = f"b_simple (B={s.batch_size} run, step {s.step})"
+            ratio = value / b_star if math.isfinite(value) and math.isfinite(b_star) else math.nan
+            lines.append(
+                f"| {int(r.data_tokens):,} | {label} | {_fmt(value, lo, hi)} | {_fmt(ratio)} | {tokens:,} | "
+                f"{tokens / int(grid['tokens']):.1%} | {wall:.0f} | {wall / _num(grid['wall_time_s']):.1%} |"
+            )
+    return "\n".join(lines)
+
+
+def branched_markdown(runs: pd.DataFrame, curves: pd.DataFrame, epsilon: float, alpha: float) -> str:
+    """Per parent and branch point: the smoothed loss at Δ of each k, k* and B*."""
+    table = branched_table(runs, curves, epsilon=epsilon, alpha=alpha)
+    d = with_cells(runs).set_index("run_id")["data_tokens"]
+    lines = [
+        "| D (tokens) | at (step) | smoothed loss at Δ, k = "
+        + ", ".join(str(k) for k in (table["ks"].iloc[0] if len(table) else []))
+        + " | k* | B* [interval] |",
+        "|---|---|---|---|---|",
+    ]
+    for r in table.sort_values(["parent_run_id", "branch_fraction"]).itertuples():
+        losses = ", ".join(f"{x:.3f}" for x in r.losses)
+        lines.append(
+            f"| {int(d[r.parent_run_id]):,} | {r.branch_fraction:g} ({r.branch_step}) | {losses} | "
+            f"{_fmt(_num(r.k_star))} | {_fmt(_num(r.cbs), _num(r.cbs_lo), _num(r.cbs_hi))} |"
+        )
+    return "\n".join(lines)
+
+
+def simple_markdown(simple: dict[tuple, list[SimpleAt]]) -> str:
+    """B_simple at the target of every batch size's best run (it is a property of the point in training,
+    so it should not depend on B)."""
+    sizes = sorted({s.batch_size for found in simple.values() for s in found})
+    lines = ["| D (tokens) | " + " | ".join(f"B={b}" for b in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for key, found in simple.items():
+        at = {s.batch_size: s.value for s in found}
+        lines.append(
+            f"| {int(key[GROUP_KEYS.index('data_tokens')]):,} | "
+            + " | ".join(_fmt(at.get(b, math.nan)) for b in sizes)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def compare_markdown(mine: ResultsStore, other: ResultsStore) -> str:
+    """Per batch size: how many runs both stores trained (same model, D, B, lr) and the largest |Δ eval loss|
+    at the steps both evaluated, over the first 100 steps and over the whole run."""
+    a, b = (with_cells(without_branches(s.runs())) for s in (mine, other))
+    pairs = a.merge(b, on=MATCH_KEYS, suffixes=("", "_o"))[[*MATCH_KEYS, "run_id", "run_id_o"]]
+    if pairs.empty:
+        return "no runs in common"
+    ca, cb = mine.curves(pairs["run_id"]), other.curves(pairs["run_id_o"])
+    rows = []
+    for p in pairs.itertuples():
+        x = ca[ca["run_id"] == p.run_id][["step", "eval_set", "eval_loss"]]
+        y = cb[cb["run_id"] == p.run_id_o][["step", "eval_set", "eval_loss"]]
+        both = x.merge(y, on=["step", "eval_set"], suffixes=("", "_o"))
+        diff = (both["eval_loss"] - both["eval_loss_o"]).abs()
+        rows.append(
+            {
+                "batch_size": p.batch_size,
+                "early": diff[both["step"] <= 100].max(),
+                "all": diff.max(),
+                "n": len(both),
+            }
+        )
+    t = (
+        pd.DataFrame(rows)
+        .groupby("batch_size")
+        .agg(runs=("n", "size"), early=("early", "max"), whole=("all", "max"))
+    )
+    lines = [
+        "| B | runs in both | max abs Δ eval loss, steps ≤ 100 | max abs Δ eval loss, whole run |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {b} | {int(r.runs)} | {r.early:.2g} | {r.whole:.2g} |" for b, r in t.iterrows()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("store", type=Path, help="results store (its fits/measures.json from `cbs fit measures`)")
+    ap.add_argument(
+        "--measures", type=Path, help="the `cbs fit measures` JSON (default STORE/fits/measures.json)"
+    )
+    ap.add_argument(
+        "--compare", type=Path, help="another store with the same cells, trained without micro-batches"
+    )
+    ap.add_argument("--epsilon", type=float, default=0.01, help="branched: tolerance in nats (as the fit's)")
+    ap.add_argument("--ema", type=float, default=0.5, help="branched: EMA weight (as the fit's)")
+    args = ap.parse_args()
+    path = args.measures or args.store / "fits" / "measures.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run `cbs fit measures {args.store} --json {path}` first")
+    rows = json.loads(path.read_text())["measures"]
+    store = ResultsStore(args.store)
+    runs, curves = store.tables()
+    steps = steps_to_target_table(runs, curves)
+    simple = b_simple_at_target(steps, curves)
+    print("## Three measures per cell\n")
+    print(measures_markdown(rows, simple))
+    print("\n## Branched: smoothed loss at Δ per k\n")
+    print(branched_markdown(runs, curves, args.epsilon, args.ema))
+    print("\n## B_simple at the target, best run of each batch size\n")
+    print(simple_markdown(simple))
+    if args.compare:
+        print(f"\n## Same runs, micro-batched ({args.store}) vs whole-batch ({args.compare})\n")
+        print(compare_markdown(store, ResultsStore(args.compare)))
+
+
+if __name__ == "__main__":
+    main()
