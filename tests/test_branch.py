@@ -266,3 +266,24 @@ def test_killed_branch_driver_resumes_without_duplicates(grid_store, tmp_path):
     for run_id, mtime in written.items():  # branches stored before the kill were not trained again
         assert (results / "runs" / f"{run_id}.parquet").stat().st_mtime_ns == mtime
     assert not ResultsStore(results).curves().duplicated(["run_id", "step", "eval_set"]).any()
+
+
+def test_a_branch_judges_divergence_against_its_parents_first_loss(grid_store):
+    import torch
+
+    from cbs.train import resolve_config
+    from cbs.train.branch import start_branch
+    from cbs.train.checkpoint import STATE_FILE
+    from cbs.train.loop import Trainer
+
+    store, _ = grid_store
+    [baseline] = [t for t in plan_branches(parse_branch_spec(spec()), store).trials if t.config.branch.k == 1]
+    checkpoint = Path(baseline.config.branch.checkpoint)
+    parent_first = torch.load(checkpoint / STATE_FILE, weights_only=False)["progress"]["initial_loss"]
+    trainer = Trainer(resolve_config(baseline.config))
+    start_branch(trainer, checkpoint)
+    assert trainer.progress.initial_loss == parent_first
+    # factor ~1: a branch whose threshold were its own first step would stop at the first later step above it;
+    # against the parent's loss at initialisation every step of the (trained) branch is below
+    strict = dataclasses.replace(baseline.config, divergence_factor=1.001)
+    assert run_training(strict).row["status"] == "completed"

@@ -64,8 +64,9 @@ def read_kept(directory: Path) -> KeptCheckpoint | None:
 
 
 def start_branch(trainer: Trainer, directory: Path) -> None:
-    """Load the parent's weights, AdamW moments and data position from a kept checkpoint into ``trainer``,
-    keeping the trainer's own lr, betas and EWA (the branch's EWA averages from the branch point on)."""
+    """Load the parent's weights, AdamW moments, data position and first loss (the reference of the divergence
+    check) from a kept checkpoint into ``trainer``, keeping the trainer's own lr, betas and EWA (the branch's EWA
+    averages from the branch point on)."""
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise ConfigError(f"no kept checkpoint at {path}: the parent run's checkpoints were moved or deleted")
@@ -76,3 +77,7 @@ def start_branch(trainer: Trainer, directory: Path) -> None:
     for group, settings in zip(trainer.optimizer.param_groups, own, strict=True):
         group.update(settings)
     trainer.prefetcher.load_state_dict(state["sampler"])
+    # a branch continues its parent: divergence is judged against the parent's first loss (at initialisation),
+    # not the branch's own first step, one batch of a trained model (at B = 1 a single sequence, whose loss
+    # can be a third of its neighbours': ordinary losses then read as divergence)
+    trainer.progress.initial_loss = state["progress"]["initial_loss"]
