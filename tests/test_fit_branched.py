@@ -51,11 +51,10 @@ def test_ema_matches_its_recursion():
         ema(x, 1.0)
 
 
-def test_branched_table_smooths_each_branch_and_costs_its_tokens():
-    """Noisy branch curves whose EMA-smoothed final loss has k* = 2: the last raw point of k = 4 is low by
-    chance, its smoothed value is not."""
+def _branch_tables(curves: dict[int, list[float]], ewa_only_between: bool = False) -> tuple:
+    """Runs and curves of one parent's branches (B = 4) at 0.5 with these raw eval losses per k; with
+    ``ewa_only_between`` an evaluation that scored only the EWA weights (raw loss NaN) sits after each."""
     parent, b = "p" * 16, 4
-    curves = {1: [3.3, 3.10, 3.00], 2: [3.3, 3.10, 3.005], 4: [3.3, 3.40, 2.90]}
     runs, points = [], []
     for k, losses in curves.items():
         rid = f"b{k}"
@@ -74,12 +73,33 @@ def test_branched_table_smooths_each_branch_and_costs_its_tokens():
                 "eval_sets": ["val"],
             }
         )
-        points += [
-            {"run_id": rid, "eval_set": "val", "step": s, "eval_loss": x}
-            for s, x in enumerate(losses, start=1)
-        ]
-    table = branched_table(pd.DataFrame(runs), pd.DataFrame(points), epsilon=0.01, alpha=0.5)
+        for s, x in enumerate(losses, start=1):
+            points.append({"run_id": rid, "eval_set": "val", "step": 10 * s, "eval_loss": x})
+            if ewa_only_between and s < len(losses):
+                points.append({"run_id": rid, "eval_set": "val", "step": 10 * s + 5, "eval_loss": math.nan})
+    return pd.DataFrame(runs), pd.DataFrame(points)
+
+
+NOISY = {1: [3.3, 3.10, 3.00], 2: [3.3, 3.10, 3.005], 4: [3.3, 3.40, 2.90]}
+
+
+def test_branched_table_smooths_each_branch_and_costs_its_tokens():
+    """Noisy branch curves whose EMA-smoothed final loss has k* = 2: the last raw point of k = 4 is low by
+    chance, its smoothed value is not."""
+    table = branched_table(*_branch_tables(NOISY), epsilon=0.01, alpha=0.5)
     (row,) = table.itertuples()
     assert row.k_star == 2 and row.cbs == 8 and (row.cbs_lo, row.cbs_hi) == (8, 16)
     assert row.losses[4] == pytest.approx(0.25 * 3.3 + 0.25 * 3.4 + 0.5 * 2.9)  # smoothed, not the raw 2.9
     assert row.tokens == 3000 and row.flops == 18000 and row.wall_time_s == 7.5 and row.note == ""
+
+
+def test_evaluations_without_a_raw_loss_are_left_out_of_the_smoothing():
+    # the trainer scores the raw weights only every eval.raw_every-th evaluation: the others are NaN rows
+    plain = branched_table(*_branch_tables(NOISY), epsilon=0.01, alpha=0.5).iloc[0]
+    gaps = branched_table(*_branch_tables(NOISY, ewa_only_between=True), epsilon=0.01, alpha=0.5).iloc[0]
+    assert gaps["losses"] == plain["losses"] and gaps["k_star"] == plain["k_star"] == 2
+
+
+def test_a_baseline_without_a_finite_loss_is_a_fit_error_not_k_star_1():
+    with pytest.raises(FitError, match="no finite smoothed loss"):
+        branched_cbs({1: math.nan, 2: 3.0, 4: 3.0}, batch_size=8)

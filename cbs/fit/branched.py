@@ -73,6 +73,8 @@ def branched_cbs(losses: Mapping[int, float], batch_size: int, epsilon: float = 
         raise FitError(f"epsilon must be > 0 nats, got {epsilon}")
     if 1 not in losses:
         raise FitError(f"the k = 1 baseline branch is missing (have k = {sorted(losses)})")
+    if not math.isfinite(losses[1]):
+        raise FitError("the k = 1 baseline branch has no finite smoothed loss (no raw evaluation stored)")
     ks = sorted(losses)
     k_star = 1
     for i, k in enumerate(ks):
@@ -129,10 +131,12 @@ def branched_table(
 
 
 def _final_smoothed(curves: pd.DataFrame, run: object, alpha: float) -> float:
-    """The EMA-smoothed raw eval loss of ``run`` at its last evaluation, on its primary eval set."""
+    """The EMA-smoothed raw eval loss of ``run`` at its last evaluation, on its primary eval set, over the
+    evaluations that scored the raw weights (every ``eval.raw_every``-th and the last; the others have none)."""
     sets = run.eval_sets
     primary = sets[0] if sets is not None and len(sets) else None
     cur = curves[(curves["run_id"] == run.run_id) & (curves["eval_set"] == primary)].sort_values("step")
+    cur = cur.dropna(subset=["eval_loss"])
     if cur.empty:
         return math.nan
     return float(ema(cur["eval_loss"].to_numpy(float), alpha)[-1])
