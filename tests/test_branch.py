@@ -97,6 +97,7 @@ def test_plan_branches_from_the_reference_run_with_scaled_batch_and_lr(grid_stor
         assert t.config.optim.lr == pytest.approx(meta.lr * k**0.5)  # sqrt rule (Adam)
         assert t.tokens == 4096  # Δ = 0.25 of the parent's 16384 tokens, the same for every k
         assert t.config.branch.step == meta.step and t.config.optim.warmup_steps == 0
+        assert t.config.eval.raw_every == 1  # every evaluation scores the raw weights the estimate smooths
     linear = plan_branches(parse_branch_spec(spec(k=[4], lr_rule="linear")), store)
     assert linear.trials[-1].config.optim.lr == pytest.approx(meta.lr * 4)
 

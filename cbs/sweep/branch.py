@@ -205,6 +205,9 @@ def _branch_trial(
         batch_size=batch,
         optim=optim,
         ewa_tau=float(row["ewa_tau"]),
+        eval=dataclasses.replace(
+            parent.eval, raw_every=1
+        ),  # the estimate smooths raw losses: every evaluation
         token_budget=steps * batch * seq,
         chinchilla_multiple=None,
         data_tokens=None,
