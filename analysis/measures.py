@@ -9,8 +9,8 @@ Steps-to-target and branched rows are read from the `cbs fit measures` JSON. Whe
 `cbs fit measures` reads it only from the reference run, and b_opt = 1 logs none: a step needs >= 2
 micro-batches), it is taken here from the smallest batch size whose best run logged it: the bias-corrected EMA
 value at that run's first evaluation at or after its target step, costing that run's tokens up to there.
-``--compare`` matches this store's runs with another store's by (model, D, B, lr) and prints how far their eval
-losses differ at the steps both evaluated (micro-batching is gradient accumulation: only fp rounding differs).
+``--compare`` matches this store's runs with another store's by (model, D, B, lr) and prints how far their EWA
+eval losses differ at the steps both evaluated (micro-batching is gradient accumulation: only fp rounding differs).
 """
 
 from __future__ import annotations
@@ -124,10 +124,11 @@ def branched_markdown(runs: pd.DataFrame, curves: pd.DataFrame, epsilon: float, 
         + " | k* | B* [interval] |",
         "|---|---|---|---|---|",
     ]
-    for r in table.sort_values(["parent_run_id", "branch_fraction"]).itertuples():
-        losses = ", ".join(f"{x:.3f}" for x in r.losses)
+    table["data_tokens"] = [int(d[p]) for p in table["parent_run_id"]]
+    for r in table.sort_values(["data_tokens", "branch_fraction"]).itertuples():
+        losses = ", ".join(f"{x:.3f}" for x in r.losses.values())
         lines.append(
-            f"| {int(d[r.parent_run_id]):,} | {r.branch_fraction:g} ({r.branch_step}) | {losses} | "
+            f"| {r.data_tokens:,} | {r.branch_fraction:g} ({r.branch_step}) | {losses} | "
             f"{_fmt(_num(r.k_star))} | {_fmt(_num(r.cbs), _num(r.cbs_lo), _num(r.cbs_hi))} |"
         )
     return "\n".join(lines)
@@ -149,8 +150,9 @@ def simple_markdown(simple: dict[tuple, list[SimpleAt]]) -> str:
 
 
 def compare_markdown(mine: ResultsStore, other: ResultsStore) -> str:
-    """Per batch size: how many runs both stores trained (same model, D, B, lr) and the largest |Δ eval loss|
-    at the steps both evaluated, over the first 100 steps and over the whole run."""
+    """Per batch size, over the runs both stores trained (same model, D, B, lr) at the steps both evaluated:
+    the largest |Δ EWA eval loss| over the first three evaluations, the median step where |Δ| first exceeds
+    1e-4 (rounding differences grow over training) and the largest |Δ| over the whole run."""
     a, b = (with_cells(without_branches(s.runs())) for s in (mine, other))
     pairs = a.merge(b, on=MATCH_KEYS, suffixes=("", "_o"))[[*MATCH_KEYS, "run_id", "run_id_o"]]
     if pairs.empty:
@@ -158,28 +160,33 @@ def compare_markdown(mine: ResultsStore, other: ResultsStore) -> str:
     ca, cb = mine.curves(pairs["run_id"]), other.curves(pairs["run_id_o"])
     rows = []
     for p in pairs.itertuples():
-        x = ca[ca["run_id"] == p.run_id][["step", "eval_set", "eval_loss"]]
-        y = cb[cb["run_id"] == p.run_id_o][["step", "eval_set", "eval_loss"]]
-        both = x.merge(y, on=["step", "eval_set"], suffixes=("", "_o"))
-        diff = (both["eval_loss"] - both["eval_loss_o"]).abs()
+        x = ca[ca["run_id"] == p.run_id][["step", "eval_set", "ewa_eval_loss"]]
+        y = cb[cb["run_id"] == p.run_id_o][["step", "eval_set", "ewa_eval_loss"]]
+        both = x.merge(y, on=["step", "eval_set"], suffixes=("", "_o")).dropna().sort_values("step")
+        diff = (both["ewa_eval_loss"] - both["ewa_eval_loss_o"]).abs()
+        apart = both["step"][diff > 1e-4]
         rows.append(
             {
                 "batch_size": p.batch_size,
-                "early": diff[both["step"] <= 100].max(),
-                "all": diff.max(),
-                "n": len(both),
+                "first": diff.iloc[:3].max(),
+                "apart": apart.iloc[0] if len(apart) else math.nan,
+                "whole": diff.max(),
             }
         )
     t = (
         pd.DataFrame(rows)
         .groupby("batch_size")
-        .agg(runs=("n", "size"), early=("early", "max"), whole=("all", "max"))
+        .agg(
+            runs=("first", "size"), first=("first", "max"), apart=("apart", "median"), whole=("whole", "max")
+        )
     )
     lines = [
-        "| B | runs in both | max abs Δ eval loss, steps ≤ 100 | max abs Δ eval loss, whole run |",
-        "|---|---|---|---|",
+        "| B | runs in both | max abs Δ EWA eval loss, first 3 evals | median step with abs Δ > 1e-4 | max abs Δ, whole run |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {b} | {int(r.runs)} | {r.early:.2g} | {r.whole:.2g} |" for b, r in t.iterrows()]
+    lines += [
+        f"| {b} | {int(r.runs)} | {r.first:.2g} | {_fmt(r.apart)} | {r.whole:.2g} |" for b, r in t.iterrows()
+    ]
     return "\n".join(lines)
 
 
