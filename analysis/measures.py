@@ -2,7 +2,8 @@
 print the measure × cell table with each value's ratio to the steps-to-target B* and each measure's cost as a
 share of the cell's grid, the branched losses per k, and the B_simple of every batch size at the target.
 
-    cbs fit measures results/measures --json results/measures/fits/measures.json
+    cbs fit measures results/measures --n-boot 1000 --json results/measures/fits/measures.json
+    cbs fit cbs results/measures --json results/measures/fits/all.json      # B_noise = b/a per cell
     python analysis/measures.py results/measures [--compare results/cpu-cbs]
 
 Steps-to-target and branched rows are read from the `cbs fit measures` JSON. Where that has no B_simple (today
@@ -34,7 +35,8 @@ MATCH_KEYS = ["preset", "data_tokens", "batch_size", "lr"]
 
 @dataclass(frozen=True)
 class SimpleAt:
-    """B_simple of one batch size's best run at its first evaluation at or after its target step."""
+    """B_simple of one batch size's best run at its first evaluation at or after its target step that has one
+    (none where the EMA |G|² estimate is not positive)."""
 
     batch_size: int
     run_id: str
@@ -134,18 +136,19 @@ def branched_markdown(runs: pd.DataFrame, curves: pd.DataFrame, epsilon: float, 
     return "\n".join(lines)
 
 
-def simple_markdown(simple: dict[tuple, list[SimpleAt]]) -> str:
-    """B_simple at the target of every batch size's best run (it is a property of the point in training,
-    so it should not depend on B)."""
+def simple_markdown(simple: dict[tuple, list[SimpleAt]], b_noise: dict[float, tuple]) -> str:
+    """B_simple at the target of every batch size's best run (a property of the point in training, so it
+    should not depend on B), their median, and the steps-to-target fit's B_noise = b/a with its interval
+    (``b_noise``: D -> (value, lo, hi), from `cbs fit cbs`)."""
     sizes = sorted({s.batch_size for found in simple.values() for s in found})
-    lines = ["| D (tokens) | " + " | ".join(f"B={b}" for b in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    head = " | ".join(f"B={b}" for b in sizes)
+    lines = [f"| D (tokens) | {head} | median | B_noise = b/a |", "|---" * (len(sizes) + 3) + "|"]
     for key, found in simple.items():
         at = {s.batch_size: s.value for s in found}
-        lines.append(
-            f"| {int(key[GROUP_KEYS.index('data_tokens')]):,} | "
-            + " | ".join(_fmt(at.get(b, math.nan)) for b in sizes)
-            + " |"
-        )
+        d = key[GROUP_KEYS.index("data_tokens")]
+        median = float(pd.Series([s.value for s in found]).median()) if found else math.nan
+        cells = " | ".join(_fmt(at.get(b, math.nan)) for b in sizes)
+        lines.append(f"| {int(d):,} | {cells} | {_fmt(median)} | {_fmt(*b_noise.get(d, (math.nan,)))} |")
     return "\n".join(lines)
 
 
@@ -214,8 +217,13 @@ def main() -> None:
     print(measures_markdown(rows, simple))
     print("\n## Branched: smoothed loss at Δ per k\n")
     print(branched_markdown(runs, curves, args.epsilon, args.ema))
-    print("\n## B_simple at the target, best run of each batch size\n")
-    print(simple_markdown(simple))
+    print(
+        "\n## B_simple at the target, best run of each batch size (B_noise: `cbs fit cbs`, fits/all.json)\n"
+    )
+    fits = args.store / "fits" / "all.json"
+    groups = json.loads(fits.read_text())["groups"] if fits.is_file() else []
+    b_noise = {g["data_tokens"]: (_num(g["b_noise"]), *map(_num, g["b_noise_ci"])) for g in groups}
+    print(simple_markdown(simple, b_noise))
     if args.compare:
         print(f"\n## Same runs, micro-batched ({args.store}) vs whole-batch ({args.compare})\n")
         print(compare_markdown(store, ResultsStore(args.compare)))
