@@ -188,7 +188,15 @@ def test_old_json_without_the_new_keys_loads(cbs_analysis: CbsAnalysis, tmp_path
     assert "convergence not recorded" in back.groups[0].fit.report()
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("results/*/fits/*.json")), ids=str)
+# the committed `cbs fit cbs` files (`cbs fit measures` writes {"measures": [rows]}, not an analysis)
+COMMITTED_FITS = [
+    p
+    for p in sorted(Path(__file__).parents[1].glob("results/*/fits/*.json"))
+    if "groups" in json.loads(p.read_text())
+]
+
+
+@pytest.mark.parametrize("path", COMMITTED_FITS, ids=str)
 def test_committed_fits_load_and_write_back_every_key(path: Path) -> None:
     """Every committed fit (some written before the interface) loads, and writes back each key it had unchanged
     (the keys added since are compared where the file has them, and left out where it has not)."""
