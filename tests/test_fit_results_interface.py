@@ -61,7 +61,7 @@ def _strip(data: object, keys: set[str]) -> object:
 
 
 NEW_KEYS = {"diagnostics", "params", "log_b_opt", "log_lr_opt", "bowl_warning", "kappa_diagnostics", "pairs"}
-NEW_KEYS |= {"coefficient_data", "log_covariance", "dataset", "optimizer"}
+NEW_KEYS |= {"coefficient_data", "log_covariance", "dataset", "optimizer", "n_seeds"}
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)

@@ -11,6 +11,7 @@ from its last checkpoint (``tune.get_checkpoint``).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -168,6 +169,9 @@ def _run_experiment(
         outcome.skipped += searcher.skipped
         return
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
+    # Tune lets a searcher have one trial pending (its worker starting) at a time, so with runs shorter than a
+    # worker's start the slots fill one by one; let every slot of the cluster start a worker at once.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(resources, max_concurrent)))
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         tune_config=tune.TuneConfig(
@@ -198,6 +202,16 @@ def _run_experiment(
     done = done_ids(stored_runs(store))
     outcome.ran += [r for r in searcher.handed if r in done]
     outcome.failed += [r for r in searcher.handed if r not in done]
+
+
+def _slots(resources: dict[str, float], max_concurrent: int | None) -> int:
+    """How many trials of ``resources`` the Ray cluster runs at once (at most ``max_concurrent``)."""
+    import ray
+
+    have = ray.cluster_resources()
+    fits = [have.get(k.upper(), 0.0) // v for k, v in resources.items() if v > 0]
+    slots = max(1, int(min(fits, default=1)))
+    return min(slots, max_concurrent) if max_concurrent else slots
 
 
 def _last_line(error: BaseException) -> str:
