@@ -14,7 +14,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from test_plots_synthetic import B_OPT, LRS, SEQ_LEN, make_run
 
@@ -110,8 +109,11 @@ def test_b_simple_falls_back_to_the_smallest_batch_size_that_logged_it(fitted):
     window = curve[(curve.step >= target / 2) & (curve.step <= 2 * target)]
     assert s.ci == (b_simple_of(window.step.min()), b_simple_of(window.step.max()))
     assert s.ci[0] < s.value < s.ci[1] and s.n_evaluations == len(window) >= 2
-    assert g.measures.b_simple_note == (
-        "the reference B=256 run and B=64 logged no b_simple at or after the target step"
+    why = "the reference B=256 run and B=64 logged no b_simple at or after the target step"
+    assert g.measures.b_simple_note == why
+    row = measures_frame([g]).iloc[-1]
+    assert row.note == f"{s.source}; {why}" and s.source.startswith(
+        f"B=128 run {s.run_id[:8]}, step {s.step}"
     )  # says why the reference run was not used
 
 
@@ -216,7 +218,7 @@ def test_cli_fit_cbs_writes_the_measures_to_json_and_markdown(fitted, tmp_path, 
     (group,) = json.loads(out.read_text())["groups"]
     assert group["b_simple"]["batch_size"] == 128 and len(group["branched"]) == 2
     assert "branched@0.25 (B=256)" in md.read_text()
-    steps = tmp_path / "steps.csv"
-    pd.DataFrame(fitted.table).to_csv(steps, index=False)
+    steps = tmp_path / "steps.parquet"
+    fitted.table.to_parquet(steps)
     assert main(["fit", "cbs", "--input", str(steps), "--n-boot", "20"]) == 0
     assert NO_STORE in capsys.readouterr().out

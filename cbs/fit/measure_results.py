@@ -229,7 +229,8 @@ def measures_frame(groups: Sequence[CbsGroup]) -> pd.DataFrame:
             )
         else:
             lo, hi = s.ci or (math.nan, math.nan)
-            note = s.source + ("" if s.ci else "; one evaluation in the window: no interval")
+            gap = "" if s.ci else "one evaluation in the window: no interval"
+            note = "; ".join(n for n in (s.source, m.b_simple_note, gap) if n)
             rows.append(_row(key, "b_simple", s.value, lo, hi, s.cost, note))
     return pd.DataFrame(rows, columns=MEASURE_COLUMNS)
 

@@ -114,17 +114,20 @@ def draw_over_training(ax: Axes, groups: Sequence[CbsGroup], top: float) -> None
             continue
         drawn = True
         color = OKABE_ITO[(i + 4) % len(OKABE_ITO)]
-        f = np.array([b.fraction for b in points])
-        label = f"{g.label}: branched B* (dashed: steps-to-target B*)"
+        shift = 0.012 * (i - (len(groups) - 1) / 2)  # groups often share a B* (the k grid is coarse)
+        f = np.array([b.fraction for b in points]) + shift
+        label = f"{g.label}: branched B*"
         ax.plot(f, [b.cbs for b in points], "v-", color=color, ms=4.5, label=label, gid=f"over-training:{i}")
-        for b in points:
+        for x, b in zip(f, points, strict=True):
             hi = b.cbs_ci[1] if math.isfinite(b.cbs_ci[1]) else top
-            ax.plot([b.fraction] * 2, [b.cbs_ci[0], hi], "-", color=color, lw=1.0, alpha=0.6)
+            ax.plot([x] * 2, [b.cbs_ci[0], hi], "-", color=color, lw=1.0, alpha=0.6)
             if not math.isfinite(b.cbs_ci[1]):
-                ax.plot([b.fraction], [top], "^", color=color, ms=5)
+                ax.plot([x], [top], "^", color=color, ms=5)
         if g.fit:
             ax.axhline(g.fit.cbs, ls="--", color=color, lw=0.9, gid=f"steps-level:{i}")
-    if not drawn:
+    if drawn:
+        ax.plot([], [], "--", color="0.4", lw=0.9, label="steps-to-target B* (dashed, in the group's colour)")
+    else:
         ax.text(0.5, 0.5, "no branched estimate\n(run `cbs branch`)", transform=ax.transAxes, ha="center")
     ax.set_xlim(0, 1)
     ax.set_xlabel("Branch point (fraction of the parent's steps)")
