@@ -222,3 +222,39 @@ def test_cli_fit_cbs_writes_the_measures_to_json_and_markdown(fitted, tmp_path, 
     fitted.table.to_parquet(steps)
     assert main(["fit", "cbs", "--input", str(steps), "--n-boot", "20"]) == 0
     assert NO_STORE in capsys.readouterr().out
+
+
+@pytest.mark.slow  # three tiny training runs on the CPU: about 15 s
+def test_real_runs_with_micro_batches_give_b_simple_from_the_smallest_gns_batch(tmp_path, one_thread):
+    """B_opt = 1 (the CPU specs): one sequence per step logs no GNS; B = 2 and 4 with micro-batches of 1 do, and
+    B_simple is read from B = 2 at its target step, as the curves hold it."""
+    from test_sweep_spec import make_dataset
+    from test_train_run import train_into
+
+    from cbs.config import TrainConfig
+
+    (tmp_path / "data").mkdir()
+    data = make_dataset(tmp_path / "data")
+    store = ResultsStore(tmp_path / "results")
+    for batch in (1, 2, 4):
+        cfg = {
+            "model": {"preset": "tiny-16k"},
+            "data": {"path": str(data)},
+            "token_budget": 8192 if batch == 1 else 32768,  # the larger batches get the steps to reach it
+            "data_tokens": 8192,
+            "device": "cpu",
+            "eval": {"n_log": 8, "n_dense": 8, "eval_tokens": 1024},
+            "batch_size": batch,
+            "micro_batch_size": 1,
+            "reference_batch_size": 1,
+        }
+        train_into(store, TrainConfig.from_dict(cfg))
+    runs, curves = store.tables()
+    by_batch = runs.set_index("batch_size").run_id
+    assert curves[curves.run_id == by_batch[1]].b_simple.isna().all()
+    steps = steps_to_target_table(runs, curves)
+    ((_, m),) = group_measures(runs, curves, steps).items()
+    s = m.b_simple
+    assert s.batch_size == 2 and s.run_id == by_batch[2] and "reference B=1" in m.b_simple_note
+    own = curves[(curves.run_id == s.run_id) & (curves.step == s.step)]
+    assert s.value == own.b_simple.iloc[0] and s.ci[0] <= s.value <= s.ci[1]
