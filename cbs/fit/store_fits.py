@@ -89,10 +89,8 @@ class StoreFits:
         if self.fitted is not None:
             return self.fitted
         every = self.store.runs()  # the branches too: the branched measure reads them
-        branches = every[every["run_id"].isin(set(every["run_id"]) - set(self.runs["run_id"]))]
-        curves = (
-            pd.concat([self.curves, self.store.curves(branches["run_id"])]) if len(branches) else self.curves
-        )
+        branches = every.loc[every["parent_run_id"].notna(), "run_id"]
+        curves = pd.concat([self.curves, self.store.curves(branches)]) if len(branches) else self.curves
         return fit_store_cbs(
             every,
             curves,

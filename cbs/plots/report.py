@@ -167,12 +167,13 @@ def scaling_law_table(src: StoreFits) -> pd.DataFrame:
 
 
 def measures_blocks(src: StoreFits) -> list[Block]:
-    """The groups' three measures with interval and cost (`measures_frame`), or why they have none."""
+    """The groups' three measures with interval and cost (`measures_frame`); none for a theory store or a fit
+    without a store (the CBS table is then all there is)."""
     if src.is_theory():
         return []  # the testbed's exact noise scale is `cbs theory`'s own report
     frame = measures_frame(src.analysis.groups)
     if frame.empty:
-        return []  # a fit read from a JSON of a steps table: the CBS table above is all there is
+        return []
     text = (
         "Steps-to-target B* (the grid, its bootstrap 95% CI), branched B* per branch point ([k*·B, next k·B]) "
         "and the in-run B_simple (its range over the evaluations in [s*/2, 2·s*]), in sequences, with the "
