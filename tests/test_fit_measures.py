@@ -218,6 +218,9 @@ def test_cli_fit_cbs_writes_the_measures_to_json_and_markdown(fitted, tmp_path, 
     (group,) = json.loads(out.read_text())["groups"]
     assert group["b_simple"]["batch_size"] == 128 and len(group["branched"]) == 2
     assert "branched@0.25 (B=256)" in md.read_text()
+    figures = tmp_path / "figures"  # the figure from that JSON alone
+    assert main(["figures", "measures", "--input", str(out), "--out", str(figures), "--format", "png"]) == 0
+    assert (figures / "measures.png").stat().st_size > 5_000
     steps = tmp_path / "steps.parquet"
     fitted.table.to_parquet(steps)
     assert main(["fit", "cbs", "--input", str(steps), "--n-boot", "20"]) == 0
