@@ -212,7 +212,7 @@ def measures_frame(groups: Sequence[CbsGroup]) -> pd.DataFrame:
         m = g.measures
         if m is None:
             continue
-        key = (g.model, g.n_params, g.data_tokens, g.dataset, g.optimizer)
+        key = g.cell
         lo, hi = g.fit.cbs_ci if g.fit else (math.nan, math.nan)
         rows.append(
             _row(

@@ -178,7 +178,7 @@ def _b_simple(
         found = _read_b_simple(row, cell, curves, reference=float(row.batch_size) == b_opt)
         if found is not None:
             return found, _skipped_note(skipped, b_opt)
-        skipped.append(float(row.batch_size))
+        skipped += [] if float(row.batch_size) in skipped else [float(row.batch_size)]  # seeds: once each
     return None, f"no run that reached the target (B = {_batches(skipped)}) logged b_simple at or after it"
 
 
