@@ -34,6 +34,7 @@ BRANCH_COLUMNS = [
     "tokens",
     "flops",
     "wall_time_s",
+    "n_runs",
     "note",
 ]
 
@@ -91,7 +92,7 @@ def branched_table(
 ) -> pd.DataFrame:
     """One row per (parent run, branch fraction) of the branch runs in ``runs`` (rows with a
     ``parent_run_id``): the smoothed eval loss at Δ of each k (primary eval set, raw weights), k*, B* and its
-    interval, and the tokens, FLOPs and wall seconds the branches cost. Branches not completed are left out and named in
+    interval, and the tokens, FLOPs, wall seconds and number of the branches (``n_runs``, every status). Branches not completed are left out and named in
     ``note``; a branch point without its k = 1 branch has no estimate (``note`` says so)."""
     if "parent_run_id" not in runs:
         return pd.DataFrame(columns=BRANCH_COLUMNS)
@@ -122,6 +123,7 @@ def branched_table(
                 "tokens": int(grp["tokens"].sum()),
                 "flops": float((grp["tokens"] * grp["flops_per_token"]).sum()),
                 "wall_time_s": float(grp["wall_time_s"].sum()),
+                "n_runs": len(grp),
                 "note": "; ".join(notes),
             }
         )
