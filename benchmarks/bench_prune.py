@@ -21,7 +21,7 @@ import pandas as pd
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.sweep.inexact import Halving, LowerCap, PruneOptions
+from cbs.sweep.inexact import Halving, LowerCap, PruneOptions, rule_of
 from cbs.sweep.replay import LEVELS, UNCHANGED, Replayed, replay
 
 LABELS = {
@@ -88,15 +88,25 @@ def main() -> None:
     for label, options in inexact.items():
         options.check(float(runs.token_budget.max() / runs.data_tokens.min()))
         r = replay(runs, curves, "batch_range", options)
-        _, cbs = cbs_per_group(r, args.n_boot)
+        table, cbs = cbs_per_group(r, args.n_boot)
+        changed = (table[UNCHANGED] != base_table[UNCHANGED]) & ~(
+            table[UNCHANGED].isna() & base_table[UNCHANGED].isna()
+        )
         inside = ((cbs.cbs >= base_cbs.cbs_lo) & (cbs.cbs <= base_cbs.cbs_hi)).sum()
         print(
             f"| {label} | {int((r.runs.tokens.fillna(0) > 0).sum())} | {r.tokens:,} | {r.flops:.3g} | "
-            f"{r.tokens / base:.3f} | (inexact) | {inside} of {len(cbs)} CBS inside the (b) interval |"
+            f"{r.tokens / base:.3f} | no: {int(changed.any(axis=1).sum())} of {len(table)} rows differ | "
+            f"{inside} of {len(cbs)} CBS inside the (b) interval |"
         )
-        shifts[label[:3]] = (cbs.cbs / base_cbs.cbs - 1).abs()
-    for label, shift in shifts.items():
-        print(f"\n{label} CBS vs (b): largest relative change {shift.max():.1%}, median {shift.median():.1%}")
+        shifts[label[:3]] = (
+            (cbs.cbs / base_cbs.cbs - 1).abs(),
+            r.runs.stop_reason.map(rule_of).value_counts(),
+        )
+    for label, (shift, rules) in shifts.items():
+        print(
+            f"\n{label} CBS vs (b): largest relative change {shift.max():.1%}, median {shift.median():.1%}; "
+            f"runs stopped by an inexact rule: {rules.to_dict()}"
+        )
     counts = levels["batch_range"].runs.status.value_counts()
     print(f"\n(d) run statuses: {counts.to_dict()}")
     print(f"CBS per group (b): {base_cbs.to_dict('records')}")
