@@ -9,8 +9,8 @@ all but the best ``ceil(n/eta)`` are stopped (status ``pruned``, a ``stop_reason
 arm that is behind early is not always the one that reaches the target first, so S(B), its argmin and the
 CBS may differ from the unpruned protocol.
 
-**Lower cap** (``prune: {lower_cap: {m, cap}}``). A batch size whose next-smaller batch size of the same
-(cell, seed) needed more than ``m``·D tokens to reach the target (its best arm, interpolated as `cbs fit cbs`)
+**Lower cap** (``prune: {lower_cap: {m, cap}}``). A target-phase batch size whose next-smaller target-phase
+batch size of the same (cell, seed) needed more than ``m``·D tokens to reach the target (its best arm, interpolated as `cbs fit cbs`)
 trains at most ``cap``·D tokens instead of ``budget_multiple``·D (stopped at its first evaluation at or after
 that: ``pruned``, ``stop_reason`` starting ``lower_cap``), and counts as having missed the target within its
 cap, so the batch-range rule skips the larger ones. It assumes that such a batch size is far past the CBS, so
