@@ -152,7 +152,7 @@ def _run_experiment(
     if prune and spec.target is not None:
         from cbs.sweep.stopper import new_stopper
 
-        stopper = new_stopper(store.root)
+        stopper = new_stopper(store.root, spec.prune)
 
     def params(t: Trial) -> dict:
         arm = stopper.arms.get(t.run_id) if stopper is not None else None

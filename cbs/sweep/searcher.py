@@ -15,6 +15,7 @@ from cbs.presets import model_label
 from cbs.results import ResultsStore
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.progress import SweepProgress
+from cbs.sweep.prune import FINAL
 from cbs.sweep.runner import done_ids, stored_runs
 from cbs.sweep.stopper import PruneStopper
 
@@ -92,8 +93,8 @@ class PhaseSearcher(Searcher):
             # a cell's batch sizes in increasing order, the arms of one (cell, B, seed) together
             trials = sorted(trials, key=lambda t: (t.cell.id, t.config.batch_size, t.config.seed))
             ids = [t.run_id for t in trials]
-            reached = runs.run_id[runs.run_id.isin(ids) & (runs.status == "reached_target")]
-            self.stopper.add(trials, runs[runs.run_id.isin(ids)], self.store.curves(reached))
+            ended = runs.run_id[runs.run_id.isin(ids) & runs.status.isin(FINAL)]
+            self.stopper.add(trials, runs[runs.run_id.isin(ids)], self.store.curves(ended))
         todo = [t for t in trials if t.run_id not in done]
         self.skipped += [t.run_id for t in trials if t.run_id in done]
         self._expect(todo, already_done=len(trials) - len(todo))
