@@ -10,6 +10,7 @@ grid of the cell; the branches; the reference run up to its target step (B_simpl
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,12 +22,17 @@ from cbs.protocol import CBS_OVERHEAD
 from cbs.results import without_branches
 from cbs.results.cell import with_cells
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cbs.results import ResultsStore
+
 MEASURE_COLUMNS = [*GROUP_KEYS, "measure", "value", "lo", "hi", "tokens", "flops", "wall_time_s", "note"]
 NO_GNS = "no b_simple column in the curves (in-run GNS not logged by the cbs that trained these runs)"
 
 
 def measures_table(
-    source: object,
+    source: ResultsStore | str | Path | tuple[pd.DataFrame, pd.DataFrame],
     *,
     b_opt: float | None = None,
     target: str | float = "auto",
@@ -70,7 +76,9 @@ def measures_table(
     return pd.DataFrame(rows, columns=MEASURE_COLUMNS)
 
 
-def _full(source: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _full(
+    source: ResultsStore | str | Path | tuple[pd.DataFrame, pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Runs (branches included) and curves of a store or a (runs, curves) pair."""
     if isinstance(source, tuple) and len(source) == 2:
         return source[0].copy(), source[1]

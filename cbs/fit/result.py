@@ -127,7 +127,7 @@ class JsonEquality:
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and as_json(self.to_dict()) == as_json(other.to_dict())  # type: ignore[attr-defined]
+        return type(other) is type(self) and as_json(self.to_dict()) == as_json(other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]
 
