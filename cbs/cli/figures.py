@@ -176,8 +176,8 @@ def _theory(args: argparse.Namespace) -> tuple[Figure, list[str]]:
     from cbs.plots.theory import theory_from_analysis
 
     table, settings = theory_steps_table(args.input)
-    analysis = fit_cbs_table(table, overhead=settings["overhead"], n_boot=args.n_boot, seed=args.seed)
-    return theory_from_analysis(analysis, theory_exponent=settings["exponent_theory"]), []
+    analysis = fit_cbs_table(table, overhead=settings.overhead, n_boot=args.n_boot, seed=args.seed)
+    return theory_from_analysis(analysis, theory_exponent=settings.exponent_theory), []
 
 
 def _cbs_scaling(args: argparse.Namespace) -> tuple[Figure, list[str]]:

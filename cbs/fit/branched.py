@@ -10,7 +10,7 @@ loss) fails, and is left out of the comparisons of larger k.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +100,9 @@ def branched_table(
     rows = []
     for (parent, fraction), grp in branches.groupby(["parent_run_id", "branch_fraction"], sort=True):
         done = grp[grp["status"] == "completed"]
-        losses = {int(r.branch_k): _final_smoothed(curves, r, alpha) for r in done.itertuples()}
+        losses = {
+            int(r.branch_k): _final_smoothed(curves, r.run_id, r.eval_sets, alpha) for r in done.itertuples()
+        }
         batch = int(grp["batch_size"].iloc[0] // grp["branch_k"].iloc[0])
         notes = [f"k={int(r.branch_k)} {r.status}" for r in grp.itertuples() if r.status != "completed"]
         try:
@@ -130,11 +132,12 @@ def branched_table(
     return pd.DataFrame(rows, columns=BRANCH_COLUMNS)
 
 
-def _final_smoothed(curves: pd.DataFrame, run: object, alpha: float) -> float:
-    """The EMA-smoothed raw eval loss of ``run`` at its last evaluation, on its primary eval set."""
-    sets = run.eval_sets
-    primary = sets[0] if sets is not None and len(sets) else None
-    cur = curves[(curves["run_id"] == run.run_id) & (curves["eval_set"] == primary)].sort_values("step")
+def _final_smoothed(
+    curves: pd.DataFrame, run_id: str, eval_sets: Sequence[str] | None, alpha: float
+) -> float:
+    """The EMA-smoothed raw eval loss of run ``run_id`` at its last evaluation, on its primary (first) eval set."""
+    primary = eval_sets[0] if eval_sets is not None and len(eval_sets) else None
+    cur = curves[(curves["run_id"] == run_id) & (curves["eval_set"] == primary)].sort_values("step")
     if cur.empty:
         return math.nan
     return float(ema(cur["eval_loss"].to_numpy(float), alpha)[-1])

@@ -91,11 +91,16 @@ class CbsGroup:
         """The fit's intervals (`CbsFit.intervals`); none without a fit."""
         return self.fit.intervals() if self.fit else {}
 
-    def predict(self, batch_sizes: object) -> np.ndarray:
-        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+    @property
+    def fitted(self) -> CbsFit:
+        """The group's S(B) fit; FitError (with the reason) for a group without one."""
         if self.fit is None:
             raise FitError(f"{self.label} has no S(B) fit: {self.error}")
-        return self.fit.predict(batch_sizes)
+        return self.fit
+
+    def predict(self, batch_sizes: object) -> np.ndarray:
+        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+        return self.fitted.predict(batch_sizes)
 
     def report(self) -> str:
         """The group, then its fit's report (or why it has none) and its warnings."""
@@ -451,7 +456,7 @@ def _fit_group(
     point = ["batch_size", "seed"] if "seed" in grp else ["batch_size"]
     n_seeds = int(grp["seed"].nunique()) if "seed" in grp else 1
     target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
-    common = dict(
+    common: dict[str, Any] = dict(
         model=str(model),
         n_params=float(n_params),
         data_tokens=float(data_tokens),
@@ -512,7 +517,7 @@ def _optimizer_laws(
     absent: dict[str, str] = {}
     n_m = np.array([g.n_params / 1e6 for g in ok])
     d = np.array([g.data_tokens for g in ok])
-    cbs = np.array([g.fit.cbs for g in ok])
+    cbs = np.array([g.fitted.cbs for g in ok])
     fin = np.isfinite(d)
     for name, x, mask in (("n_params", n_m, np.ones(len(ok), bool)), ("data_tokens", d, fin)):
         distinct = np.unique(x[mask]).size
@@ -555,7 +560,7 @@ def _subset_laws(groups: list[CbsGroup], n_boot: int, seed: int) -> list[SubsetL
         if np.unique(x).size < MIN_DISTINCT:
             continue
         try:
-            law = fit_power_law(x, [g.fit.cbs for g in members], n_boot=n_boot, seed=seed)
+            law = fit_power_law(x, [g.fitted.cbs for g in members], n_boot=n_boot, seed=seed)
         except FitError:
             continue
         out.append(SubsetLaw(variable, fixed, [g.key for g in members], law))

@@ -162,7 +162,7 @@ def _prune_group(arms: pd.DataFrame, primary: dict[str, pd.DataFrame]) -> dict[s
     reached = {r: s for r, s in crossings.items() if np.isfinite(s)}
     if not reached:
         return {}
-    winner = min(reached, key=reached.get)
+    winner = min(reached, key=reached.__getitem__)
     bound = Bound(reached[winner], winner)
     out = {}
     for run_id in arms.run_id:

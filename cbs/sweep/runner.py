@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 from rich.console import Console
@@ -194,9 +195,11 @@ def _run_experiment(
     )
     grid = tuner.fit()
     keep_event_files(store.root)
-    for result in grid:  # Tune's own record of a trial that errored (a crash can leave no row behind)
+    for i in range(len(grid)):  # Tune's own record of a trial that errored (a crash can leave no row behind)
+        result = grid[i]
         if result.error is not None:
-            outcome.errors[str(result.config["params"]["run_id"])] = _last_line(result.error)
+            config = cast(dict[str, Any], result.config)  # Tune's results all carry their trial's config
+            outcome.errors[str(config["params"]["run_id"])] = _last_line(result.error)
     outcome.retries += progress.retries
     outcome.skipped += searcher.skipped
     done = done_ids(stored_runs(store))
