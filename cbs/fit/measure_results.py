@@ -194,9 +194,9 @@ class GroupMeasures:
         )
 
 
-def _interval_or_nan(value: object) -> tuple[float, float]:
+def _interval_or_nan(value: Sequence[float | None]) -> tuple[float, float]:
     """[lo, hi] back from JSON where null is NaN (no estimate) at both ends, else `interval`."""
-    lo, hi = value  # type: ignore[misc]
+    lo, hi = value
     if lo is None and hi is None:
         return (math.nan, math.nan)
     return interval(value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -137,7 +138,7 @@ def _cost(runs: pd.DataFrame) -> Cost:
     return Cost(int(runs["tokens"].sum()), flops, float(runs["wall_time_s"].sum()), len(runs))
 
 
-def _branched(b: object, epsilon: float, alpha: float) -> BranchedMeasure:
+def _branched(b: Any, epsilon: float, alpha: float) -> BranchedMeasure:
     """A `branched_table` row as a result object."""
     cost = Cost(int(b.tokens), float(b.flops), float(b.wall_time_s), int(b.n_runs))
     return BranchedMeasure(
@@ -173,7 +174,7 @@ def _b_simple(
     order = reached.assign(other=reached["batch_size"] != b_opt).sort_values(
         ["other", "batch_size", "steps_to_target", "seed"]
     )
-    skipped = []
+    skipped: list[float] = []
     for row in order.itertuples():
         found = _read_b_simple(row, cell, curves, reference=float(row.batch_size) == b_opt)
         if found is not None:
@@ -199,7 +200,7 @@ def _batches(values: list[float]) -> str:
 
 
 def _read_b_simple(
-    row: object, cell: pd.DataFrame, curves: pd.DataFrame, reference: bool
+    row: Any, cell: pd.DataFrame, curves: pd.DataFrame, reference: bool
 ) -> BSimpleMeasure | None:
     """B_simple of the steps table's run ``row`` at its first evaluation at or after its steps-to-target, with
     the range over [s*/2, 2·s*]; None where it logged none at or after s*."""

@@ -109,6 +109,8 @@ def draw_over_training(ax: Axes, groups: Sequence[CbsGroup], top: float) -> None
     group's steps-to-target B* dashed (``gid`` 'steps-level:<i>')."""
     drawn = False
     for i, g in enumerate(groups):
+        if g.measures is None:
+            continue
         points = sorted((b for b in g.measures.branched if math.isfinite(b.cbs)), key=lambda b: b.fraction)
         if not points:
             continue

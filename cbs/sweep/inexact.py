@@ -106,7 +106,7 @@ class PruneOptions:
             )
         if self.halving is not None:
             self.halving.check()
-        if self.lower_cap is not None:
+        if self.lower_cap is not None and budget_multiple is not None:  # None raised above
             self.lower_cap.check(budget_multiple)
 
     def describe(self) -> str:
@@ -152,10 +152,11 @@ def halve(
         at = {r: next(((s, x) for s, x in curves[r] if s >= rung), None) for r in alive}
         if any(at[r] is None and r not in ended for r in alive):
             break  # an arm may still reach this rung
-        running = sorted((r for r in alive if at[r] is not None), key=lambda r: (_nan_last(at[r][1]), r))
+        seen = {r: v for r, v in at.items() if v is not None}
+        running = sorted(seen, key=lambda r: (_nan_last(seen[r][1]), r))
         keep = math.ceil(len(running) / rule.eta)
         for rank, r in enumerate(running[keep:], start=keep + 1):
-            out[r] = Ranked(int(at[r][0]), float(at[r][1]), rank, len(running), rung)
+            out[r] = Ranked(int(seen[r][0]), float(seen[r][1]), rank, len(running), rung)
             alive.remove(r)
     return out
 

@@ -116,7 +116,7 @@ class Board:
     def set_failed_batch(self, cell: str, batch_size: int) -> None:
         write_text_atomic(self.root / f"past-cbs-{cell}.json", json.dumps({"batch_size": batch_size}))
 
-    def halved(self, run_id: str) -> str | None:
+    def halved(self, run_id: str) -> dict[str, Any] | None:
         """How successive halving ranked ``run_id`` out (cbs.sweep.inexact.Ranked as a dict), None if it did not."""
         return self._read(f"halved-{run_id}")
 

@@ -117,7 +117,7 @@ def _cut_group(
     seen = {r: primary[r] for r in arms.run_id if r in primary}
     rule = options.lower_cap
     low = rule.steps(needed, int(arms.data_tokens.iloc[0]), int(arms.batch_tokens.iloc[0])) if rule else None
-    if low is not None:
+    if rule is not None and low is not None:
         for r, c in seen.items():
             step = c.step[c.step >= low].min()
             if step < c.step.max() and curve_losses(c[c.step == step])[0] > arms.target_loss.iloc[0]:

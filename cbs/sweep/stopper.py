@@ -115,18 +115,24 @@ class PruneStopper(Stopper):
 
     def _halve(self, arm: Arm) -> None:
         """Publish the arms of ``arm``'s group that successive halving ranks out (cbs.sweep.inexact.halve)."""
+        rule = self.options.halving
+        if rule is None:
+            return
         group = [a for a in self.arms.values() if a.group == arm.group]
         curves = {a.run_id: sorted(self.history.get(a.run_id, {}).items()) for a in group}
         ended = {a.run_id for a in group if a.run_id in self.final}
         cap_steps = max(a.cap_steps for a in group)
-        for run_id, ranked in halve(self.options.halving, cap_steps, curves, ended).items():
+        for run_id, ranked in halve(rule, cap_steps, curves, ended).items():
             if run_id not in ended and self.board.halved(run_id) is None:
                 self.board.set_halved(run_id, ranked)
 
     def _lower_next(self, arm: Arm) -> None:
         """Once every arm of ``arm``'s group ended: a lower cap for the next larger batch size of its (cell,
         seed) where this one needed more than m·D tokens (cbs.sweep.inexact.LowerCap)."""
-        if any(a.run_id not in self.final for a in self.arms.values() if a.group == arm.group):
+        rule = self.options.lower_cap
+        if rule is None or any(
+            a.run_id not in self.final for a in self.arms.values() if a.group == arm.group
+        ):
             return
         larger = [
             a
@@ -138,9 +144,9 @@ class PruneStopper(Stopper):
             return
         nxt = min(larger, key=lambda a: a.batch_size)
         needed = bound.steps * arm.batch_tokens
-        steps = self.options.lower_cap.steps(needed, arm.data_tokens, nxt.batch_tokens)
+        steps = rule.steps(needed, arm.data_tokens, nxt.batch_tokens)
         if steps is not None and steps < nxt.cap_steps and self.board.lower_cap(nxt.group) is None:
-            self.board.set_lower_cap(nxt.group, self.options.lower_cap, steps, needed)
+            self.board.set_lower_cap(nxt.group, rule, steps, needed)
 
 
 def new_stopper(store_root, options: PruneOptions | None = None) -> PruneStopper:
