@@ -21,6 +21,7 @@ import pandas as pd
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.model import ModelSpec, resolve_model_config
+from cbs.results import ResultsStore
 from cbs.sweep.grid import expand_grid
 from cbs.sweep.spec import load_spec
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder for <experiment>.json, steps.csv and summary.md")
     args = ap.parse_args(argv)
 
-    steps = steps_to_target_table(args.store, b_opt=args.b_opt)
+    steps = steps_to_target_table(*ResultsStore(args.store).tables(), b_opt=args.b_opt)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps.to_csv(out / "steps.csv.tmp", index=False)

@@ -4,10 +4,12 @@ Replays the stored curves of a stop-at-target sweep run without pruning (default
 ``results/cpu-cbs``) under four levels (cbs.sweep.replay): (a) every arm to its cap, (b) stop-at-target (the
 store), (c) + exact pruning, (d) + batch sizes past the CBS not run. For each: tokens, FLOPs (6·N·tokens), the
 ratio to (b), and whether the steps-to-target table (steps, argmin run, lr/β2/τ) and every group's CBS and
-interval equal (b)'s exactly; then (e) (d) + successive halving across the arms of a (cell, B), which is not
-exact, with how many CBS stay inside their (b) interval. Prints a markdown table (the one in docs/sweep.md).
+interval equal (b)'s exactly; then the opt-in inexact rules of `cbs sweep` (cbs.sweep.inexact, the same rule
+functions the live sweep runs) on top of (d): (e) successive halving across the arms of a (cell, B, seed), (f) a
+lower cap, (g) both, each with how many CBS stay inside their (b) interval. Prints a markdown table (the one in
+docs/sweep.md).
 
-    PYTHONPATH=. python benchmarks/bench_prune.py [--results results/cpu-cbs] [--n-boot 1000]
+    PYTHONPATH=. python benchmarks/bench_prune.py [--results results/cpu-cbs] [--n-boot 1000] [--m 2 --cap 2.5]
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pandas as pd
 
 from cbs.fit import fit_cbs_table, steps_to_target_table
 from cbs.results import ResultsStore
-from cbs.sweep.replay import ETA, HALVING, LEVELS, RUNGS, UNCHANGED, Replayed, replay
+from cbs.sweep.inexact import Halving, LowerCap, PruneOptions, rule_of
+from cbs.sweep.replay import LEVELS, UNCHANGED, Replayed, replay
 
 LABELS = {
     "cap": "(a) every arm to its cap",
@@ -41,6 +44,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results/cpu-cbs"))
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of each CBS interval")
+    parser.add_argument(
+        "--eta", type=int, default=Halving.eta, help="successive halving: keep the best 1/eta"
+    )
+    parser.add_argument("--rungs", type=int, default=Halving.rungs, help="successive halving: rungs")
+    parser.add_argument(
+        "--m", type=float, default=2.0, help="lower cap: after a batch size that needed > m·D"
+    )
+    parser.add_argument("--cap", type=float, default=2.5, help="lower cap: cap·D tokens")
     args = parser.parse_args()
     store = ResultsStore(args.results)
     runs = store.runs()
@@ -63,16 +74,39 @@ def main() -> None:
             f"| {LABELS[level]} | {trained} | {r.tokens:,} | {r.flops:.3g} | {r.tokens / base:.3f} | "
             f"{same[0]} | {same[1]} |"
         )
-    halved = replay(runs, curves, HALVING)
-    _, cbs = cbs_per_group(halved, args.n_boot)
-    inside = ((cbs.cbs >= base_cbs.cbs_lo) & (cbs.cbs <= base_cbs.cbs_hi)).sum()
-    print(
-        f"| (e) (d) + successive halving, inexact (η={ETA}, {RUNGS} rungs) | "
-        f"{int((halved.runs.tokens.fillna(0) > 0).sum())} | {halved.tokens:,} | {halved.flops:.3g} | "
-        f"{halved.tokens / base:.3f} | (inexact) | {inside} of {len(cbs)} CBS inside the (b) interval |"
-    )
-    shift = (cbs.cbs / base_cbs.cbs - 1).abs()
-    print(f"\n(e) CBS vs (b): largest relative change {shift.max():.1%}, median {shift.median():.1%}")
+    halving, lower_cap = Halving(args.eta, args.rungs), LowerCap(args.m, args.cap)
+    inexact = {
+        f"(e) (d) + successive halving, inexact (η={halving.eta}, {halving.rungs} rungs)": PruneOptions(
+            halving
+        ),
+        f"(f) (d) + lower cap, inexact (cap·D={lower_cap.cap:g}·D after > {lower_cap.m:g}·D)": PruneOptions(
+            lower_cap=lower_cap
+        ),
+        "(g) (d) + both, inexact": PruneOptions(halving, lower_cap),
+    }
+    shifts = {}
+    for label, options in inexact.items():
+        options.check(float(runs.token_budget.max() / runs.data_tokens.min()))
+        r = replay(runs, curves, "batch_range", options)
+        table, cbs = cbs_per_group(r, args.n_boot)
+        changed = (table[UNCHANGED] != base_table[UNCHANGED]) & ~(
+            table[UNCHANGED].isna() & base_table[UNCHANGED].isna()
+        )
+        inside = ((cbs.cbs >= base_cbs.cbs_lo) & (cbs.cbs <= base_cbs.cbs_hi)).sum()
+        print(
+            f"| {label} | {int((r.runs.tokens.fillna(0) > 0).sum())} | {r.tokens:,} | {r.flops:.3g} | "
+            f"{r.tokens / base:.3f} | no: {int(changed.any(axis=1).sum())} of {len(table)} rows differ | "
+            f"{inside} of {len(cbs)} CBS inside the (b) interval |"
+        )
+        shifts[label[:3]] = (
+            (cbs.cbs / base_cbs.cbs - 1).abs(),
+            r.runs.stop_reason.map(rule_of).value_counts(),
+        )
+    for label, (shift, rules) in shifts.items():
+        print(
+            f"\n{label} CBS vs (b): largest relative change {shift.max():.1%}, median {shift.median():.1%}; "
+            f"runs stopped by an inexact rule: {rules.to_dict()}"
+        )
     counts = levels["batch_range"].runs.status.value_counts()
     print(f"\n(d) run statuses: {counts.to_dict()}")
     print(f"CBS per group (b): {base_cbs.to_dict('records')}")

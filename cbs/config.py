@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -31,6 +31,9 @@ from cbs.optim_params import (
     strip_unused,
 )
 from cbs.presets import canonical_model
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass
@@ -262,7 +265,7 @@ def _without_late_defaults(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def dataset_identity(path: str | None) -> str | None:
@@ -346,7 +349,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where + ".")
     if origin is list:
         (item,) = typing.get_args(tp)

@@ -82,9 +82,13 @@ def resolve_model_config(cfg: ModelConfig, vocab_size: int) -> ModelSpec:
         raise ConfigError(f"unknown model preset {cfg.preset!r}; presets: {', '.join(PRESETS)}")
     base = PRESETS[cfg.preset]
 
-    def pick(name: str, default: object = None) -> object:
+    def pick(name: str, default: float | None = None) -> float:
         value = getattr(cfg, name)
-        return base.get(name, default) if value is None else value
+        if value is None:
+            value = base.get(name, default)
+        if value is None:
+            raise ConfigError(f"model.{name} is not set and preset {cfg.preset!r} has none; set model.{name}")
+        return value
 
     spec = ModelSpec(
         d_model=int(pick("d_model")),
@@ -133,6 +137,9 @@ class LayerNorm(nn.LayerNorm):
 
 class Rotary(nn.Module):
     """Rotary position embedding (rotate-half form) with a cos/sin cache of ``seq_len`` positions."""
+
+    cos: torch.Tensor  # buffers, (seq_len, head_dim)
+    sin: torch.Tensor
 
     def __init__(self, head_dim: int, seq_len: int, theta: float) -> None:
         super().__init__()

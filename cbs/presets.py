@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 # The paper's sizes (width × layers, head_dim 64, seq len 512) and a CPU family with the same shape rules
 # (MLP 4d, untied embeddings, QK-norm) whose non-embedding N is near the name.
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict[str, int]] = {
     "tiny-16k": {"d_model": 24, "n_layers": 2, "n_heads": 2, "seq_len": 128},  # N = 14,040
     "tiny-64k": {"d_model": 48, "n_layers": 2, "n_heads": 3, "seq_len": 128},  # N = 55,728
     "tiny-250k": {"d_model": 80, "n_layers": 3, "n_heads": 5, "seq_len": 128},  # N = 231,440

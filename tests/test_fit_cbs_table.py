@@ -89,6 +89,9 @@ def test_unreached_batch_sizes_and_failed_groups_are_reported():
     by_model = {g.model: g for g in analysis.groups}
     assert by_model["m50"].fit is not None and by_model["m50"].unreached_batch_sizes == [2048.0]
     assert by_model["m100"].fit is None and "never reached" in by_model["m100"].error
+    assert by_model["m50"].fitted is by_model["m50"].fit
+    with pytest.raises(FitError, match="m100.*has no S\\(B\\) fit: .*never reached"):
+        by_model["m100"].fitted  # noqa: B018
     tab["steps_to_target"] = np.nan
     with pytest.raises(FitError, match="no group could be fitted.*never reached"):
         fit_cbs_table(tab, n_boot=20)

@@ -62,6 +62,8 @@ def _strip(data: object, keys: set[str]) -> object:
 
 NEW_KEYS = {"diagnostics", "params", "log_b_opt", "log_lr_opt", "bowl_warning", "kappa_diagnostics", "pairs"}
 NEW_KEYS |= {"coefficient_data", "log_covariance", "dataset", "optimizer"}
+NEW_KEYS |= {"n_seeds"}  # seeds as replicates (committed fits predate it)
+NEW_KEYS |= {"steps_to_target_cost", "b_simple", "b_simple_note", "branched"}  # the three measures (#13)
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=1e-3, max_value=1e6, allow_nan=False, allow_infinity=False)

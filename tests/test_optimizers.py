@@ -16,7 +16,7 @@ from cbs.optim_params import OPTIMIZERS
 from cbs.results import ResultsStore
 from cbs.sweep.spec import parse_spec
 from cbs.train import run_training
-from cbs.train.optimizers import build_optimizer, check_available, evaluation_weights
+from cbs.train.optimizers import build_optimizer, check_available, evaluation_weights, single_optimizer
 
 
 def config(corpus: str, name: str, steps: int = 8) -> TrainConfig:
@@ -110,6 +110,9 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(corpus):
     assert in_muon and all(p.dim() == 2 for g in muon.param_groups for p in g["params"])
     every = {id(p) for g in opt.param_groups for p in g["params"]}
     assert every == {id(p) for p in model.parameters()} and len(every) == sum(1 for _ in model.parameters())
+    with pytest.raises(ConfigError, match="chained optimizer.*parallel.strategy=ddp"):
+        single_optimizer(opt)  # FSDP's state dicts take one torch optimizer
+    assert single_optimizer(adamw) is adamw
 
 
 def test_schedule_free_evaluates_the_averaged_weights_and_trains_on_y(corpus):

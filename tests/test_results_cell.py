@@ -61,10 +61,11 @@ def test_two_datasets_at_one_preset_and_d_are_two_groups(store):
 
 def test_seeds_are_replicates_of_one_cell(store):
     table = steps_to_target_table(*store.tables(), b_opt=256)
-    aaa = table[table["dataset"] == "aaa"].set_index("batch_size")
-    assert len(aaa) == 2  # B = 128 and 256, both seeds in one group
-    assert (aaa["target_loss"] == 1.9).all()  # the best B_opt loss over both seeds
-    assert aaa.loc[256, "run_id"] == "a256s1"  # the fastest replicate
+    aaa = table[table["dataset"] == "aaa"].set_index(["batch_size", "seed"])
+    assert sorted(aaa.index) == [(128, 0), (256, 0), (256, 1)]  # one group, a row per (B, seed) replicate
+    assert (aaa["target_loss"] == 1.9).all()  # the best B_opt loss over both seeds sets the one target
+    assert aaa.loc[(256, 1), "run_id"] == "a256s1" and aaa.loc[(256, 1), "steps_to_target"] == 200
+    assert aaa.loc[[(128, 0), (256, 0)], "steps_to_target"].isna().all()  # seed 0 never reaches 1.9
     cells = summarize(store.runs()).cells.set_index("dataset")
     assert cells.loc["aaa", "runs"] == 3 and cells.loc["aaa", "seeds"] == 2
     assert cells.loc["bbb", "seeds"] == 1

@@ -189,7 +189,7 @@ def test_summary_reports_tokens_saved_by_pruning(capsys):
     render(s, Console(width=200))
     out = capsys.readouterr().out
     assert f"saved by pruning: {s.tokens_pruned:,} tokens" in out
-    assert f"{r.tokens / s.to_cap_tokens:.2f}× the tokens of every arm to its cap" in out
+    assert f"{r.tokens / s.to_cap_tokens:.2f}× the tokens and " in out
 
 
 def test_a_run_stopped_by_its_guard_is_stored_with_its_curve_and_reason(corpus, tmp_path, one_thread):
@@ -225,12 +225,3 @@ def test_no_prune_flag_reaches_the_sweep(tmp_path, monkeypatch):
     for extra in ([], ["--no-prune"]):
         main(["sweep", str(spec), "--results", str(tmp_path / "r"), *extra])
     assert seen == [True, False]
-
-
-def test_successive_halving_replay_is_labelled_inexact_and_saves_more():
-    runs, curves = synthetic_store(5)
-    halved = replay(runs, curves, "halving")
-    reasons = halved.runs.stop_reason.dropna()
-    assert reasons.str.contains("successive halving").any()
-    assert reasons[reasons.str.contains("halving")].str.contains("inexact").all()
-    assert halved.tokens < replay(runs, curves, "batch_range").tokens

@@ -22,9 +22,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def two_cell_spec(dataset: Path) -> dict:
-    """Cell 8k (short reference run) and cell 64k (a reference run 8x as long), b_opt = 4, B = 2, 4, 8."""
+    """Cell 8k (short reference run) and cell 128k (a reference run 16x as long), b_opt = 4, B = 2, 4, 8."""
     spec = spec_dict(dataset, target={"reference_batch_size": 4, "budget_multiple": 2})
-    spec["grid"] = {"batch_size": [2, 4, 8], "token_budget": [8192, 65536]}
+    spec["grid"] = {"batch_size": [2, 4, 8], "token_budget": [8192, 131072]}
     spec["base"]["optim"] = {"lr": 1e-2}
     return spec
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cbs.cli import main
+from cbs.errors import ConfigError
 from cbs.fit import fit_power_law, steps_to_target_table
 from cbs.results import ResultsStore
 from cbs.theory import PowerLawProblem
@@ -197,3 +198,9 @@ def test_a_grid_too_small_for_the_cbs_warns() -> None:
     assert abs(report["exponent_data"] - report["exponent_theory"]) > 0.3  # the number it warns about
     for row in report["cbs_by_data"]:
         assert "cbs_outside_grid" in [w["code"] for w in row["warnings"]] and row["cbs"] > 32
+
+
+def test_a_grid_without_a_stable_step_size_is_refused() -> None:
+    problem = PowerLawProblem(a=2.0, b=4.0, sigma=1.0, dim=16)
+    with pytest.raises(ConfigError, match=r"no step size in the grid is stable at B=\[1\.0\]; add smaller"):
+        steps_to_target(problem, 512, Grid((1, 2, 4), (1e3,), (0.0,)))

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ FIT_LAW_ORDER = ("joint", "data_tokens", "n_params")  # the fit's law a forecast
 
 
 def from_fit(
-    fit: Mapping[str, object],
+    fit: Mapping[str, Any],
     run: PlannedRun,
     fit_seq_len: int | None,
     source: str,

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cbs.cli.options import whole_number
+from cbs.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
     from cbs.sweep.branch import BranchPlan
+    from cbs.sweep.plan import Trial
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,18 +91,7 @@ def render_branch_plan(plan: BranchPlan, console: Console) -> None:
         Column("tokens", justify="right"),
         Column("FLOPs", drop=2, justify="right"),
     )
-    rows = [
-        (
-            t.config.branch.parent_run_id[:8],
-            f"{t.config.branch.fraction:g}",
-            str(t.config.branch.k),
-            str(t.config.batch_size),
-            f"{t.config.optim.lr:.3g}",
-            f"{t.tokens:,}",
-            f"{t.flops:.3g}",
-        )
-        for t in plan.trials
-    ]
+    rows = [_branch_row(t) for t in plan.trials]
     print_fitted_table(
         console, columns, rows, title=f"{len(plan.trials)} branches of {len(plan.parents)} runs"
     )
@@ -108,6 +99,22 @@ def render_branch_plan(plan: BranchPlan, console: Console) -> None:
     flops = sum(t.flops for t in plan.trials)
     console.print(
         f"total: {len(plan.trials)} branches, {tokens:,} tokens, {flops:.3g} FLOPs", highlight=False
+    )
+
+
+def _branch_row(t: Trial) -> tuple[str, ...]:
+    """A branch trial's row of `render_branch_plan`."""
+    branch = t.config.branch
+    if branch is None:
+        raise ConfigError(f"trial {t.run_id} of a branch plan has no branch point")
+    return (
+        branch.parent_run_id[:8],
+        f"{branch.fraction:g}",
+        str(branch.k),
+        str(t.config.batch_size),
+        f"{t.config.optim.lr:.3g}",
+        f"{t.tokens:,}",
+        f"{t.flops:.3g}",
     )
 
 

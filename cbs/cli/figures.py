@@ -4,6 +4,7 @@ cbs figures RESULTS_DIR [--fit FIT.json] [--out DIR] [--only NAMES] [--format pd
 cbs figures scaling-law  --input TABLE [--n-col ... --flops-col ... --loss-col ... --drop-highest K]
 cbs figures loss-to-loss --input TABLE --x-group G --x-col C [--holdout TABLE ...]
 cbs figures cbs-scaling  --input FIT.json          (the output of `cbs fit cbs --json`)
+cbs figures measures     --input FIT.json          (the same, of a store: its three CBS measures per group)
 cbs figures theory       --input THEORY.json       (the output of `cbs theory --json`)
 
 Figures draw fit results and never fit: the fits are made once by cbs.fit (the store's with the settings
@@ -30,7 +31,7 @@ from cbs.cli.options import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "theory")
+TABLE_FIGURES = ("scaling-law", "loss-to-loss", "cbs-scaling", "measures", "theory")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,12 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_cbs_options(g)
     add_fit_json(g)
 
-    g = p.add_argument_group("table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | theory)")
+    g = p.add_argument_group(
+        "table figures (SOURCE = scaling-law | loss-to-loss | cbs-scaling | measures | theory)"
+    )
     g.add_argument(
         "--input",
         type=Path,
         metavar="FILE",
-        help="table (.csv/.parquet), or the JSON of `cbs fit cbs` (cbs-scaling) / `cbs theory` (theory)",
+        help="table (.csv/.parquet), or the JSON of `cbs fit cbs` (cbs-scaling, measures) / `cbs theory` (theory)",
     )
     add_nd_columns(g)
     add_scaling_law_options(g)
@@ -173,8 +176,8 @@ def _theory(args: argparse.Namespace) -> tuple[Figure, list[str]]:
     from cbs.plots.theory import theory_from_analysis
 
     table, settings = theory_steps_table(args.input)
-    analysis = fit_cbs_table(table, overhead=settings["overhead"], n_boot=args.n_boot, seed=args.seed)
-    return theory_from_analysis(analysis, theory_exponent=settings["exponent_theory"]), []
+    analysis = fit_cbs_table(table, overhead=settings.overhead, n_boot=args.n_boot, seed=args.seed)
+    return theory_from_analysis(analysis, theory_exponent=settings.exponent_theory), []
 
 
 def _cbs_scaling(args: argparse.Namespace) -> tuple[Figure, list[str]]:
@@ -184,9 +187,17 @@ def _cbs_scaling(args: argparse.Namespace) -> tuple[Figure, list[str]]:
     return teaser(load_cbs_analysis(args.input))
 
 
+def _measures(args: argparse.Namespace) -> tuple[Figure, list[str]]:
+    from cbs.fit.cbs_json import load_cbs_analysis
+    from cbs.plots.measures import measures_figure
+
+    return measures_figure(load_cbs_analysis(args.input).groups), []
+
+
 _TABLE_FIGURES: dict[str, Callable[[argparse.Namespace], tuple[Figure, list[str]]]] = {
     "scaling-law": _scaling_law,
     "loss-to-loss": _loss_to_loss,
     "theory": _theory,
     "cbs-scaling": _cbs_scaling,
+    "measures": _measures,
 }

@@ -140,22 +140,20 @@ def run_cbs(args: argparse.Namespace) -> int:
 
     from cbs.atomic import write_text_atomic
     from cbs.fit import fit_cbs_table, steps_to_target_table
+    from cbs.fit.measures import fit_store_cbs
     from cbs.fit.tables import read_table, write_csv, write_json
 
-    if args.input is not None:
-        table = read_table(args.input)
+    fit = dict(b_opt=args.b_opt, overhead=args.overhead, n_boot=args.n_boot, seed=args.seed)
+    if args.input is not None:  # a steps table: no runs to measure B_simple or branches on
+        analysis = fit_cbs_table(read_table(args.input), **fit)
     else:
+        runs, curves = open_store(args.store, args.skip_damaged).tables()
         table = steps_to_target_table(
-            *open_store(args.store, args.skip_damaged).tables(),
-            b_opt=args.b_opt,
-            target=args.target,
-            eval_set=args.eval_set,
+            runs, curves, b_opt=args.b_opt, target=args.target, eval_set=args.eval_set
         )
         if args.steps_csv:
             write_csv(args.steps_csv, table)
-    analysis = fit_cbs_table(
-        table, b_opt=args.b_opt, overhead=args.overhead, n_boot=args.n_boot, seed=args.seed
-    )
+        analysis = fit_store_cbs(runs, curves, table, epsilon=args.epsilon, alpha=args.ema, **fit)
     print(analysis.report(width=Console().width))
     if args.json:
         write_json(args.json, analysis.to_dict())

@@ -47,7 +47,7 @@ def target_value(value: str) -> str | float:
 
 
 def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--b-opt, --overhead, --target, --skip-damaged: how the CBS is read from a results store."""
+    """--b-opt, --overhead, --target, --epsilon, --ema, --skip-damaged: how the CBS is read from a results store."""
     p.add_argument(
         "--b-opt",
         type=float,
@@ -66,7 +66,26 @@ def add_cbs_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
         default="auto",
         help="target loss: auto (the runs' target_loss, else the best loss at B_opt), b-opt, or a value",
     )
+    add_branched_options(p)
     add_skip_damaged(p)
+
+
+def add_branched_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--epsilon and --ema of the branched CBS estimate (`cbs.fit.branched`) read from a store's branches."""
+    from cbs.fit.branched import EMA_ALPHA, EPSILON
+
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=EPSILON,
+        help=f"branched CBS: loss tolerance in nats (default {EPSILON}, the paper's)",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=EMA_ALPHA,
+        help=f"branched CBS: EMA weight of the loss smoothing (default {EMA_ALPHA})",
+    )
 
 
 def add_skip_damaged(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -176,5 +195,7 @@ def store_source(root: str | Path, args: argparse.Namespace) -> StoreFits:
         n_boot=args.n_boot,
         seed=args.seed,
         n_starts=args.n_starts,
+        epsilon=args.epsilon,
+        ema=args.ema,
         fitted=fitted,
     )

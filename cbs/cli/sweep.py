@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: prune; same steps-to-target and CBS, see docs/sweep.md)",
     )
     p.add_argument(
+        "--halving",
+        action="store_true",
+        help="also stop arms by successive halving within each (cell, batch size, seed): INEXACT, the CBS may "
+        "differ from the unpruned protocol's (settings: the spec's prune.halving, else eta 3, 2 rungs; "
+        "docs/sweep.md)",
+    )
+    p.add_argument(
         "--max-concurrent",
         type=whole_number(1),
         help="at most this many trials at once (default: as resources allow)",
@@ -60,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from cbs.errors import ConfigError
     from cbs.results import ResultsStore
     from cbs.sweep import (
         invocation_line,
@@ -71,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
         summarize,
     )
     from cbs.sweep.runner import stored_runs
+    from cbs.sweep.spec import with_halving
 
     console = Console(soft_wrap=True)
     from cbs.sweep.trackers import check_trackers
 
     spec = load_spec(args.spec)
     check_trackers(args.tracker)
+    if args.halving and not args.prune:
+        raise ConfigError("--halving is a pruning rule: drop --no-prune, or drop --halving")
+    if args.halving:
+        spec = with_halving(spec)
     plan = plan_sweep(spec, require_data=not args.dry_run)
     results = (args.results or Path("results") / spec.name).absolute()
     if args.dry_run:
@@ -85,6 +98,17 @@ def run(args: argparse.Namespace) -> int:
             _print_store_state(plan, ResultsStore(results, skip_damaged=True), console)
         return 0
     console.print(f"sweep {spec.name}: {len(plan.trials)} grid points -> {results}", highlight=False)
+    if spec.prune.inexact:
+        console.print(
+            f"[yellow]inexact:[/yellow] {spec.prune.describe()} "
+            + (
+                "may stop the arm or batch size that would set S(B): the CBS may differ from the unpruned "
+                "protocol's (docs/sweep.md)"
+                if args.prune
+                else "not applied (--no-prune)"
+            ),
+            highlight=False,
+        )
     try:
         outcome = run_sweep(
             plan,

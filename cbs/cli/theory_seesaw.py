@@ -35,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     problem = PowerLawProblem(a=args.a, b=args.b, sigma=args.sigma, dim=args.dim)
     r = seesaw_check(problem, args.lr, args.batch, args.samples, args.cuts)
-    for name in ("decay", "seesaw"):
-        phases = ", ".join(f"B={p['batch']} lr={p['lr']:.4g}" for p in r[f"schedule_{name}"])
-        print(f"{name:>7}: risk {r[f'risk_{name}']:.5g} in {r[f'steps_{name}']} steps  [{phases}]")
+    for name, schedule, risk, steps in (
+        ("decay", r["schedule_decay"], r["risk_decay"], r["steps_decay"]),
+        ("seesaw", r["schedule_seesaw"], r["risk_seesaw"], r["steps_seesaw"]),
+    ):
+        phases = ", ".join(f"B={p['batch']} lr={p['lr']:.4g}" for p in schedule)
+        print(f"{name:>7}: risk {risk:.5g} in {steps} steps  [{phases}]")
     print(f"Seesaw/decay risk ratio {r['risk_ratio']:.4f}; serial steps saved {r['steps_saved']:.1%}")
     print(f"normalised SGD (Adam proxy): {r['normalised_sgd_note']}")
     if args.json:

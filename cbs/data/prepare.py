@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -25,6 +26,14 @@ from cbs.data.tokenizer import ByteTokenizer, HFTokenizer
 from cbs.errors import DataError
 
 _CHUNK = 256  # documents tokenized per batch
+
+
+class SplitCounts(TypedDict):
+    """A split's entry in the manifest's ``splits``."""
+
+    file: str
+    n_tokens: int
+    n_documents: int
 
 
 def in_val(text: str, val_fraction: float) -> bool:
@@ -61,13 +70,12 @@ def prepare_dataset(
     dtype = token_dtype(tokenizer.vocab_size)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        counts = _write_splits(documents, tokenizer, tmp, dtype, val_fraction, max_tokens, progress)
+        counts, hashes = _write_splits(documents, tokenizer, tmp, dtype, val_fraction, max_tokens, progress)
         for split in SPLITS:
             if counts[split]["n_tokens"] < 2:
                 raise DataError(
                     f"the {split} split got {counts[split]['n_tokens']} tokens; add data or change --val-fraction"
                 )
-        hashes = {split: counts[split].pop("sha256") for split in SPLITS}
         tokenizer_info = {
             "name": tokenizer.name,
             "vocab_size": tokenizer.vocab_size,
@@ -104,8 +112,10 @@ def _write_splits(
     val_fraction: float,
     max_tokens: int | None,
     progress: bool,
-) -> dict[str, dict]:
-    counts = {s: {"file": f"{s}.bin", "n_tokens": 0, "n_documents": 0} for s in SPLITS}
+) -> tuple[dict[str, SplitCounts], dict[str, str]]:
+    """Tokenize ``documents`` into ``<split>.bin`` files under ``folder``: each split's counts (its manifest
+    entry) and the sha256 of its bytes."""
+    counts = {s: SplitCounts(file=f"{s}.bin", n_tokens=0, n_documents=0) for s in SPLITS}
     hashers = {s: hashlib.sha256() for s in SPLITS}
     files = {s: (folder / f"{s}.bin").open("wb") for s in SPLITS}
     eos = None if tokenizer.eos_id is None else np.array([tokenizer.eos_id], dtype=dtype)
@@ -135,9 +145,7 @@ def _write_splits(
     finally:
         for fh in files.values():
             fh.close()
-    for split in SPLITS:
-        counts[split]["sha256"] = hashers[split].hexdigest()
-    return counts
+    return counts, {split: hashers[split].hexdigest() for split in SPLITS}
 
 
 def _chunks(it: Iterator[str]) -> Iterator[list[str]]:

@@ -10,7 +10,7 @@ loss) fails, and is left out of the comparisons of larger k.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ BRANCH_COLUMNS = [
     "tokens",
     "flops",
     "wall_time_s",
+    "n_runs",
     "note",
 ]
 
@@ -93,7 +94,7 @@ def branched_table(
 ) -> pd.DataFrame:
     """One row per (parent run, branch fraction) of the branch runs in ``runs`` (rows with a
     ``parent_run_id``): the smoothed eval loss at Δ of each k (primary eval set, raw weights), k*, B* and its
-    interval, and the tokens, FLOPs and wall seconds the branches cost. Branches not completed are left out and named in
+    interval, and the tokens, FLOPs, wall seconds and number of the branches (``n_runs``, every status). Branches not completed are left out and named in
     ``note``; a branch point without its k = 1 branch has no estimate (``note`` says so)."""
     if "parent_run_id" not in runs:
         return pd.DataFrame(columns=BRANCH_COLUMNS)
@@ -101,7 +102,9 @@ def branched_table(
     rows = []
     for (parent, fraction), grp in branches.groupby(["parent_run_id", "branch_fraction"], sort=True):
         done = grp[grp["status"] == "completed"]
-        losses = {int(r.branch_k): _final_smoothed(curves, r, alpha) for r in done.itertuples()}
+        losses = {
+            int(r.branch_k): _final_smoothed(curves, r.run_id, r.eval_sets, alpha) for r in done.itertuples()
+        }
         batch = int(grp["batch_size"].iloc[0] // grp["branch_k"].iloc[0])
         notes = [f"k={int(r.branch_k)} {r.status}" for r in grp.itertuples() if r.status != "completed"]
         try:
@@ -124,18 +127,21 @@ def branched_table(
                 "tokens": int(grp["tokens"].sum()),
                 "flops": float((grp["tokens"] * grp["flops_per_token"]).sum()),
                 "wall_time_s": float(grp["wall_time_s"].sum()),
+                "n_runs": len(grp),
                 "note": "; ".join(notes),
             }
         )
     return pd.DataFrame(rows, columns=BRANCH_COLUMNS)
 
 
-def _final_smoothed(curves: pd.DataFrame, run: object, alpha: float) -> float:
-    """The EMA-smoothed raw eval loss of ``run`` at its last evaluation, on its primary eval set, over the
-    evaluations that scored the raw weights (every ``eval.raw_every``-th and the last; the others have none)."""
-    sets = run.eval_sets
-    primary = sets[0] if sets is not None and len(sets) else None
-    cur = curves[(curves["run_id"] == run.run_id) & (curves["eval_set"] == primary)].sort_values("step")
+def _final_smoothed(
+    curves: pd.DataFrame, run_id: str, eval_sets: Sequence[str] | None, alpha: float
+) -> float:
+    """The EMA-smoothed raw eval loss of run ``run_id`` at its last evaluation, on its primary (first) eval set,
+    over the evaluations that scored the raw weights (every ``eval.raw_every``-th and the last; the others have
+    none)."""
+    primary = eval_sets[0] if eval_sets is not None and len(eval_sets) else None
+    cur = curves[(curves["run_id"] == run_id) & (curves["eval_set"] == primary)].sort_values("step")
     cur = cur.dropna(subset=["eval_loss"])
     if cur.empty:
         return math.nan

@@ -7,6 +7,7 @@ The one place that rebuilds CBS results from JSON.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,21 @@ def load_cbs_analysis(path: Path) -> CbsAnalysis:
     return cbs_analysis_from_dict(read_json(path, "cbs fit cbs --json"), str(path))
 
 
-def theory_steps_table(path: Path) -> tuple[pd.DataFrame, dict[str, float | None]]:
+@dataclass(frozen=True)
+class TheorySettings:
+    """The settings of a `cbs theory --json` output that its CBS fit and figure need."""
+
+    overhead: float
+    exponent_theory: float | None
+
+
+def theory_steps_table(path: Path) -> tuple[pd.DataFrame, TheorySettings]:
     """The steps-to-target table of a `cbs theory --json` output (one row per dimension, data size and batch
     size; unreached batch sizes as NaN), for `fit_cbs_table`, and its settings: overhead, exponent_theory."""
     payload = read_json(path, "cbs theory --json")
-    cells = payload.get("cbs_by_data") if isinstance(payload, dict) else None
-    if not cells:
+    if not isinstance(payload, dict) or not payload.get("cbs_by_data"):
         raise FitError(f"{path} has no 'cbs_by_data' list: it is not a `cbs theory --json` output")
+    cells = payload["cbs_by_data"]
     rows = [
         {"model": "linreg", "n_params": float(c["dim"]), "data_tokens": float(c["data_size"]),
          "b_opt": float(payload.get("b_ref", 1)), "target_loss": c.get("target_excess_risk"),
@@ -60,8 +69,5 @@ def theory_steps_table(path: Path) -> tuple[pd.DataFrame, dict[str, float | None
         for b, s in [*zip(c["batch_sizes"], c["steps_to_target"], strict=True),
                      *((b, np.nan) for b in c.get("unreached_batch_sizes", []))]
     ]  # fmt: skip
-    settings = {
-        "overhead": float(payload.get("overhead", 0.2)),
-        "exponent_theory": payload.get("exponent_theory"),
-    }
+    settings = TheorySettings(float(payload.get("overhead", 0.2)), payload.get("exponent_theory"))
     return pd.DataFrame(rows), settings

@@ -21,6 +21,7 @@ import pandas as pd
 from cbs.errors import FitError
 from cbs.fit.critical_batch import CbsFit, fit_cbs
 from cbs.fit.diagnostics import FitWarning, diagnose_group
+from cbs.fit.measure_results import GroupMeasures, measures_display, measures_frame, render_measures
 from cbs.fit.power_law import JointPowerLawFit, PowerLawFit, fit_joint_power_law, fit_power_law
 from cbs.fit.result import SolverDiagnostics, fmt, number, warnings_from
 from cbs.fit.steps_to_target import HYPERPARAMETERS, reference_batch
@@ -61,6 +62,12 @@ class CbsGroup:
     target_loss: float | None = None
     warnings: list[FitWarning] = field(default_factory=list)  # cbs.fit.diagnostics, fitted or not
     n_seeds: int = 1  # replicates: each seed's steps-to-target per batch size is a point of the fit
+    measures: GroupMeasures | None = None  # B_simple, branched B*, costs (cbs.fit.measures); None: no store
+
+    @property
+    def cell(self) -> tuple[str, float, float, str, str]:
+        """(model, n_params, data_tokens, dataset, optimizer): the cell key (CELL_KEYS) of the group."""
+        return (self.model, self.n_params, self.data_tokens, self.dataset, self.optimizer)
 
     @property
     def key(self) -> tuple[str, float, float]:
@@ -84,11 +91,16 @@ class CbsGroup:
         """The fit's intervals (`CbsFit.intervals`); none without a fit."""
         return self.fit.intervals() if self.fit else {}
 
-    def predict(self, batch_sizes: object) -> np.ndarray:
-        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+    @property
+    def fitted(self) -> CbsFit:
+        """The group's S(B) fit; FitError (with the reason) for a group without one."""
         if self.fit is None:
             raise FitError(f"{self.label} has no S(B) fit: {self.error}")
-        return self.fit.predict(batch_sizes)
+        return self.fit
+
+    def predict(self, batch_sizes: object) -> np.ndarray:
+        """S(B) of the group's fit; FitError (with the reason) for a group without one."""
+        return self.fitted.predict(batch_sizes)
 
     def report(self) -> str:
         """The group, then its fit's report (or why it has none) and its warnings."""
@@ -114,6 +126,7 @@ class CbsGroup:
         }
         if self.fit is not None:
             out.update(self.fit.to_dict())
+        out.update(self.measures.to_dict() if self.measures else GroupMeasures.absent())
         return out
 
     @classmethod
@@ -132,6 +145,7 @@ class CbsGroup:
             dataset=str(data.get("dataset", "")),
             optimizer=str(data.get("optimizer", DEFAULT_OPTIMIZER)),
             n_seeds=int(data.get("n_seeds", 1)),
+            measures=GroupMeasures.from_group_dict(data),
         )
 
 
@@ -307,7 +321,8 @@ class CbsAnalysis:
         return [f"{g.label}: {w.code} — {w.message}" for g in self.groups for w in g.warnings]
 
     def report(self, width: int | None = None) -> str:
-        """What `cbs fit cbs` prints: the groups' table (fitted to ``width`` columns), warnings and laws."""
+        """What `cbs fit cbs` prints: the groups' table (fitted to ``width`` columns), their three measures with
+        interval and cost (`render_measures`; one line where the fit had no store), warnings and laws."""
         from cbs.console import Column, render_fitted_table
 
         by_optimizer = any(g.optimizer != "adamw" for g in self.groups)  # AdamW-only stores print as before
@@ -339,14 +354,24 @@ class CbsAnalysis:
         b_opt = f"{self.b_opt:g}" if self.b_opt is not None else "per group"
         title = f"Critical batch size (B_opt = {b_opt} seqs, overhead {self.overhead:g})"
         table = render_fitted_table(columns, rows, width, title=title)
-        return "\n".join([table, *(f"warning: {w}" for w in self.warning_lines()), *self.law_lines()])
+        lines = [table, render_measures(measures_frame(self.groups), width)]
+        return "\n".join([*lines, *(f"warning: {w}" for w in self.warning_lines()), *self.law_lines()])
 
     def markdown(self) -> str:
-        """The groups as a Markdown table, then the laws and warnings as a list (`cbs fit cbs --markdown`)."""
+        """The groups as a Markdown table, their three measures (`measures_frame`) as another, then the laws and
+        warnings as a list (`cbs fit cbs --markdown`)."""
         from cbs.fit.tables import to_markdown
 
         items = [*self.law_lines(), *(f"warning: {w}" for w in self.warning_lines())]
-        return to_markdown(self.to_frame()) + "\n" + "\n".join(f"- {x}" for x in items) + "\n"
+        frame = measures_frame(self.groups)
+        measures = (
+            "Three measures and their cost:\n\n" + to_markdown(measures_display(frame))
+            if not frame.empty
+            else render_measures(frame) + "\n"
+        )
+        return (
+            to_markdown(self.to_frame()) + "\n" + measures + "\n" + "\n".join(f"- {x}" for x in items) + "\n"
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CbsAnalysis:
@@ -431,7 +456,7 @@ def _fit_group(
     point = ["batch_size", "seed"] if "seed" in grp else ["batch_size"]
     n_seeds = int(grp["seed"].nunique()) if "seed" in grp else 1
     target = grp["target_loss"].dropna().unique() if "target_loss" in grp else []
-    common = dict(
+    common: dict[str, Any] = dict(
         model=str(model),
         n_params=float(n_params),
         data_tokens=float(data_tokens),
@@ -492,7 +517,7 @@ def _optimizer_laws(
     absent: dict[str, str] = {}
     n_m = np.array([g.n_params / 1e6 for g in ok])
     d = np.array([g.data_tokens for g in ok])
-    cbs = np.array([g.fit.cbs for g in ok])
+    cbs = np.array([g.fitted.cbs for g in ok])
     fin = np.isfinite(d)
     for name, x, mask in (("n_params", n_m, np.ones(len(ok), bool)), ("data_tokens", d, fin)):
         distinct = np.unique(x[mask]).size
@@ -535,7 +560,7 @@ def _subset_laws(groups: list[CbsGroup], n_boot: int, seed: int) -> list[SubsetL
         if np.unique(x).size < MIN_DISTINCT:
             continue
         try:
-            law = fit_power_law(x, [g.fit.cbs for g in members], n_boot=n_boot, seed=seed)
+            law = fit_power_law(x, [g.fitted.cbs for g in members], n_boot=n_boot, seed=seed)
         except FitError:
             continue
         out.append(SubsetLaw(variable, fixed, [g.key for g in members], law))

@@ -221,13 +221,14 @@ def fit_loss_to_loss(
         raise FitError(f"x and y differ in length ({xa.size} vs {ya.size})")
     require_points(xa.size, 4 if fit_E_y else 3, "a loss-to-loss law")
     _check_shift(xa, E_x, "E_x")
+    e_y = None  # fitted
     if not fit_E_y:
         if E_y is None:
             raise FitError(
                 "E_y is needed: pass E_y (e.g. the E of an L(N, D) fit to the y losses) or fit_E_y=True"
             )
         _check_shift(ya, E_y, "E_y")
-    e_y = None if fit_E_y else float(E_y)
+        e_y = float(E_y)
     kappa, log_k, e_y_hat, searched = fit_kappa(xa, ya, E_x, e_y)
     pred = np.exp(log_k) * (xa - E_x) ** kappa + e_y_hat
     r2 = 1.0 - float(((ya - pred) ** 2).sum() / ((ya - ya.mean()) ** 2).sum())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,7 @@ def fit_loss_to_loss_set(
     x_col: str = "val_loss",
     test_cols: Sequence[str] | None = None,
     test_col: str | None = None,
-    **options: object,
+    **options: Any,
 ) -> LossToLossSet:
     """Fit every pair of the three kinds (defaults fit the released sweep.csv once ``group_col``, ``n_col``,
     ``d_col`` name its columns). train-to-train: x = ``x_col`` of ``x_group`` models (default: the first
@@ -72,7 +73,9 @@ def fit_loss_to_loss_set(
         raise FitError(f"--x-group {x_group!r} is not in column {group_col!r}; it holds {groups}")
     candidates = [c for c in table.columns if EVAL_COLUMN.fullmatch(c)]
     test_cols = list(test_cols) if test_cols else own_columns(table, group_col, x_group, x_col, candidates)
-    test_col = test_col or (DEFAULT_TEST_COL if DEFAULT_TEST_COL in table else (test_cols or [None])[0])
+    test_col = test_col or (
+        DEFAULT_TEST_COL if DEFAULT_TEST_COL in table else (test_cols[0] if test_cols else None)
+    )
     if not test_cols or test_col is None:
         raise FitError(
             "no test-loss columns: pass --test-cols and --test-col naming loss columns of the table"

@@ -259,17 +259,16 @@ def fit_loss_to_loss_table(
     fit_y_law = E_y is None and not fit_E_y
     joint = interval == "joint" and n_boot > 0 and (E_x is None or fit_y_law)
     law_boot = 0 if joint else n_boot  # joint: the laws' samples are the joint refits
-    side_x = (
-        _law_data(table, cols, cols.x_group, cols.x_col, form, n_starts, law_boot, seed, law_cache)
-        if E_x is None
-        else None
-    )
+    side_x = None
+    if E_x is None:
+        side_x = _law_data(table, cols, cols.x_group, cols.x_col, form, n_starts, law_boot, seed, law_cache)
+        E_x = side_x.law.E
     side_y = (
         _law_data(table, cols, cols.y_group, cols.y_col, form, n_starts, law_boot, seed, law_cache)
         if fit_y_law
         else None
     )
-    e_x = side_x.law.E if side_x else float(E_x)
+    e_x = float(E_x)
     e_y = side_y.law.E if side_y else E_y
     fit = fit_loss_to_loss(
         pairs["x"], pairs["y"], E_x=e_x, E_y=e_y, fit_E_y=fit_E_y, n_boot=n_boot, seed=seed
@@ -281,8 +280,10 @@ def fit_loss_to_loss_table(
         boot = joint_bootstrap(
             pairs, law_x=side_x, law_y=side_y, E_x=e_x, E_y=None if fit_E_y else e_y, n_boot=n_boot, seed=seed
         )
-        law_x = replace(law_x, samples=boot.law_x_samples) if law_x else None
-        law_y = replace(law_y, samples=boot.law_y_samples) if law_y else None
+        if law_x is not None and boot.law_x_samples is not None:  # a law given is a law refitted
+            law_x = replace(law_x, samples=boot.law_x_samples)
+        if law_y is not None and boot.law_y_samples is not None:
+            law_y = replace(law_y, samples=boot.law_y_samples)
     pairs = pairs.assign(y_pred=fit.predict(pairs["x"]))
     if held is not None:
         if (held["x"] <= fit.E_x).any():

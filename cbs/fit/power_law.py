@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cbs.errors import FitError
 from cbs.fit.bootstrap import (
@@ -143,7 +144,7 @@ class PowerLawFit:
         """c·x^k."""
         return self.coefficient * np.asarray(x, dtype=np.float64) ** self.exponent
 
-    def band(self, x: object, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    def band(self, x: ArrayLike, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise bootstrap band (lower, upper) of the fitted curve at ``x``."""
         logx = np.log(np.asarray(x, dtype=np.float64))
         curves = self.samples[:, :1] + self.samples[:, 1:2] * np.atleast_1d(logx)[None, :]

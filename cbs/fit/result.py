@@ -127,9 +127,9 @@ class JsonEquality:
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and as_json(self.to_dict()) == as_json(other.to_dict())  # type: ignore[attr-defined]
+        return type(other) is type(self) and as_json(self.to_dict()) == as_json(other.to_dict())
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a dataclass with eq and not frozen is
 
 
 def as_json(payload: Mapping[str, object]) -> object:
@@ -139,9 +139,9 @@ def as_json(payload: Mapping[str, object]) -> object:
     return json.loads(json.dumps(json_safe(dict(payload)), allow_nan=False))
 
 
-def number(value: object) -> float:
+def number(value: float | None) -> float:
     """A JSON number back as a float; null (a non-finite value written as null) as NaN."""
-    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+    return math.nan if value is None else float(value)
 
 
 def interval(value: object) -> tuple[float, float]:

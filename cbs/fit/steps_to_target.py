@@ -148,7 +148,6 @@ def steps_to_target_table(
                 s = first_crossing(c["step"].to_numpy(float), c["loss"].to_numpy(float), tgt)
                 if np.isfinite(s) and s < best_steps:
                     best_row, best_steps = run, s
-            reached = best_row is not None
             grid = {
                 f"{hp}_grid_{end}": getattr(bgrp[hp], end)()
                 for hp in HYPERPARAMETERS
@@ -160,12 +159,12 @@ def steps_to_target_table(
                     "b_opt": b_opts[key],
                     "batch_size": batch,
                     "seed": seed,
-                    "steps_to_target": best_steps if reached else np.nan,
+                    "steps_to_target": best_steps if best_row is not None else np.nan,
                     "target_loss": tgt,
-                    "lr": best_row["lr"] if reached else np.nan,
-                    "beta2": best_row["beta2"] if reached else np.nan,
-                    "ewa_tau": best_row["ewa_tau"] if reached else np.nan,
-                    "run_id": best_row["run_id"] if reached else None,
+                    "lr": best_row["lr"] if best_row is not None else np.nan,
+                    "beta2": best_row["beta2"] if best_row is not None else np.nan,
+                    "ewa_tau": best_row["ewa_tau"] if best_row is not None else np.nan,
+                    "run_id": best_row["run_id"] if best_row is not None else None,
                     "best_loss": best.reindex(bgrp["run_id"]).min(),
                     "initial_loss": initial.reindex(bgrp["run_id"]).min(),
                     **grid,

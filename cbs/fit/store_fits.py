@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from cbs.errors import CbsError, FitError, ResultsError
-from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup, fit_cbs_table
+from cbs.fit.branched import EMA_ALPHA, EPSILON
+from cbs.fit.cbs_laws import CbsAnalysis, CbsGroup
+from cbs.fit.measures import fit_store_cbs
 from cbs.fit.scaling_law import ScalingLawFit, fit_scaling_law
 from cbs.fit.steps_to_target import first_crossing, steps_to_target_table
 from cbs.protocol import CBS_OVERHEAD
@@ -43,6 +45,8 @@ class StoreFits:
     n_boot: int = 1000
     seed: int = 0
     n_starts: int = 1000  # multi-start points of the L(N, D) fit
+    epsilon: float = EPSILON  # the branched CBS's loss tolerance (nats) and EMA weight (cbs.fit.branched)
+    ema: float = EMA_ALPHA
     notes: list[str] = field(default_factory=list)  # groups that could not be fitted, and why
     fitted: CbsAnalysis | None = None
 
@@ -80,11 +84,23 @@ class StoreFits:
 
     @cached_property
     def analysis(self) -> CbsAnalysis:
-        """Per-group S(B) fits and the CBS laws, exactly as `cbs fit cbs` computes them (or ``fitted``)."""
+        """Per-group S(B) fits with their measures (B_simple, branched B*, costs) and the CBS laws, exactly as
+        `cbs fit cbs` computes them (or ``fitted``)."""
         if self.fitted is not None:
             return self.fitted
-        return fit_cbs_table(
-            self.table, b_opt=self.b_opt, overhead=self.overhead, n_boot=self.n_boot, seed=self.seed
+        every = self.store.runs()  # the branches too: the branched measure reads them
+        branches = every.loc[every["parent_run_id"].notna(), "run_id"]
+        curves = pd.concat([self.curves, self.store.curves(branches)]) if len(branches) else self.curves
+        return fit_store_cbs(
+            every,
+            curves,
+            self.table,
+            b_opt=self.b_opt,
+            overhead=self.overhead,
+            n_boot=self.n_boot,
+            seed=self.seed,
+            epsilon=self.epsilon,
+            alpha=self.ema,
         )
 
     @cached_property

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -206,7 +206,7 @@ def scaling_law_points(
     return pd.DataFrame({"n": n, "d": d, "loss": loss, "excluded": excluded})
 
 
-def fit_scaling_law_points(points: pd.DataFrame, **options: object) -> ScalingLawFit:
+def fit_scaling_law_points(points: pd.DataFrame, **options: Any) -> ScalingLawFit:
     """`fit_scaling_law` of the points of `scaling_law_points` that are not ``excluded`` (``options``: form,
     n_starts, n_boot, seed): the one L(N, D) fit of a table that `cbs fit scaling-law` and its figure share."""
     from cbs.fit.scaling_law import fit_scaling_law

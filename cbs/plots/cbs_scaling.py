@@ -52,7 +52,9 @@ def law_panel(title: str, law: SubsetLaw, groups: Sequence[CbsGroup]) -> Scaling
         raise FitError(f"the law {law.name} names groups without a fit in the analysis: {missing}")
     members = [by_key[k] for k in law.groups]
     x = np.array([getattr(g, law.variable) for g in members])
-    cbs, lo, hi = (np.array(v) for v in zip(*[(g.fit.cbs, *g.fit.cbs_ci) for g in members], strict=True))
+    cbs, lo, hi = (
+        np.array(v) for v in zip(*[(g.fitted.cbs, *g.fitted.cbs_ci) for g in members], strict=True)
+    )
     warned = np.array([bool(g.warnings) for g in members])
     return ScalingPanel(title, law, x, cbs, lo, hi, warned)
 

@@ -22,11 +22,11 @@ def optimizer_overlay(groups: Sequence[CbsGroup], *, title: str | None = None) -
     draw_steps(ax, groups, labels=names)
     colors = ordered_colors(range(len(groups)))  # the colours of draw_steps
     for i, g in enumerate(groups):
-        lo, hi = g.fit.cbs_ci
+        lo, hi = g.fitted.cbs_ci
         bar = cbs_ax.errorbar(
             [i],
-            [g.fit.cbs],
-            yerr=[[g.fit.cbs - lo], [hi - g.fit.cbs]],
+            [g.fitted.cbs],
+            yerr=[[g.fitted.cbs - lo], [hi - g.fitted.cbs]],
             fmt="*",
             ms=9,
             color=colors[i],

@@ -14,6 +14,7 @@ from cbs.fit.store_fits import StoreFits, primary_eval_set
 from cbs.plots import style
 from cbs.plots.cbs_scaling import teaser
 from cbs.plots.curves import loss_curves
+from cbs.plots.measures import measures_figure
 from cbs.plots.optimizers import optimizer_overlay
 from cbs.plots.scaling_law import scaling_law_figure
 from cbs.plots.sensitivity import HYPERPARAMETERS, sensitivity, varied_groups
@@ -115,6 +116,10 @@ def _cbs_scaling(src: StoreFits) -> list[Drawn]:
     return [Drawn("cbs-scaling", fig, note="; ".join(f"panel left out: {r}" for r in reasons))]
 
 
+def _measures(src: StoreFits) -> list[Drawn]:
+    return [Drawn("measures", measures_figure(src.analysis.groups))]
+
+
 def _sensitivity(param: str) -> Callable[[StoreFits], list[Drawn]]:
     column = HYPERPARAMETERS[param].column
 
@@ -164,6 +169,11 @@ STORE_FIGURES = {
         ),
         FigureSpec(
             "cbs-scaling", "CBS vs model size, data size, Chinchilla line with power laws", _cbs_scaling
+        ),
+        FigureSpec(
+            "measures",
+            "steps-to-target B*, B_noise, in-run B_simple and branched B* per group; branched B* over training",
+            _measures,
         ),
         FigureSpec(
             "lr-sensitivity",

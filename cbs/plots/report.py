@@ -18,6 +18,7 @@ from cbs.atomic import fsync_dir, write_text_atomic
 from cbs.errors import CbsError
 from cbs.fit import JointPowerLawFit
 from cbs.fit.cbs_laws import law_key
+from cbs.fit.measure_results import measures_display, measures_frame
 from cbs.fit.store_fits import StoreFits
 from cbs.fit.tables import to_markdown
 from cbs.plots import style
@@ -165,6 +166,26 @@ def scaling_law_table(src: StoreFits) -> pd.DataFrame:
     )
 
 
+def measures_blocks(src: StoreFits) -> list[Block]:
+    """The groups' three measures with interval and cost (`measures_frame`); none for a theory store or a fit
+    without a store (the CBS table is then all there is)."""
+    if src.is_theory():
+        return []  # the testbed's exact noise scale is `cbs theory`'s own report
+    frame = measures_frame(src.analysis.groups)
+    if frame.empty:
+        return []
+    text = (
+        "Steps-to-target B* (the grid, its bootstrap 95% CI), branched B* per branch point ([k*·B, next k·B]) "
+        "and the in-run B_simple (its range over the evaluations in [s*/2, 2·s*]), in sequences, with the "
+        "tokens, FLOPs and wall seconds each trained (docs/measures.md)."
+    )
+    return [
+        Block("h2", "Three measures of the CBS"),
+        Block("p", text),
+        Block("table", frame=measures_display(frame)),
+    ]
+
+
 def _b_opt(src: StoreFits) -> str:
     b_opt = src.analysis.b_opt
     return f"{b_opt:g}" if b_opt is not None else "per group (see the table)"
@@ -208,6 +229,10 @@ def build(src: StoreFits, made: Sequence[Made], skipped: Sequence[Skipped], page
             blocks.append(Block("list", items=absent))
     except CbsError as exc:
         blocks.append(Block("p", f"No CBS fit: {exc}"))
+    try:
+        blocks += measures_blocks(src)
+    except CbsError as exc:
+        blocks.append(Block("p", f"No measures: {exc}"))
     try:
         blocks += [
             Block("h2", "L(N, D) of the target losses (Chinchilla form)"),

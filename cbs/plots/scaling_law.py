@@ -116,8 +116,8 @@ def scaling_law_figure(
     frontier_n, frontier_d = fit.compute_optimal(c_grid)
     ax_opt.plot(c_grid, frontier_n, "-", color="#0072B2", label="$N_{opt}$ (params)", gid="frontier-n")
     ax_opt.plot(c_grid, frontier_d, "-", color="#D55E00", label="$D_{opt}$ (tokens)", gid="frontier-d")
-    best = [np.flatnonzero((c_band == i) & ~excluded) for i in range(budgets.size)]
-    best = np.array([idx[np.argmin(loss[idx])] for idx in best if idx.size])
+    in_band = [np.flatnonzero((c_band == i) & ~excluded) for i in range(budgets.size)]
+    best = np.array([idx[np.argmin(loss[idx])] for idx in in_band if idx.size])
     if best.size:
         ax_opt.plot(
             flops[best],

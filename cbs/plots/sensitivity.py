@@ -95,7 +95,7 @@ def sensitivity(runs: pd.DataFrame, param: str = "lr") -> Figure:
         log_axis(ax, "x")
         values = np.unique(group[hp.column].dropna().to_numpy(float))
         if values.size <= 6:  # label the swept values themselves
-            ax.xaxis.set_major_locator(FixedLocator(1.0 - values if hp.one_minus else values))
+            ax.xaxis.set_major_locator(FixedLocator((1.0 - values if hp.one_minus else values).tolist()))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
         if metric == "steps_to_target":
             log_axis(ax, "y")

@@ -49,7 +49,7 @@ def draw_steps(ax: Axes, groups: Sequence[CbsGroup], labels: Sequence[str] | Non
         label + warning_label(g) for label, g in zip(labels or map(group_label, groups), groups, strict=True)
     ]
     for i, group in enumerate(groups):
-        fit, color = group.fit, colors[i]
+        fit, color = group.fitted, colors[i]
         grid = batch_grid(fit_span(fit))
         ax.plot(fit.batch_sizes, fit.steps, "o", color=color, label=labels[i], gid=f"points:{i}")
         if group.unreached_batch_sizes:  # x in data, y at the top of the axes: the "cap" of the plot
@@ -86,10 +86,10 @@ def draw_relative(ax: Axes, groups: Sequence[CbsGroup]) -> None:
     ideal linear scaling from the smallest batch overall (``gid="relative-linear"``)."""
     colors = ordered_colors(range(len(groups)))
     for i, group in enumerate(groups):
-        fit = group.fit
+        fit = group.fitted
         first = fit.steps[np.argmin(fit.batch_sizes)]
         ax.plot(fit.batch_sizes, fit.steps / first, "o-", color=colors[i], lw=1.0, gid=f"relative:{i}")
-    b = np.array(sorted({b for g in groups for b in g.fit.batch_sizes.tolist()}))
+    b = np.array(sorted({b for g in groups for b in g.fitted.batch_sizes.tolist()}))
     grid = batch_grid(b)
     ax.plot(
         grid, b.min() / grid, "--", color="0.25", lw=1.0, label="ideal linear scaling", gid="relative-linear"

@@ -10,17 +10,21 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap, LinearSegmentedColormap
 from matplotlib.figure import Figure
+from matplotlib.rcsetup import cycler
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from cbs.atomic import atomic_path
 from cbs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +41,7 @@ PNG_DPI = 200
 SINGLE_WIDTH = 3.4  # inches: one column of a two-column paper
 DOUBLE_WIDTH = 7.0  # inches: full page width
 
-RC = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 9,
     "axes.labelsize": 9,
@@ -46,7 +50,7 @@ RC = {
     "legend.fontsize": 7.5,
     "legend.title_fontsize": 8,
     "legend.frameon": False,
-    "axes.prop_cycle": mpl.cycler(color=OKABE_ITO),
+    "axes.prop_cycle": cycler(color=OKABE_ITO),
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -131,7 +135,7 @@ def batch_label(value: float, powers: bool = False) -> str:
     return f"{value:.0f}" if value <= 65536 else human(value)
 
 
-def log2_axis(ax: Axes, axis: str, ticks: Sequence[float] | None = None) -> None:
+def log2_axis(ax: Axes, axis: str, ticks: Iterable[float] | None = None) -> None:
     """Log base-2 scale on ``axis`` ('x' or 'y'), ticks at ``ticks`` or at the powers of two in view.
 
     Labels are plain numbers below 1000 and powers of two (2^k) otherwise, so they stay narrow; more than
@@ -179,7 +183,7 @@ def log_axis(ax: Axes, axis: str, *, min_span: float = 1.0, powers: bool = False
         subs = np.arange(1.0, 10.0) if hi / lo < 3 else np.array([1.0, 2.0, 5.0])
         decades = 10.0 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)) + 1)
         ticks = (decades[:, None] * subs[None, :]).ravel()
-        target.set_major_locator(FixedLocator(ticks[(ticks >= lo) & (ticks <= hi)]))
+        target.set_major_locator(FixedLocator(ticks[(ticks >= lo) & (ticks <= hi)].tolist()))
     else:
         target.set_major_locator(LogLocator(base=10, numticks=5 if axis == "x" else 7))
     target.set_major_formatter(FuncFormatter(lambda v, _: power_of_ten(v) if powers else human(v)))
@@ -219,7 +223,7 @@ def save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str] = FORMATS
     return paths
 
 
-def _metadata(fmt: str) -> dict[str, str]:
+def _metadata(fmt: str) -> dict[str, str | None]:
     # A fixed creator and no timestamp, so the same data gives byte-stable PDFs.
     if fmt == "pdf":
         return {"Creator": "cbs", "CreationDate": None}

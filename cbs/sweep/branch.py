@@ -221,5 +221,13 @@ def _branch_trial(
     point = GridPoint({"parent": pid, "at": fraction, "k": k}, cfg)
     tokens = steps * batch * seq
     return Trial(
-        point, cfg, "branch", cell, int(row["n_params"]), tokens, float(row["flops_per_token"]), tokens
+        point,
+        cfg,
+        "branch",
+        cell,
+        int(row["n_params"]),
+        tokens,
+        float(row["flops_per_token"]),
+        tokens,
+        batch * seq,
     )

@@ -7,10 +7,14 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from cbs.errors import ConfigError
 from cbs.sweep.reaper import start_reaper, stop_reaper
 from cbs.sweep.spec import Resources
+
+if TYPE_CHECKING:
+    from ray._private.worker import RayContext
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the cbs package, shipped to cluster workers
 
@@ -38,7 +42,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         context = ray.init(
             num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False
         )
-        reaper = start_reaper(context.address_info["session_dir"])
+        # a local ray.init gives a RayContext (annotated as its base class)
+        session_dir = cast("RayContext", context).address_info["session_dir"]
+        if session_dir is None:
+            ray.shutdown()
+            raise RuntimeError("the local Ray session reports no session_dir; cannot watch its processes")
+        reaper = start_reaper(session_dir)
     try:
         yield
     finally:

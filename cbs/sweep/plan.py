@@ -37,6 +37,7 @@ class Trial:
     tokens: int  # token cap of the run
     flops_per_token: float
     data_tokens: int  # the cell's nominal data size D
+    batch_tokens: int  # tokens per step
 
     @property
     def run_id(self) -> str:
@@ -132,14 +133,20 @@ def _trial(point: GridPoint, config: TrainConfig, phase: str, require_data: bool
             r = resolve_config(config)
         except CbsError as exc:
             raise type(exc)(f"grid point ({point.label()}): {exc}") from None
-        sizes = (r.spec.n_params, r.token_budget, r.spec.flops_per_token, r.data_tokens)
+        sizes = (r.spec.n_params, r.token_budget, r.spec.flops_per_token, r.data_tokens, r.batch_tokens)
     else:
         from cbs.model import resolve_model_config
 
         m = resolve_model_config(config.model, config.model.vocab_size or ESTIMATE_VOCAB)
         tokens = config.token_budget or chinchilla_tokens(m.n_params, config.chinchilla_multiple or 1.0)
-        sizes = (m.n_params, tokens, m.flops_per_token, config.data_tokens or tokens)
-    n_params, tokens, fpt, data_tokens = sizes
+        sizes = (
+            m.n_params,
+            tokens,
+            m.flops_per_token,
+            config.data_tokens or tokens,
+            config.batch_size * m.seq_len,
+        )
+    n_params, tokens, fpt, data_tokens, batch_tokens = sizes
     return Trial(
         point,
         config,
@@ -149,6 +156,7 @@ def _trial(point: GridPoint, config: TrainConfig, phase: str, require_data: bool
         int(tokens),
         float(fpt),
         int(data_tokens),
+        int(batch_tokens),
     )
 
 

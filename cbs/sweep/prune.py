@@ -17,6 +17,9 @@ that misses the target within a cap of m·D tokens implies every larger one miss
 where E(B) is not monotone: too coarse an lr/β2/τ grid for the larger batch (its best arm not in the grid),
 a noisy target right at the cap, or caps that differ per batch size.
 
+The opt-in inexact rules (successive halving, a lower cap) are in `cbs.sweep.inexact`; the board carries their
+decisions too and the guard applies them.
+
 The driver decides (`cbs.sweep.stopper.PruneStopper`, a Ray Tune ``Stopper`` fed by every reported evaluation)
 and publishes its decisions in ``DIR/.prune/``; each trial reads them at its evaluations and ends itself (``RunStopped``), so its row and curve
 are stored like any other run's (Tune's own stop ends the training thread without a row).
@@ -34,6 +37,7 @@ import pandas as pd
 
 from cbs.atomic import write_text_atomic
 from cbs.errors import RunStopped
+from cbs.sweep.inexact import LowerCap, Ranked
 
 PRUNE_DIR = ".prune"
 REACHED = "reached_target"
@@ -50,6 +54,9 @@ class Arm:
     batch_size: int
     target: float
     seed: int = 0
+    cap_steps: float = 0.0  # token cap / batch_tokens (the rungs of successive halving)
+    batch_tokens: int = 0  # tokens per step
+    data_tokens: int = 0  # the cell's D (the lower cap's unit)
 
     @property
     def group(self) -> str:
@@ -109,6 +116,21 @@ class Board:
     def set_failed_batch(self, cell: str, batch_size: int) -> None:
         write_text_atomic(self.root / f"past-cbs-{cell}.json", json.dumps({"batch_size": batch_size}))
 
+    def halved(self, run_id: str) -> dict[str, Any] | None:
+        """How successive halving ranked ``run_id`` out (cbs.sweep.inexact.Ranked as a dict), None if it did not."""
+        return self._read(f"halved-{run_id}")
+
+    def set_halved(self, run_id: str, ranked: Ranked) -> None:
+        write_text_atomic(self.root / f"halved-{run_id}.json", json.dumps(asdict(ranked)))
+
+    def lower_cap(self, group: str) -> dict[str, Any] | None:
+        """The lowered step cap of ``group``: {rule (LowerCap as a dict), steps, needed_tokens}, or None."""
+        return self._read(f"lower-cap-{group}")
+
+    def set_lower_cap(self, group: str, rule: LowerCap, steps: float, needed_tokens: float) -> None:
+        data = {"rule": asdict(rule), "steps": steps, "needed_tokens": needed_tokens}
+        write_text_atomic(self.root / f"lower-cap-{group}.json", json.dumps(data))
+
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
             return json.loads((self.root / f"{name}.json").read_text())
@@ -119,7 +141,8 @@ class Board:
 @dataclass(frozen=True)
 class Guard:
     """A trial's side of the rules: ``start()`` and ``check(metrics)`` raise ``RunStopped`` once the board
-    says the arm is past its cell's CBS or dominated in its group."""
+    says the arm is past its cell's CBS, dominated in its group, ranked out by successive halving or past its
+    lowered cap (the last two only where the spec asks for them: cbs.sweep.inexact)."""
 
     board: Board
     arm: Arm
@@ -133,9 +156,17 @@ class Guard:
         if metrics.get("done"):
             return
         self.start()
-        loss = metric_loss(metrics)
-        reason = prune_reason(int(metrics["step"]), loss, self.arm.target, self.board.bound(self.arm.group))
+        step, loss = int(metrics["step"]), metric_loss(metrics)
+        reason = prune_reason(step, loss, self.arm.target, self.board.bound(self.arm.group))
         if reason:
+            raise RunStopped("pruned", reason)
+        if loss <= self.arm.target:  # reached: the run ends here anyway
+            return
+        if ranked := self.board.halved(self.arm.run_id):
+            raise RunStopped("pruned", Ranked(**ranked).reason(step))
+        cap = self.board.lower_cap(self.arm.group)
+        if cap and step >= cap["steps"]:
+            reason = LowerCap(**cap["rule"]).reason(step, cap["needed_tokens"], self.arm.data_tokens)
             raise RunStopped("pruned", reason)
 
 

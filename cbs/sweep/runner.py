@@ -11,10 +11,12 @@ from its last checkpoint (``tune.get_checkpoint``).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 from rich.console import Console
@@ -151,7 +153,7 @@ def _run_experiment(
     if prune and spec.target is not None:
         from cbs.sweep.stopper import new_stopper
 
-        stopper = new_stopper(store.root)
+        stopper = new_stopper(store.root, spec.prune)
 
     def params(t: Trial) -> dict:
         arm = stopper.arms.get(t.run_id) if stopper is not None else None
@@ -168,6 +170,9 @@ def _run_experiment(
         outcome.skipped += searcher.skipped
         return
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
+    # Tune lets a searcher have one trial pending (its worker starting) at a time, so with runs shorter than a
+    # worker's start the slots fill one by one; let every slot of the cluster start a worker at once.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(resources, max_concurrent)))
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         tune_config=tune.TuneConfig(
@@ -190,14 +195,26 @@ def _run_experiment(
     )
     grid = tuner.fit()
     keep_event_files(store.root)
-    for result in grid:  # Tune's own record of a trial that errored (a crash can leave no row behind)
+    for i in range(len(grid)):  # Tune's own record of a trial that errored (a crash can leave no row behind)
+        result = grid[i]
         if result.error is not None:
-            outcome.errors[str(result.config["params"]["run_id"])] = _last_line(result.error)
+            config = cast(dict[str, Any], result.config)  # Tune's results all carry their trial's config
+            outcome.errors[str(config["params"]["run_id"])] = _last_line(result.error)
     outcome.retries += progress.retries
     outcome.skipped += searcher.skipped
     done = done_ids(stored_runs(store))
     outcome.ran += [r for r in searcher.handed if r in done]
     outcome.failed += [r for r in searcher.handed if r not in done]
+
+
+def _slots(resources: dict[str, float], max_concurrent: int | None) -> int:
+    """How many trials of ``resources`` the Ray cluster runs at once (at most ``max_concurrent``)."""
+    import ray
+
+    have = ray.cluster_resources()
+    fits = [have.get(k.upper(), 0.0) // v for k, v in resources.items() if v > 0]
+    slots = max(1, int(min(fits, default=1)))
+    return min(slots, max_concurrent) if max_concurrent else slots
 
 
 def _last_line(error: BaseException) -> str:

@@ -13,8 +13,10 @@ from ray.tune.search import Searcher
 
 from cbs.presets import model_label
 from cbs.results import ResultsStore
+from cbs.results.cell import Cell
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.progress import SweepProgress
+from cbs.sweep.prune import FINAL
 from cbs.sweep.runner import done_ids, stored_runs
 from cbs.sweep.stopper import PruneStopper
 
@@ -53,7 +55,8 @@ class PhaseSearcher(Searcher):
         self._enqueue(plan.target_trials(targets), runs)
         self._expect([t for ts in self.placeholders.values() for t in ts])
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # ignore: Ray annotates Searcher.suggest as Optional[Dict], leaving out its own Searcher.FINISHED (a str)
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.queue:
             trial = self.queue.popleft()
             self.live[trial_id] = trial
@@ -78,7 +81,7 @@ class PhaseSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore (see ``save``)."""
 
-    def _release(self, cell: str) -> None:
+    def _release(self, cell: Cell) -> None:
         runs = stored_runs(self.store)
         placeholders = [t.run_id for t in self.placeholders.pop(cell, [])]
         target = self.plan.targets(runs).get(cell)  # None: a reference run failed or all diverged
@@ -92,8 +95,8 @@ class PhaseSearcher(Searcher):
             # a cell's batch sizes in increasing order, the arms of one (cell, B, seed) together
             trials = sorted(trials, key=lambda t: (t.cell.id, t.config.batch_size, t.config.seed))
             ids = [t.run_id for t in trials]
-            reached = runs.run_id[runs.run_id.isin(ids) & (runs.status == "reached_target")]
-            self.stopper.add(trials, runs[runs.run_id.isin(ids)], self.store.curves(reached))
+            ended = runs.run_id[runs.run_id.isin(ids) & runs.status.isin(FINAL)]
+            self.stopper.add(trials, runs[runs.run_id.isin(ids)], self.store.curves(ended))
         todo = [t for t in trials if t.run_id not in done]
         self.skipped += [t.run_id for t in trials if t.run_id in done]
         self._expect(todo, already_done=len(trials) - len(todo))

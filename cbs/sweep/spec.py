@@ -2,12 +2,13 @@
 
 A spec holds a ``base`` TrainConfig (as a dict) applied to every trial, a ``grid`` of dotted TrainConfig keys
 to lists of values (their Cartesian product), optional ``zip`` groups (keys whose lists vary together, one
-grid axis per group), an optional ``target`` rule (the CBS stop-at-target protocol), per-trial ``resources``,
-``max_failures`` and ``eval_sets``. Keys are checked as strictly as TrainConfig's (see docs/sweep.md).
+grid axis per group), an optional ``target`` rule (the CBS stop-at-target protocol), opt-in inexact ``prune``
+rules (cbs.sweep.inexact), per-trial ``resources``, ``max_failures`` and ``eval_sets``. Keys are checked as strictly as TrainConfig's (see docs/sweep.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from cbs.config import EvalSet, TrainConfig, apply_overrides, from_dict, load_yaml
 from cbs.errors import ConfigError
 from cbs.protocol import B_OPT
+from cbs.sweep.inexact import Halving, PruneOptions
 from cbs.sweep.trackers import check_trackers
 
 
@@ -65,6 +67,7 @@ class SweepSpec:
     checkpoint_every: int = 4  # evaluations between trial checkpoints (0: never)
     eval_sets: list[EvalSet] | None = None  # shorthand for base.data.eval_sets
     trackers: list[str] = field(default_factory=list)  # tensorboard | wandb | mlflow (cbs.sweep.trackers)
+    prune: PruneOptions = field(default_factory=PruneOptions)  # opt-in inexact rules (cbs.sweep.inexact)
 
     def axes(self) -> list[dict[str, list[Any]]]:
         """Grid axes in spec order: each grid key is one axis, each zip group is one axis of several keys."""
@@ -188,6 +191,7 @@ def _check(spec: SweepSpec) -> None:
             f"checkpoint_every must be >= 0 (evaluations; 0: never), got {spec.checkpoint_every}"
         )
     t = spec.target
+    spec.prune.check(t.budget_multiple if t is not None else None)
     if t is not None and t.reference_batch_size < 1:
         raise ConfigError(
             f"target.reference_batch_size must be a batch size >= 1 (sequences), got {t.reference_batch_size}"
@@ -240,3 +244,11 @@ def _train_config(data: dict[str, Any], where: str) -> TrainConfig:
         return TrainConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def with_halving(spec: SweepSpec) -> SweepSpec:
+    """``spec`` with successive halving on (`cbs sweep --halving`): the spec's own ``prune.halving`` settings
+    where it has them, else the defaults; checked like a spec's (ConfigError before Ray starts)."""
+    prune = dataclasses.replace(spec.prune, halving=spec.prune.halving or Halving())
+    prune.check(spec.target.budget_multiple if spec.target is not None else None)
+    return dataclasses.replace(spec, prune=prune)

@@ -15,6 +15,7 @@ from cbs.console import Column, print_fitted_table
 from cbs.presets import model_label
 from cbs.results import STATUSES, without_branches
 from cbs.results.cell import CELL_KEYS, with_cells
+from cbs.sweep.inexact import rule_of
 from cbs.sweep.plan import SweepPlan
 from cbs.sweep.trial import DONE_STATUSES
 
@@ -33,6 +34,8 @@ class Summary:
     flops_trained: float = 0.0  # 6·N·tokens
     tokens_pruned: int = 0  # token caps not used by pruned / skipped_past_cbs runs (cbs.sweep.prune)
     flops_pruned: float = 0.0
+    tokens_inexact: int = 0  # the part of tokens_pruned saved by the opt-in inexact rules (cbs.sweep.inexact)
+    inexact_runs: int = 0  # runs those rules stopped
     missing: list[str] = field(default_factory=list)  # labels of planned grid points not done
     waiting: int = 0  # target-phase points whose cell has no target yet
     planned: int = 0  # grid points of the plan (including the waiting ones); 0 without a plan
@@ -46,6 +49,11 @@ class Summary:
         """Tokens of the same runs under the paper's protocol: every arm to its cap (diverged ones as they are)."""
         return self.tokens_trained + self.tokens_saved + self.tokens_pruned
 
+    @property
+    def to_cap_flops(self) -> float:
+        """FLOPs of the same runs with every arm to its cap (as ``to_cap_tokens``)."""
+        return self.flops_trained + self.flops_saved + self.flops_pruned
+
 
 def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     """Summarise a runs table (ResultsStore.runs()), optionally against the plan of its spec."""
@@ -54,6 +62,7 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
     saved = (stopped.token_budget - stopped.tokens.fillna(0)).clip(lower=0)
     cut = runs[runs.status.isin(["pruned", "skipped_past_cbs"])]
     pruned = (cut.token_budget - cut.tokens.fillna(0)).clip(lower=0)
+    inexact = cut.stop_reason.map(rule_of).notna()
     targeted = runs[runs.target_loss.notna()]
     ok = with_cells(without_branches(runs))  # `cbs branch` runs are no grid points of a cell
     ok = ok[ok.status != "diverged"]
@@ -82,6 +91,8 @@ def summarize(runs: pd.DataFrame, plan: SweepPlan | None = None) -> Summary:
         flops_trained=_flops(runs, runs.tokens.fillna(0)),
         tokens_pruned=int(pruned.sum()),
         flops_pruned=_flops(cut, pruned),
+        tokens_inexact=int(pruned[inexact].sum()),
+        inexact_runs=int(inexact.sum()),
     )
     if plan is not None:
         done = set(runs.run_id[runs.status.isin(DONE_STATUSES)])
@@ -159,9 +170,20 @@ def render(summary: Summary, console: Console, max_missing: int = 20) -> None:
         )
     if summary.tokens_pruned:
         line += f"; saved by pruning: {summary.tokens_pruned:,} tokens ({summary.flops_pruned:.3g} FLOPs)"
+        if summary.tokens_inexact:
+            line += f", {summary.tokens_inexact:,} tokens of them by inexact rules"
     if summary.to_cap_tokens:
-        line += f"; {summary.tokens_trained / summary.to_cap_tokens:.2f}× the tokens of every arm to its cap"
+        line += (
+            f"; {summary.tokens_trained / summary.to_cap_tokens:.2f}× the tokens and "
+            f"{summary.flops_trained / summary.to_cap_flops:.2f}× the FLOPs of every arm to its cap"
+        )
     console.print(line)
+    if summary.inexact_runs:
+        console.print(
+            f"[yellow]inexact:[/yellow] {summary.inexact_runs} runs were stopped by successive halving or a lower "
+            "cap, so steps-to-target and CBS may differ from the unpruned protocol's (docs/sweep.md)",
+            highlight=False,
+        )
     if summary.waiting:
         console.print(f"{summary.waiting} grid points wait for their cell's reference runs (the target)")
     if summary.missing:

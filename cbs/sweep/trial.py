@@ -102,7 +102,12 @@ def run_trial(config: dict[str, Any]) -> None:
             shutil.rmtree(earlier, ignore_errors=True)
         raise TrialFailed(f"run {run_id} failed: {row.get('error')}")
     resumed = checkpoint is not None or earlier is not None
-    tune.report({"run_id": run_id, "status": row["status"], "resumed": resumed, **_scalars(row, REPORTED)})
+    reason = (
+        {"stop_reason": row["stop_reason"]} if row.get("stop_reason") else {}
+    )  # the stopper's lower-cap count
+    tune.report(
+        {"run_id": run_id, "status": row["status"], "resumed": resumed, **reason, **_scalars(row, REPORTED)}
+    )
 
 
 def _store_untrained(cfg: TrainConfig, store: ResultsStore, stop: RunStopped) -> str:

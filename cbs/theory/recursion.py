@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cbs.errors import ConfigError
 from cbs.theory.problem import PowerLawProblem
@@ -61,10 +62,10 @@ class RiskTrace:
 
 def propagate(
     problem: PowerLawProblem,
-    batch: np.ndarray,
-    lr: np.ndarray,
-    tau: np.ndarray,
-    max_steps: np.ndarray,
+    batch: ArrayLike,
+    lr: ArrayLike,
+    tau: ArrayLike,
+    max_steps: ArrayLike,
     *,
     target: float | None = None,
     group: np.ndarray | None = None,

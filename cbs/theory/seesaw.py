@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -63,6 +64,23 @@ def seesaw_twin(phases: Sequence[Phase], rule: str = "sgd") -> list[Phase]:
     return out
 
 
+class SeesawCheck(TypedDict):
+    """`seesaw_check`'s comparison (the JSON of `cbs theory seesaw --json`)."""
+
+    problem: dict[str, Any]  # the PowerLawProblem's fields
+    samples: int
+    risk_decay: float
+    risk_seesaw: float
+    risk_ratio: float  # seesaw / decay
+    steps_decay: int
+    steps_seesaw: int
+    steps_saved: float  # fraction of the decay schedule's serial steps
+    schedule_decay: list[dict[str, Any]]  # Phase fields
+    schedule_seesaw: list[dict[str, Any]]
+    normalised_sgd: None
+    normalised_sgd_note: str
+
+
 def exact_risk(problem: PowerLawProblem, phases: Sequence[Phase]) -> float:
     """Expected excess risk ½Σλ_i c_i of the last iterate after the phases (one-pass SGD from w_0 = 0)."""
     lam = problem.eigenvalues
@@ -81,7 +99,7 @@ def exact_risk(problem: PowerLawProblem, phases: Sequence[Phase]) -> float:
 
 def seesaw_check(
     problem: PowerLawProblem, lr: float, batch: int, samples: int, cuts: int, factor: float = 0.5
-) -> dict[str, object]:
+) -> SeesawCheck:
     """Step decay vs its SGD Seesaw twin at equal samples: risks, serial steps, their ratios and the schedules."""
     decay = step_decay(lr, batch, samples, cuts, factor)
     twin = seesaw_twin(decay, "sgd")

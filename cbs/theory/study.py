@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ class StudySpec:
         PowerLawProblem(self.a, self.b, self.sigma, 1)  # validates a, b, sigma
         if self.dim is None:
             object.__setattr__(self, "dim", self.auto_dim())
-        PowerLawProblem(self.a, self.b, self.sigma, self.dim)
+        PowerLawProblem(self.a, self.b, self.sigma, self.sweep_dim)
         if len(set(self.data_sizes)) < 3:
             raise ConfigError("give at least 3 distinct --data-sizes to fit B* ∝ D^k (6 or more recommended)")
         if self.gns_seeds == 1 or self.gns_seeds < 0:
@@ -89,6 +90,11 @@ class StudySpec:
     def problem(self, dim: int) -> PowerLawProblem:
         return PowerLawProblem(self.a, self.b, self.sigma, dim)
 
+    @property
+    def sweep_dim(self) -> int:
+        """The dim of the data sweep: ``dim``, or `auto_dim` where it was not given."""
+        return cast(int, self.dim)  # __post_init__ fills it in
+
 
 @dataclass(frozen=True)
 class CellFit:
@@ -103,8 +109,30 @@ class CellFit:
     overhead: float
     warnings: list[FitWarning] = field(default_factory=list)  # the group's (cbs.fit.diagnostics)
 
+    @property
+    def reached(self) -> pd.DataFrame:
+        """The rows of ``table`` whose batch size reached the target."""
+        return self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
+
+    @property
+    def cbs_direct(self) -> float | None:
+        """The CBS read off the reached batch sizes without the hyperbola (`direct_cbs`)."""
+        reached = self.reached
+        return direct_cbs(
+            reached.batch_size.to_numpy(float), reached.steps_to_target.to_numpy(float), self.overhead
+        )
+
+    @property
+    def fitted(self) -> CbsFit:
+        """The cell's CBS fit; FitError (with the reason) for a cell without one."""
+        if self.fit is None:
+            raise FitError(
+                f"the cell dim={self.cell.problem.dim}, D={self.cell.data_size} has no CBS fit: {self.error}"
+            )
+        return self.fit
+
     def summary(self) -> dict[str, object]:
-        reached = self.table[np.isfinite(self.table.steps_to_target.to_numpy(float))]
+        reached = self.reached
         out: dict[str, object] = {
             "dim": self.cell.problem.dim,
             "data_size": self.cell.data_size,
@@ -116,9 +144,7 @@ class CellFit:
             "seconds": self.seconds,
             "warnings": [w.to_dict() for w in self.warnings],
         }
-        out["cbs_direct"] = direct_cbs(
-            reached.batch_size.to_numpy(float), reached.steps_to_target.to_numpy(float), self.overhead
-        )
+        out["cbs_direct"] = self.cbs_direct
         if self.fit is None:
             return {**out, "cbs": None, "cbs_ci": None, "error": self.error}
         f = self.fit
@@ -186,8 +212,11 @@ def gns_check(spec: StudySpec, cell: CellFit) -> dict[str, object]:
     runs = [b for b in cell.cell.batches if b.batch_size >= GNS_MICRO_BATCHES]
     if not runs:
         raise ConfigError(f"the GNS check needs a batch size >= {GNS_MICRO_BATCHES} in --batch-sizes")
-    summary = cell.summary()
-    centre = summary["cbs"] or summary["cbs_direct"] or float(np.median([b.batch_size for b in runs]))
+    centre = (
+        (cell.fit.cbs if cell.fit else None)
+        or cell.cbs_direct
+        or float(np.median([b.batch_size for b in runs]))
+    )
     run = min(runs, key=lambda b: abs(np.log(b.batch_size / centre)))
     n_steps = cell.cell.data_size // run.batch_size
     out = noise_scale(
@@ -265,10 +294,11 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
     """Run both sweeps (each distinct (dim, D) cell once), write the runs, and return the study's result."""
     if store is not None:
         _check_store(store, spec)
+    dim = spec.sweep_dim
     cells: dict[tuple[int, int], CellFit] = {}
     timings = {}
     for name, keys in (
-        ("data_sweep", [(spec.dim, d) for d in sorted(set(spec.data_sizes))]),
+        ("data_sweep", [(dim, d) for d in sorted(set(spec.data_sizes))]),
         ("dim_sweep", [(d, spec.dim_data_size) for d in sorted(set(spec.dims))]),
     ):
         start = time.perf_counter()
@@ -280,7 +310,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
                         store.write_run(run, curve)
         timings[name] = time.perf_counter() - start
 
-    by_data = [cells[(spec.dim, d)] for d in sorted(set(spec.data_sizes))]
+    by_data = [cells[(dim, d)] for d in sorted(set(spec.data_sizes))]
     by_dim = [cells[(d, spec.dim_data_size)] for d in sorted(set(spec.dims))]
     ok = [c for c in by_data if c.fit is not None]
     if len(ok) < 3:
@@ -289,17 +319,18 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
             + "; ".join(f"D={c.cell.data_size}: {c.error}" for c in by_data if c.fit is None)
         )
     sizes = [c.cell.data_size for c in ok]
-    exp_cbs = _power_law(sizes, [c.fit.cbs for c in ok], spec)
-    exp_noise = _power_law(sizes, [c.fit.b_noise for c in ok], spec)
-    direct = [(c.cell.data_size, c.summary()["cbs_direct"]) for c in by_data]
-    direct = [(d, v) for d, v in direct if v is not None]
-    exp_direct = _power_law(*map(list, zip(*direct, strict=True)), spec) if len(direct) >= 3 else None
-    problem = spec.problem(spec.dim)
+    exp_cbs = _power_law(sizes, [c.fitted.cbs for c in ok], spec)
+    exp_noise = _power_law(sizes, [c.fitted.b_noise for c in ok], spec)
+    direct = [(c.cell.data_size, v) for c in by_data if (v := c.cbs_direct) is not None]
+    exp_direct = (
+        _power_law([d for d, _ in direct], [v for _, v in direct], spec) if len(direct) >= 3 else None
+    )
+    problem = spec.problem(dim)
     k_star = problem.effective_dim(spec.dim_data_size)
     big = [c for c in by_dim if c.fit is not None and _dim_covers(c.cell.problem.dim, k_star)]
     flat: dict[str, object] = {"dims": [c.cell.problem.dim for c in big], "min_dim_factor": DIM_FLAT_FACTOR}
     if len(big) >= 2:
-        values = np.array([c.fit.cbs for c in big])
+        values = np.array([c.fitted.cbs for c in big])
         flat["relative_change"] = float((values.max() - values.min()) / values.max())
         if len(big) >= 3:
             in_dim = _power_law([c.cell.problem.dim for c in big], values.tolist(), spec)
@@ -308,15 +339,15 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
                 "exponent_ci": list(in_dim.exponent_ci),
                 "coefficient": in_dim.coefficient,
             }
-    short = [d for d in sizes if not _dim_covers(spec.dim, problem.effective_dim(d))]
+    short = [d for d in sizes if not _dim_covers(dim, problem.effective_dim(d))]
     warnings = []
     if short:
         warnings.append(
             FitWarning(
                 "dim_truncation",
-                f"dim {spec.dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
+                f"dim {dim} < {DIM_FLAT_FACTOR:g}·k*(D) for D = {short}: the truncation may bias B* there; "
                 "raise --dim (or leave it out to choose it automatically)",
-                {"dim": spec.dim, "data_sizes": short},
+                {"dim": dim, "data_sizes": short},
             )
         )
     warnings += _grid_warnings(spec, by_data, by_dim, exp_cbs.exponent, problem.exponent_theory)
@@ -327,7 +358,7 @@ def run_study(spec: StudySpec, store: ResultsStore | None = None) -> StudyResult
     return StudyResult(
         experiment=EXPERIMENT,
         warnings=warnings,
-        problem={"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": spec.dim},
+        problem={"a": spec.a, "b": spec.b, "sigma": spec.sigma, "dim": dim},
         conventions={
             "spectrum": "lambda_i = i^-a (lambda_1 = 1)",
             "source": "lambda_i * (w*_i)^2 = i^-b, w_0 = 0",

@@ -9,6 +9,7 @@ curve (`cbs.theory.study` then takes the crossing, interpolated within the step,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,12 +147,12 @@ def _search(
     rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     caps: np.ndarray,
     target: float | None,
-    best: list[_Best | None],
+    best: Sequence[_Best | None],
 ) -> list[_Best | None]:
     """Run ``rows`` (stopping each batch at its first hit of ``target``) and update each batch's best."""
     b, lr, tau = rows
     if b.size == 0:
-        return best
+        return list(best)
     group = np.searchsorted(batches, b)
     run = propagate(problem, b, lr, tau, caps, target=target, group=group)
     out = list(best)
@@ -179,22 +180,30 @@ def _tune(
     """
     rows = _coarse(problem, batches, grid, max_steps)
     seen = {_key(*row) for row in zip(*rows, strict=True)}
-    best = _search(problem, batches, rows, np.full(rows[0].size, max_steps), target, [None] * batches.size)
-    missing = [float(size) for size, bb in zip(batches, best, strict=True) if bb is None]
-    if missing:
-        raise ConfigError(f"no step size in the grid is stable at B={missing}; add smaller step sizes")
+    best = _found(
+        batches,
+        _search(problem, batches, rows, np.full(rows[0].size, max_steps), target, [None] * batches.size),
+    )
     moved = list(best)
     for _ in range(MAX_REFINE):
         fine = _fine(problem, [(bb.batch, bb.lr, bb.tau) for bb in moved], grid, max_steps, seen)
         if fine[0].size == 0:
             break
         caps = np.array([best[int(np.searchsorted(batches, x))].steps for x in fine[0]], dtype=np.int64)
-        new = _search(problem, batches, fine, caps, target, best)
+        new = _found(batches, _search(problem, batches, fine, caps, target, best))
         moved = [nb for nb, ob in zip(new, best, strict=True) if nb is not ob]
         best = new
         if not moved:
             break
     return best
+
+
+def _found(batches: np.ndarray, best: list[_Best | None]) -> list[_Best]:
+    """``best`` when every batch has a stable row; a `ConfigError` naming the batches without one otherwise."""
+    missing = [float(size) for size, bb in zip(batches, best, strict=True) if bb is None]
+    if missing:
+        raise ConfigError(f"no step size in the grid is stable at B={missing}; add smaller step sizes")
+    return [bb for bb in best if bb is not None]
 
 
 def _curves(problem: PowerLawProblem, best: list[_Best], max_steps: int) -> list:

@@ -19,7 +19,9 @@ def eval_steps(steps: int, cfg: EvalConfig, data_steps: int | None = None) -> li
     cell's D; default ``steps``) and, for a stop-at-target run allowed past D (``steps > data_steps``), go on
     geometrically from there to ``steps``: the target is hit from about D on, so that is where
     steps-to-target needs the evaluations, not at the end of the token cap."""
-    log_points = np.logspace(0.0, math.log10(steps), max(cfg.n_log, 1)) if cfg.n_log > 0 else []
+    log_points: list[float] | np.ndarray = (
+        np.logspace(0.0, math.log10(steps), max(cfg.n_log, 1)) if cfg.n_log > 0 else []
+    )
     anchor = min(steps, data_steps or steps)
     tail_start = max(anchor * (1.0 - cfg.dense_tail_fraction), 1.0)
     if cfg.n_dense <= 0:

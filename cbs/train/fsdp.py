@@ -35,7 +35,8 @@ def shard_model(model: nn.Module, device: torch.device, world_size: int) -> nn.M
     mesh = init_device_mesh(device.type, (world_size,))
     for block in getattr(model, "blocks", []):
         fully_shard(block, mesh=mesh)
-    return fully_shard(model, mesh=mesh)
+    fully_shard(model, mesh=mesh)  # in place: ``model`` becomes an FSDPModule as well
+    return model
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from cbs.train.distributed import Ranks
 
-T = TypeVar("T")  # a float, numpy array or tensor: anything with elementwise arithmetic
+T = TypeVar("T", float, np.ndarray, torch.Tensor)  # anything with elementwise arithmetic
 
 
 def unbiased_estimates(sq_small: T, sq_big: T, b_small: float, b_big: float) -> tuple[T, T]:
@@ -90,10 +91,11 @@ class GNSTracker:
             self.state[:2] = pooled[:2]
         self.state[2:] = 0.0
         ema_grad_sq, ema_trace, sum_small, sum_big, n = pooled.tolist()
-        grad_sq = trace = None
+        grad_sq = trace = ratio = None
         if self.steps:
             correction = 1.0 - self.decay**self.steps
             grad_sq, trace = ema_grad_sq / correction, ema_trace / correction
+            ratio = b_simple(trace, grad_sq)
         return {
             "grad_sq_small": sum_small / n if n else None,
             "grad_sq_big": sum_big / n if n else None,
@@ -101,7 +103,7 @@ class GNSTracker:
             "b_big": self.b_big,
             "gns_trace": trace,
             "gns_grad_sq": grad_sq,
-            "b_simple": b_simple(trace, grad_sq) if self.steps else None,
+            "b_simple": ratio,
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -35,10 +35,13 @@ from cbs.train.evaluation import eval_steps, loss_sum
 from cbs.train.ewa import EWA
 from cbs.train.fsdp import full_state, keyed_by_name, load_full_state, local, optimizer_by_name, shard_model
 from cbs.train.gns import GradientProbe, gns_columns
-from cbs.train.optimizers import build_optimizer, evaluation_weights
+from cbs.train.optimizers import build_optimizer, evaluation_weights, single_optimizer
 from cbs.train.prefetch import Prefetcher
 from cbs.train.resolve import ResolvedRun, resolve_config
 from cbs.train.schedule import LRSchedule
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import FSDPModule
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class Progress:
     loss_count: int = 0
     initial_loss: float | None = None
     last_train_loss: float | None = None  # mean over the last eval interval (or the diverging step's loss)
-    last_eval: dict[str, float] = field(default_factory=dict)  # primary set: eval_loss, ewa_eval_loss
+    last_eval: dict[str, float | None] = field(default_factory=dict)  # primary set: eval_loss, ewa_eval_loss
     best_ewa_eval_loss: float | None = None
     steps_to_target: int | None = None
     lr: float = 0.0
@@ -110,8 +113,11 @@ class Trainer:
         wrapped = self.ddp or self.model
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
         # evaluation is compiled when training is (each model's no-grad eval graph compiles once)
-        self.eval_raw, self.eval_ewa = (
-            (torch.compile(self.model), torch.compile(self.ewa_model))
+        self.eval_raw, self.eval_ewa = (  # torch.compile of a Module is a Module (OptimizedModule)
+            (
+                cast(torch.nn.Module, torch.compile(self.model)),
+                cast(torch.nn.Module, torch.compile(self.ewa_model)),
+            )
             if cfg.compile
             else (self.model, self.ewa_model)
         )
@@ -156,7 +162,7 @@ class Trainer:
         """The run's whole state; under FSDP a collective (every rank calls it) that is whole on rank 0 only."""
         progress = dataclasses.replace(self.progress, wall_time_s=self.wall_time())
         model, optimizer = (
-            full_state(self.model, self.optimizer)
+            full_state(self.model, single_optimizer(self.optimizer))
             if self.fsdp
             else (self.model.state_dict(), self.optimizer.state_dict())
         )
@@ -187,9 +193,10 @@ class Trainer:
         optim = state["optimizer"]
         if self.fsdp and not keyed_by_name(optim):  # written by an unsharded run: map indices to names
             twin = build_model(self.run.spec)
-            optim = optimizer_by_name(twin, build_optimizer(twin, self.cfg.optim, self.run.beta2), optim)
+            twin_optimizer = single_optimizer(build_optimizer(twin, self.cfg.optim, self.run.beta2))
+            optim = optimizer_by_name(twin, twin_optimizer, optim)
         if self.fsdp or keyed_by_name(optim):  # sharded now, or written by an FSDP run
-            load_full_state(self.model, self.optimizer, state["model"], optim)
+            load_full_state(self.model, single_optimizer(self.optimizer), state["model"], optim)
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -205,6 +212,8 @@ class Trainer:
 
     def keep_checkpoint(self, fraction: float) -> None:
         """Keep this step's state for `cbs branch` in the results store (cbs.train.branch.kept_dir)."""
+        if self.keep_dir is None:
+            raise RuntimeError("keep_checkpoint needs the run's keep_dir (run_training(keep_dir=...))")
         p = self.progress
         meta = KeptCheckpoint(fraction, p.step, p.step * self.run.batch_tokens, p.lr)
         write_kept(self, kept_dir(self.keep_dir, fraction), meta)
@@ -304,7 +313,7 @@ class Trainer:
     def _sync(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP all-reduces (FSDP reduce-scatters) gradients on the last micro-batch of a step only."""
         if self.fsdp:
-            self.model.set_requires_gradient_sync(last)
+            cast("FSDPModule", self.model).set_requires_gradient_sync(last)
         return contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
 
     def _evaluate(self, model: torch.nn.Module) -> dict[str, float]:
@@ -320,7 +329,9 @@ class Trainer:
             for n, w in self.eval_windows.items()
         }
         if self.fsdp:
-            model.reshard()  # FSDP keeps the root's weights whole after a forward (for a backward)
+            cast(
+                "FSDPModule", model
+            ).reshard()  # FSDP keeps the root's weights whole after a forward (for a backward)
         return losses
 
     def evaluate(self, on_eval: OnEval | None = None) -> None:

@@ -78,15 +78,15 @@ def _single(o: OptimConfig, beta2: float, groups: list[dict[str, Any]]) -> torch
         return pytorch_optimizer.Lion(groups, lr=o.lr, betas=(o.lion.beta1, o.lion.beta2))
     if o.name == "signum":
         return pytorch_optimizer.SignSGD(groups, lr=o.lr, momentum=o.signum.momentum)
-    s = o.soap
+    soap = o.soap
     return pytorch_optimizer.SOAP(
         groups,
         lr=o.lr,
         betas=(o.beta1, beta2),
-        shampoo_beta=s.shampoo_beta,
-        precondition_frequency=s.precondition_frequency,
-        max_precondition_dim=s.max_precondition_dim,
-        eps=s.eps,
+        shampoo_beta=soap.shampoo_beta,
+        precondition_frequency=soap.precondition_frequency,
+        max_precondition_dim=soap.max_precondition_dim,
+        eps=soap.eps,
     )
 
 
@@ -138,16 +138,26 @@ class ChainedOptimizer:
             opt.load_state_dict(state)
 
 
+def single_optimizer(optimizer: torch.optim.Optimizer | ChainedOptimizer) -> torch.optim.Optimizer:
+    """``optimizer`` as one torch Optimizer (what FSDP's state-dict functions take); ConfigError for a chained
+    one (optim.name=muon), which FSDP runs refuse (`cbs.train.resolve`)."""
+    if isinstance(optimizer, ChainedOptimizer):
+        raise ConfigError(
+            "a chained optimizer (optim.name=muon) cannot be sharded; use parallel.strategy=ddp"
+        )
+    return optimizer
+
+
 @contextlib.contextmanager
 def evaluation_weights(optimizer: torch.optim.Optimizer | ChainedOptimizer) -> Iterator[None]:
     """Within the block the model holds the weights the optimizer evaluates at: for schedule-free AdamW its
     average x (``optimizer.eval()``, ``train()`` after, even on error); for the others the weights as they are."""
-    switch = getattr(optimizer, "eval", None)
-    if switch is None:
+    switch, back = getattr(optimizer, "eval", None), getattr(optimizer, "train", None)
+    if switch is None or back is None:
         yield
         return
     switch()
     try:
         yield
     finally:
-        optimizer.train()
+        back()
