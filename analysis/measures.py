@@ -6,10 +6,9 @@ share of the cell's grid, the branched losses per k, and the B_simple of every b
     cbs fit cbs results/measures --json results/measures/fits/all.json      # B_noise = b/a per cell
     python analysis/measures.py results/measures [--compare results/cpu-cbs]
 
-Steps-to-target and branched rows are read from the `cbs fit measures` JSON. Where that has no B_simple (today
-`cbs fit measures` reads it only from the reference run, and b_opt = 1 logs none: a step needs >= 2
-micro-batches), it is taken here from the smallest batch size whose best run logged it: the bias-corrected EMA
-value at that run's first evaluation at or after its target step, costing that run's tokens up to there.
+Every row of the first table, B_simple included (with the run it was read from and its range over
+[s*/2, 2·s*]), is read from the `cbs fit measures` JSON; the B_simple of every batch size is read the same way
+(`cbs.fit.measures`), to show its spread against the fit's B_noise = b/a.
 ``--compare`` matches this store's runs with another store's by (model, D, B, lr) and prints how far their EWA
 eval losses differ at the steps both evaluated (micro-batching is gradient accumulation: only fp rounding differs).
 """
@@ -19,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from cbs.fit import steps_to_target_table
 from cbs.fit.branched import branched_table
+from cbs.fit.measures import _read_b_simple  # the one reading of B_simple at a run's target
 from cbs.fit.steps_to_target import GROUP_KEYS
 from cbs.results import ResultsStore, without_branches
 from cbs.results.cell import with_cells
@@ -33,41 +32,19 @@ from cbs.results.cell import with_cells
 MATCH_KEYS = ["preset", "data_tokens", "batch_size", "lr"]
 
 
-@dataclass(frozen=True)
-class SimpleAt:
-    """B_simple of one batch size's best run at its first evaluation at or after its target step that has one
-    (none where the EMA |G|² estimate is not positive)."""
-
-    batch_size: int
-    run_id: str
-    step: int
-    value: float
-    tokens: int
-    wall_time_s: float
-
-
-def b_simple_at_target(steps: pd.DataFrame, curves: pd.DataFrame) -> dict[tuple, list[SimpleAt]]:
-    """Per cell (GROUP_KEYS tuple), the B_simple of each batch size that reached the target and logged it,
-    smallest batch first."""
-    out: dict[tuple, list[SimpleAt]] = {}
-    reached = steps[steps["run_id"].notna()].sort_values("batch_size")
-    logged = curves.dropna(subset=["b_simple"]).sort_values("step")
+def b_simple_at_target(steps: pd.DataFrame, runs: pd.DataFrame, curves: pd.DataFrame) -> dict[tuple, dict]:
+    """Per cell (GROUP_KEYS tuple), batch size -> the B_simple of its fastest run that reached the target, read
+    as `cbs fit measures` reads the cell's one value (`cbs.fit.measures`: first evaluation at or after the target
+    step); batch sizes that logged none there are left out."""
+    out: dict[tuple, dict] = {}
+    reached = steps[steps["run_id"].notna()].sort_values(["batch_size", "steps_to_target"])
     for key, grp in reached.groupby(GROUP_KEYS, sort=True):
-        found = []
-        for r in grp.itertuples():
-            cur = logged[(logged["run_id"] == r.run_id) & (logged["step"] >= r.steps_to_target)]
-            if not cur.empty:
-                c = cur.iloc[0]
-                found.append(
-                    SimpleAt(
-                        int(r.batch_size),
-                        r.run_id,
-                        int(c.step),
-                        float(c.b_simple),
-                        int(c.tokens),
-                        float(c.wall_time_s),
-                    )
-                )
+        cell = runs[runs["run_id"].isin(grp["run_id"])]
+        found = {}
+        for row in grp.drop_duplicates("batch_size").itertuples():
+            read = _read_b_simple(row, cell, curves, reference=False)
+            if read is not None:
+                found[int(row.batch_size)] = read
         out[key] = found
     return out
 
@@ -85,14 +62,14 @@ def _num(x: object) -> float:
     return math.nan if x is None else float(x)
 
 
-def measures_markdown(rows: list[dict], simple: dict[tuple, list[SimpleAt]]) -> str:
+def measures_markdown(rows: list[dict]) -> str:
     """The measure × cell table: value [interval], ratio to the steps-to-target B*, tokens and CPU seconds
     (wall seconds summed over 1-CPU runs) and their shares of the cell's grid."""
     lines = [
         "| D (tokens) | measure | B (seqs) [interval] | / B* | tokens | share of grid | CPU s | share of grid |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for key, grp in pd.DataFrame(rows).groupby(GROUP_KEYS, sort=True):
+    for _, grp in pd.DataFrame(rows).groupby(GROUP_KEYS, sort=True):
         grid = grp[grp["measure"] == "steps-to-target"].iloc[0]
         b_star = _num(grid["value"])
         for r in grp.itertuples():
@@ -103,11 +80,7 @@ def measures_markdown(rows: list[dict], simple: dict[tuple, list[SimpleAt]]) -> 
                 int(r.tokens),
                 _num(r.wall_time_s),
             )
-            label = r.measure
-            if r.measure == "b_simple" and not math.isfinite(value) and simple.get(key):
-                s = simple[key][0]
-                value, tokens, wall = s.value, s.tokens, s.wall_time_s
-                label = f"b_simple (B={s.batch_size} run, step {s.step})"
+            label = f"b_simple ({r.note.split(';')[0]})" if r.measure == "b_simple" and r.note else r.measure
             ratio = value / b_star if math.isfinite(value) and math.isfinite(b_star) else math.nan
             lines.append(
                 f"| {int(r.data_tokens):,} | {label} | {_fmt(value, lo, hi)} | {_fmt(ratio)} | {tokens:,} | "
@@ -136,18 +109,18 @@ def branched_markdown(runs: pd.DataFrame, curves: pd.DataFrame, epsilon: float, 
     return "\n".join(lines)
 
 
-def simple_markdown(simple: dict[tuple, list[SimpleAt]], b_noise: dict[float, tuple]) -> str:
-    """B_simple at the target of every batch size's best run (a property of the point in training, so it
+def simple_markdown(simple: dict[tuple, dict], b_noise: dict[float, tuple]) -> str:
+    """B_simple at the target of every batch size's fastest run (a property of the point in training, so it
     should not depend on B), their median, and the steps-to-target fit's B_noise = b/a with its interval
     (``b_noise``: D -> (value, lo, hi), from `cbs fit cbs`)."""
-    sizes = sorted({s.batch_size for found in simple.values() for s in found})
+    sizes = sorted({b for found in simple.values() for b in found})
     head = " | ".join(f"B={b}" for b in sizes)
     lines = [f"| D (tokens) | {head} | median | B_noise = b/a |", "|---" * (len(sizes) + 3) + "|"]
     for key, found in simple.items():
-        at = {s.batch_size: s.value for s in found}
         d = key[GROUP_KEYS.index("data_tokens")]
-        median = float(pd.Series([s.value for s in found]).median()) if found else math.nan
-        cells = " | ".join(_fmt(at.get(b, math.nan)) for b in sizes)
+        values = {b: m.value for b, m in found.items()}
+        median = float(pd.Series(list(values.values())).median()) if values else math.nan
+        cells = " | ".join(_fmt(values.get(b, math.nan)) for b in sizes)
         lines.append(f"| {int(d):,} | {cells} | {_fmt(median)} | {_fmt(*b_noise.get(d, (math.nan,)))} |")
     return "\n".join(lines)
 
@@ -212,9 +185,9 @@ def main() -> None:
     store = ResultsStore(args.store)
     runs, curves = store.tables()
     steps = steps_to_target_table(runs, curves)
-    simple = b_simple_at_target(steps, curves)
+    simple = b_simple_at_target(steps, runs, curves)
     print("## Three measures per cell\n")
-    print(measures_markdown(rows, simple))
+    print(measures_markdown(rows))
     print("\n## Branched: smoothed loss at Δ per k\n")
     print(branched_markdown(runs, curves, args.epsilon, args.ema))
     print(

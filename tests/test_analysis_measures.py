@@ -1,4 +1,4 @@
-"""analysis/measures.py: the B_simple fallback reads each batch size's best run at its target step."""
+"""analysis/measures.py: the B_simple of every batch size, read at each one's target step."""
 
 from __future__ import annotations
 
@@ -21,6 +21,24 @@ def _steps() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _runs() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "run_id": r,
+                "preset": "m",
+                "n_params": 10,
+                "data_tokens": 100,
+                "dataset_fingerprint": "d",
+                "optimizer": "adamw",
+                "flops_per_token": 60.0,
+                "config_json": "{}",
+            }  # fmt: skip
+            for r in ("r1", "r2", "r4")
+        ]
+    )
+
+
 def _curves() -> pd.DataFrame:
     rows = []
     for run, gns in (("r1", None), ("r2", 3.0), ("r4", 5.0)):
@@ -31,12 +49,11 @@ def _curves() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_b_simple_is_read_at_the_first_evaluation_at_or_after_the_target_smallest_batch_first():
-    found = b_simple_at_target(_steps(), _curves())
-    [(key, values)] = found.items()
+def test_b_simple_of_each_batch_size_is_read_at_its_own_target_step():
+    found = b_simple_at_target(_steps(), _runs(), _curves())
+    [(key, by_batch)] = found.items()
     assert key == tuple(CELL.values())
-    assert [s.batch_size for s in values] == [2, 4]  # B = 1 has no GNS column values, B = 8 no target
-    first, second = values
-    assert (first.run_id, first.step, first.tokens) == ("r2", 30, 30 * 64)  # at the target step itself
-    assert first.value == 3.0 + 30 / 100
-    assert (second.step, second.value) == (20, 5.0 + 20 / 100)  # 12.5 -> the next evaluation, 20
+    assert sorted(by_batch) == [2, 4]  # B = 1 logged no b_simple, B = 8 has no target
+    assert (by_batch[2].run_id, by_batch[2].step, by_batch[2].value) == ("r2", 30, 3.0 + 30 / 100)
+    assert by_batch[2].cost.tokens == 30 * 64  # that run's tokens up to the evaluation read
+    assert (by_batch[4].step, by_batch[4].value) == (20, 5.0 + 20 / 100)  # 12.5 -> the next evaluation, 20
