@@ -18,10 +18,10 @@ from matplotlib.figure import Figure
 
 from cbs.errors import FitError
 from cbs.fit.cbs_laws import CbsGroup
-from cbs.plots.style import OKABE_ITO, human, log_axis, new_figure, styled
+from cbs.plots.style import OKABE_ITO, ORDERED_CMAP, human, log_axis, new_figure, styled
 
 COLORS = {"steps": OKABE_ITO[0], "b_noise": OKABE_ITO[1], "b_simple": OKABE_ITO[2], "branched": OKABE_ITO[3]}
-OFFSETS = {"steps": -0.24, "b_noise": -0.08, "b_simple": 0.08, "branched": 0.24}  # x offsets within a group
+OFFSETS = {"steps": -0.3, "b_noise": -0.16, "b_simple": -0.02, "branched": 0.12}  # x offsets within a group
 
 
 def measured_groups(groups: Sequence[CbsGroup]) -> list[CbsGroup]:
@@ -37,14 +37,16 @@ def measured_groups(groups: Sequence[CbsGroup]) -> list[CbsGroup]:
 
 
 def _bar(ax: Axes, x: float, value: float, ci: Sequence[float] | None, top: float, **style) -> None:
-    """A point with its interval (an open or missing upper end drawn to ``top`` with an arrow head)."""
+    """A point with its interval: an open upper end is drawn to ``top`` with an arrow head up, a lower end at or
+    below zero (off a log axis, e.g. a B_simple range reaching a negative estimate) down to ``top``'s
+    counterpart ``style['bottom']`` with an arrow head down."""
     color, gid = style["color"], style["gid"]
     if ci is not None:
         lo, hi = (v if math.isfinite(v) and v > 0 else None for v in ci)
-        lo = lo or value
+        start = lo if lo is not None else style["bottom"]
         end = hi if hi is not None else top
-        ax.plot([x, x], [lo, end], "-", color=color, lw=1.2, gid=f"{gid}:bar", solid_capstyle="butt")
-        ax.plot([x - 0.03, x + 0.03], [lo, lo], "-", color=color, lw=1.0)
+        ax.plot([x, x], [start, end], "-", color=color, lw=1.2, gid=f"{gid}:bar", solid_capstyle="butt")
+        ax.plot([x], [start], "v" if lo is None else "_", color=color, ms=5)
         ax.plot([x], [end], "^" if hi is None else "_", color=color, ms=5)
     ax.plot([x], [value], style["marker"], color=color, ms=4.5, label=style.get("label"), gid=gid)
 
@@ -67,10 +69,10 @@ def _limits(groups: Sequence[CbsGroup]) -> tuple[float, float]:
     return min(values) / 1.6, max(values) * 2.5
 
 
-def draw_measures(ax: Axes, groups: Sequence[CbsGroup], top: float) -> None:
+def draw_measures(ax: Axes, groups: Sequence[CbsGroup], top: float, bottom: float) -> None:
     """The left panel: the measures of each group at x = its index (artists ``gid``'d '<measure>:<i>')."""
     labels = {"steps": "steps-to-target B* (95% CI)", "b_noise": "B_noise = b/a (95% CI)",
-              "b_simple": "B_simple in-run (range over [s*/2, 2s*])", "branched": "branched B* [k*B, next kB] @ branch point"}  # fmt: skip
+              "b_simple": "B_simple in-run (range over [s*/2, 2s*])", "branched": "branched B* [k*B, next kB], branch points left to right"}  # fmt: skip
     shown: set[str] = set()
 
     def once(name: str) -> str | None:
@@ -81,22 +83,20 @@ def draw_measures(ax: Axes, groups: Sequence[CbsGroup], top: float) -> None:
 
     for i, g in enumerate(groups):
         if g.fit:
-            _bar(ax, i + OFFSETS["steps"], g.fit.cbs, g.fit.cbs_ci, top, color=COLORS["steps"], marker="o",
+            _bar(ax, i + OFFSETS["steps"], g.fit.cbs, g.fit.cbs_ci, top, bottom=bottom, color=COLORS["steps"], marker="o",
                  gid=f"steps:{i}", label=once("steps"))  # fmt: skip
             if g.fit.b_noise > 0:
-                _bar(ax, i + OFFSETS["b_noise"], g.fit.b_noise, g.fit.b_noise_ci, top, color=COLORS["b_noise"],
+                _bar(ax, i + OFFSETS["b_noise"], g.fit.b_noise, g.fit.b_noise_ci, top, bottom=bottom, color=COLORS["b_noise"],
                      marker="s", gid=f"b_noise:{i}", label=once("b_noise"))  # fmt: skip
         s = g.measures.b_simple if g.measures else None
         if s and s.value > 0:
-            _bar(ax, i + OFFSETS["b_simple"], s.value, s.ci, top, color=COLORS["b_simple"], marker="D",
+            _bar(ax, i + OFFSETS["b_simple"], s.value, s.ci, top, bottom=bottom, color=COLORS["b_simple"], marker="D",
                  gid=f"b_simple:{i}", label=once("b_simple"))  # fmt: skip
         points = [b for b in (g.measures.branched if g.measures else []) if math.isfinite(b.cbs)]
         for j, b in enumerate(points):
-            x = i + OFFSETS["branched"] + 0.06 * (j - (len(points) - 1) / 2)
-            _bar(ax, x, b.cbs, b.cbs_ci, top, color=COLORS["branched"], marker="v",
+            x = i + OFFSETS["branched"] + 0.07 * j
+            _bar(ax, x, b.cbs, b.cbs_ci, top, bottom=bottom, color=COLORS["branched"], marker="v",
                  gid=f"branched:{i}:{b.fraction:g}", label=once("branched"))  # fmt: skip
-            ax.annotate(f"@{b.fraction:g}", (x, b.cbs), xytext=(3, -8), textcoords="offset points", fontsize=6.5,
-                        color=COLORS["branched"])  # fmt: skip
     ax.set_xticks(range(len(groups)), [f"{g.model}\nD = {human(g.data_tokens)}" for g in groups])
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.grid(False, axis="x")
@@ -115,7 +115,7 @@ def draw_over_training(ax: Axes, groups: Sequence[CbsGroup], top: float) -> None
         if not points:
             continue
         drawn = True
-        color = OKABE_ITO[(i + 4) % len(OKABE_ITO)]
+        color = ORDERED_CMAP(i / max(len(groups) - 1, 1))  # groups in D order: an ordered colour
         shift = 0.012 * (i - (len(groups) - 1) / 2)  # groups often share a B* (the k grid is coarse)
         f = np.array([b.fraction for b in points]) + shift
         label = f"{g.label}: branched B*"
@@ -143,7 +143,7 @@ def measures_figure(groups: Sequence[CbsGroup]) -> Figure:
     bottom, top = _limits(groups)
     fig, axes = new_figure(2, height=3.0, width=7.0)
     left, right = axes[0]
-    draw_measures(left, groups, top / 1.3)
+    draw_measures(left, groups, top / 1.3, bottom * 1.3)
     draw_over_training(right, groups, top / 1.3)
     for ax in (left, right):
         ax.set_ylim(bottom, top)
