@@ -136,6 +136,16 @@ def test_fsdp_two_ranks_give_the_one_process_curve_and_resume(corpus, tmp_path):
     np.testing.assert_allclose(curve(sharded)[LOSSES], a[LOSSES], rtol=RTOL)
 
 
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie, dead but not yet reaped by whoever adopted
+    it, still has a /proc entry: its state is Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_killed_two_rank_run_resumes_from_its_checkpoint(corpus, tmp_path, strategy):
@@ -168,9 +178,9 @@ def test_killed_two_rank_run_resumes_from_its_checkpoint(corpus, tmp_path, strat
     proc.wait()
     assert ckpt.is_file() and ranks, "the run wrote no checkpoint before it finished"
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in ranks) and time.monotonic() < deadline:
+    while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)  # no orphaned rank keeps training
+    assert not any(_running(pid) for pid in ranks)  # no orphaned rank keeps training
     two, one = ResultsStore(tmp_path / "two"), ResultsStore(tmp_path / "one")
     train_into(two, config(corpus, parallel={"workers": 2, "strategy": strategy}), resume_from=ckpt.parent)
     train_into(one, cfg, resume_from=ckpt.parent)

@@ -64,6 +64,7 @@ def run_ranks(
             threads,
             events,
             replies,
+            os.getpid(),
         )
         ranks = mp.start_processes(_rank_main, args=args, nprocs=workers, join=False, start_method="spawn")
         try:
@@ -159,13 +160,15 @@ def _rank_main(
     threads: int,
     events: Any,
     replies: Any,
+    launcher: int,
 ) -> None:
-    """One rank: join the process group, train, and (rank 0) send its row and curve."""
+    """One rank of the launcher process ``launcher``: join the process group, train, and (rank 0) send its row
+    and curve."""
     from cbs.train.distributed import process_group, resolve_backend
     from cbs.train.loop import run_training
     from cbs.train.resolve import resolve_config
 
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(launcher)  # the launcher's pid, not getppid(): it may already be gone at this point
     torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict(cfg_dict)
     device = resolve_config(cfg).device
