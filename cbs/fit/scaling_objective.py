@@ -17,7 +17,7 @@ import numpy as np
 
 FORMS = ("chinchilla", "kaplan")
 HUBER_DELTA = 1e-3
-BLOCK = 256  # parameter rows per block: 256 x 240 points x 8 bytes = 0.5 MB per temporary
+BLOCK = 128  # parameter rows per block: 128 x 240 points x 8 bytes = 245 kB per temporary
 
 Contract = Callable[[np.ndarray], np.ndarray]  # ψ-weights (k, n) -> gradient (k, 5)
 
