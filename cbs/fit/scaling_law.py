@@ -3,9 +3,12 @@
 Chinchilla form  L = E + A/N^α + B/D^β,   log L̂ = LSE(a − α·log N, b − β·log D, e)
 Kaplan form      L = ((A/N)^{α/β} + B/D)^β + E,   log L̂ = LSE(β·LSE((α/β)(a − log N), b − log D), e)
 with a = log A, b = log B, e = log E. The objective is the Huber loss (δ = 1e-3) of the log residuals,
-SUMMED over points, in float64. A grid of ≥ 4500 starts is minimised together by a batched L-BFGS
-(cbs.fit.multistart); the best few distinct optima are polished by scipy's L-BFGS-B with tight tolerances.
-Intervals come from a pairs bootstrap over data points, each resample warm-started from the full-data optima.
+SUMMED over points, in float64 (cbs.fit.scaling_objective). The objective is evaluated at every start of a
+grid (4500 by default); the ``SEARCHED`` lowest are minimised together by a batched L-BFGS
+(cbs.fit.multistart) and the best distinct optima polished by scipy's L-BFGS-B in whitened coordinates,
+where the valley along which A and B trade off (Hessian condition ~1e7) is round, to the float64 minimum.
+Intervals come from a pairs bootstrap over data points, each resample warm-started from the distinct
+full-data optima and converged in the same whitened coordinates.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from cbs.fit.bootstrap import (
     resample_counts,
 )
 from cbs.fit.diagnostics import FitWarning
-from cbs.fit.multistart import batched_lbfgs
+from cbs.fit.multistart import Whitening, batched_lbfgs, whitening
 from cbs.fit.result import NOT_RECORDED, JsonEquality, SolverDiagnostics, fmt, interval
+from cbs.fit.scaling_objective import FORMS, huber_objective, log_prediction
 
-FORMS = ("chinchilla", "kaplan")
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # a = log A, b = log B, e = log E
-HUBER_DELTA = 1e-3
+SEARCHED = 256  # starts with the lowest objective that the batched L-BFGS minimises (docs/fit.md: checked)
+SEARCH_ITERATIONS = 200  # L-BFGS iterations of the search; the polish converges its best optima
 POLISHED = 8  # distinct best optima of the batched phase polished by scipy L-BFGS-B
+DISTINCT = 1e-3  # optima whose parameters all agree within this are one optimum
 CHINCHILLA_GRID = {  # Hoffmann et al. / Besiroglu et al.: 6 × 6 × 5 × 5 × 5 = 4500 starts
     "a": np.arange(0.0, 30.0, 5.0),
     "b": np.arange(0.0, 30.0, 5.0),
@@ -51,60 +56,6 @@ KAPLAN_GRID = {  # Kaplan's N_c, D_c are ~1e13: wider a, b; β > 0 as it divides
 }
 
 
-def _lse(*terms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """log Σ exp(t) and the softmax weights of each term."""
-    top = np.maximum.reduce(terms)
-    exps = [np.exp(t - top) for t in terms]
-    total = sum(exps)
-    return top + np.log(total), [x / total for x in exps]
-
-
-def log_prediction(params: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, form: str) -> np.ndarray:
-    """log L̂ for parameter rows (k, 5) at points (n,): shape (k, n)."""
-    out, _ = _forward(np.atleast_2d(params), log_n, log_d, form)
-    return out
-
-
-def _forward(p: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, form: str):
-    a, b, e, alpha, beta = (p[:, j : j + 1] for j in range(5))
-    if form == "chinchilla":
-        pred, (w1, w2, w3) = _lse(
-            a - alpha * log_n, b - beta * log_d, np.broadcast_to(e, (p.shape[0], log_n.size))
-        )
-        jac = (w1, w2, w3, -w1 * log_n, -w2 * log_d)
-        return pred, jac
-    safe_beta = np.where(beta > 1e-6, beta, np.nan)  # β ≤ 0 is outside the Kaplan form: objective = nan
-    an = a - log_n
-    inner, (v1, v2) = _lse(alpha / safe_beta * an, b - log_d)
-    pred, (wt, we) = _lse(safe_beta * inner, np.broadcast_to(e, (p.shape[0], log_n.size)))
-    jac = (wt * v1 * alpha, wt * safe_beta * v2, we, wt * v1 * an, wt * (inner - v1 * alpha * an / safe_beta))
-    return pred, jac
-
-
-def huber_objective(
-    p: np.ndarray,
-    log_n: np.ndarray,
-    log_d: np.ndarray,
-    log_l: np.ndarray,
-    weights: np.ndarray,
-    form: str,
-    delta: float = HUBER_DELTA,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Summed (weighted) Huber loss of log residuals for rows of ``p`` (k, 5), and its gradient (k, 5)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        pred, jac = _forward(p, log_n, log_d, form)
-        r = pred - log_l
-        absr = np.abs(r)
-        rho = np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta))
-        psi = weights * np.clip(r, -delta, delta)
-        f = (weights * rho).sum(axis=1)
-        g = np.stack([(psi * j).sum(axis=1) for j in jac], axis=1)
-    bad = ~np.isfinite(f) | ~np.isfinite(g).all(axis=1)
-    f[bad] = np.inf
-    g[bad] = 0.0
-    return f, g
-
-
 def start_grid(form: str, n_starts: int, seed: int) -> np.ndarray:
     """The form's canonical 4500-point grid; a seeded subset when fewer starts are asked, random extras when more."""
     grid = KAPLAN_GRID if form == "kaplan" else CHINCHILLA_GRID
@@ -118,18 +69,14 @@ def start_grid(form: str, n_starts: int, seed: int) -> np.ndarray:
 
 
 def _distinct_best(x: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best rows of ``x`` whose parameters differ (rounded to 1e-3)."""
-    order = np.argsort(f)
-    seen, keep = set(), []
-    for i in order:
-        if not np.isfinite(f[i]):
+    """Indices of the k best rows of ``x`` with finite ``f``, each differing from every better one kept by
+    more than ``DISTINCT`` in some parameter."""
+    keep: list[int] = []
+    for i in np.argsort(f, kind="stable"):
+        if not np.isfinite(f[i]) or len(keep) == k:
             break
-        key = tuple(np.round(x[i], 3))
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-        if len(keep) == k:
-            break
+        if all(np.abs(x[i] - x[j]).max() > DISTINCT for j in keep):
+            keep.append(int(i))
     return np.array(keep, dtype=int)
 
 
@@ -312,17 +259,35 @@ class ScalingLawFit(JsonEquality):
         )
 
 
-def _polish(p0: np.ndarray, data: tuple, form: str) -> tuple[np.ndarray, float, bool, Any]:
-    log_n, log_d, log_l, w = data
+def _whitening(x: np.ndarray, data: tuple, form: str) -> Whitening:
+    """Whitened coordinates for the unweighted objective at ``x`` (cbs.fit.multistart.whitening)."""
+    log_n, log_d, log_l = data
+    ones = np.ones(log_n.size)
+    return whitening(lambda p: huber_objective(p, log_n, log_d, log_l, ones, form), x)
 
-    def fun(p: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = huber_objective(p[None, :], log_n, log_d, log_l, w, form)
-        return float(f[0]), g[0]
+
+def _polish(p0: np.ndarray, data: tuple, form: str, white: Whitening) -> tuple[np.ndarray, float, bool, Any]:
+    """scipy L-BFGS-B from ``p0`` in whitened coordinates, on the objective divided by its value at ``p0``:
+    scipy's relative-decrease stop divides by max(|f|, 1), which for f ~ 1e-3 would stop it early."""
+    log_n, log_d, log_l = data
+    ones = np.ones(log_n.size)
+    f0 = huber_objective(p0[None, :], log_n, log_d, log_l, ones, form)[0][0]
+    scale = 1.0 / f0 if np.isfinite(f0) and f0 > 0 else 1.0
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = huber_objective(white.to_x(z[None, :]), log_n, log_d, log_l, ones, form)
+        return float(f[0]) * scale, (g @ white.t)[0] * scale
 
     res = minimize(
-        fun, p0, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000}
+        fun,
+        white.to_z(p0[None, :])[0],
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000},
     )
-    return res.x, float(res.fun), bool(res.success or "ABNORMAL" in str(res.message)), res
+    x = white.to_x(np.asarray(res.x)[None, :])[0]
+    f = float(huber_objective(x[None, :], log_n, log_d, log_l, ones, form)[0][0])
+    return x, f, bool(res.success or "ABNORMAL" in str(res.message)), res
 
 
 def fit_scaling_law(
@@ -338,8 +303,9 @@ def fit_scaling_law(
 ) -> ScalingLawFit:
     """Fit L(N, D) (Approach 3: LSE parameters, summed Huber δ=1e-3 on log residuals, multi-start L-BFGS).
 
-    ``n_starts`` starting points (4500 = the canonical grid) are minimised together, the best distinct optima
-    polished; ``n_boot`` pairs-bootstrap resamples, each warm-started from the ``boot_starts`` best optima.
+    The objective is evaluated at all ``n_starts`` starting points (4500 = the canonical grid); the
+    ``SEARCHED`` lowest are minimised together, the best distinct optima polished. ``n_boot`` pairs-bootstrap
+    resamples are each warm-started from the ``boot_starts`` best distinct polished optima.
     """
     if form not in FORMS:
         raise FitError(f"unknown scaling-law form {form!r}; choose one of {FORMS}")
@@ -354,32 +320,39 @@ def fit_scaling_law(
             raise FitError(f"{name} takes a single value; L(N, D) needs both N and D to vary")
     if n_starts < 1:
         raise FitError("n_starts must be ≥ 1")
-    log_n, log_d, log_l = np.log(na), np.log(da), np.log(la)
+    data = (np.log(na), np.log(da), np.log(la))
     ones = np.ones(na.size)
 
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return huber_objective(x, log_n, log_d, log_l, ones, form)
+        return huber_objective(x, *data, ones, form)
 
     starts = start_grid(form, n_starts, seed)
+    initial, _ = fun(starts, np.arange(n_starts))
+    searched = starts[np.argsort(initial, kind="stable")[:SEARCHED]]
     # the batched phase only has to find the basins; the polish below converges the best of them tightly
-    batch = batched_lbfgs(fun, starts, max_iter=200, ftol=1e-6)
+    batch = batched_lbfgs(fun, searched, max_iter=SEARCH_ITERATIONS, ftol=1e-6)
     cand = _distinct_best(batch.x, batch.fun, max(POLISHED, boot_starts))
     if cand.size == 0:
         raise FitError(
             f"the {form} fit did not converge from any of {n_starts} starts (objective not finite)"
         )
-    polished = [_polish(batch.x[i], (log_n, log_d, log_l, ones), form) for i in cand]
-    order = np.argsort([p[1] for p in polished])
-    best_x, best_f, ok, res = polished[order[0]]
+    white = _whitening(batch.x[cand[0]], data, form)
+    polished = [_polish(batch.x[i], data, form, white) for i in cand]
+    optima = np.array([p[0] for p in polished])
+    values = np.array([p[1] for p in polished])
+    best_x, best_f, ok, res = polished[int(np.argmin(values))]
     if not ok or not np.isfinite(best_f):
         raise FitError(f"the {form} fit did not converge (L-BFGS-B stopped without meeting its tolerance)")
-    warm = np.array([polished[i][0] for i in order[:boot_starts]])
-    samples = _bootstrap(warm, (log_n, log_d, log_l), form, n_boot, seed)
+    warm = optima[_distinct_best(optima, values, boot_starts)]
+    samples = _bootstrap(warm, data, form, n_boot, seed)
     diagnostics = SolverDiagnostics(
-        solver=f"batched L-BFGS over {n_starts} starts, then scipy L-BFGS-B on the best {cand.size}",
+        solver=(
+            f"batched L-BFGS from the {len(searched)} lowest of {n_starts} starts, "
+            f"then scipy L-BFGS-B on the best {cand.size}"
+        ),
         converged=ok,
         evaluations=int(res.nfev),
-        message=f"{res.message}; {int(batch.converged.sum())} of {n_starts} starts converged",
+        message=f"{res.message}; {int(batch.converged.sum())} of {len(searched)} searched starts converged",
         resamples=max(n_boot, 0),
         resamples_ok=int(np.isfinite(samples).all(axis=1).sum()),
     )
@@ -402,18 +375,22 @@ def _bootstrap(warm: np.ndarray, data: tuple, form: str, n_boot: int, seed: int)
 
 
 def _refit(warm: np.ndarray, data: tuple, form: str, weights: np.ndarray) -> np.ndarray:
-    """One fit per row of ``weights`` (point multiplicities), each from every ``warm`` optimum, best kept."""
+    """One fit per row of ``weights`` (point multiplicities), each from every ``warm`` optimum, best kept.
+    The fits run in coordinates whitened at ``warm[0]`` and converge tightly (relative decrease 1e-14)."""
     log_n, log_d, log_l = data
     n_boot, k = len(weights), len(warm)
     rep = np.repeat(weights, k, axis=0)
+    white = _whitening(warm[0], data, form)
 
     def fun(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return huber_objective(x, log_n, log_d, log_l, rep[rows], form)
 
-    res = batched_lbfgs(fun, np.tile(warm, (n_boot, 1)), max_iter=400, ftol=1e-10)
+    res = batched_lbfgs(
+        white.objective(fun), white.to_z(np.tile(warm, (n_boot, 1))), max_iter=400, ftol=1e-14, gtol=1e-10
+    )
     f = res.fun.reshape(n_boot, k)
     best = np.argmin(f, axis=1)
-    out = res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
+    out = white.to_x(res.x).reshape(n_boot, k, 5)[np.arange(n_boot), best]
     out[~np.isfinite(f[np.arange(n_boot), best])] = np.nan
     return out
 
