@@ -134,7 +134,9 @@ def scaling_law_figure(
     ax_opt.set_title("(c) Compute-optimal allocation")
     log_axis(ax_opt, "x", powers=True)
     log_axis(ax_opt, "y")
-    ax_opt.legend(loc="lower right", fontsize=7)
+    ax_opt.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.34), fontsize=7, frameon=False
+    )  # below: no room inside
     a = fit.alpha / (fit.alpha + fit.beta)
     fig.suptitle(
         f"{fit.form.capitalize()} fit on {fit.n_points} points: E = {fit.E:.3f}, A = {fit.A:.4g}, B = {fit.B:.4g}, "
