@@ -24,6 +24,7 @@ from rich.console import Console
 from cbs.results import RUNS_SCHEMA, ResultsStore
 from cbs.results.health import DamagedRun, quarantine
 from cbs.sweep.cluster import check_resources, ray_session
+from cbs.sweep.lock import driver_lock
 from cbs.sweep.plan import SweepPlan, Trial
 from cbs.sweep.prune import PRUNE_DIR
 from cbs.sweep.trackers import check_trackers, keep_event_files, tracker_callbacks
@@ -77,6 +78,21 @@ def run_sweep(
     console = console or Console(soft_wrap=True)
     trackers = check_trackers([*plan.spec.trackers, *(trackers or [])])
     store = ResultsStore(Path(results).absolute())
+    with driver_lock(store.root):
+        return _sweep(plan, store, address, max_concurrent, num_cpus, console, trackers, prune)
+
+
+def _sweep(
+    plan: SweepPlan,
+    store: ResultsStore,
+    address: str | None,
+    max_concurrent: int | None,
+    num_cpus: int | None,
+    console: Console,
+    trackers: list[str],
+    prune: bool,
+) -> SweepOutcome:
+    """`run_sweep` once it holds the store's driver lock."""
     outcome = SweepOutcome(healed=heal(store, console))
     runs = stored_runs(store)
     if not missing_ids(plan, runs):  # nothing to train: answer from the store without starting Ray
