@@ -67,8 +67,13 @@ class StoreFits:
                 )
 
     @cached_property
+    def all_runs(self) -> pd.DataFrame:
+        """Every row of the store, `cbs branch` runs included (the branched measure reads them)."""
+        return self.store.runs()
+
+    @cached_property
     def runs(self) -> pd.DataFrame:
-        runs = without_branches(self.store.runs())  # `cbs branch` runs are no grid points
+        runs = without_branches(self.all_runs)  # `cbs branch` runs are no grid points
         if runs.empty:
             raise ResultsError(f"the results store {self.store.root} has no runs yet; run `cbs sweep` first")
         return runs
@@ -88,7 +93,7 @@ class StoreFits:
         `cbs fit cbs` computes them (or ``fitted``)."""
         if self.fitted is not None:
             return self.fitted
-        every = self.store.runs()  # the branches too: the branched measure reads them
+        every = self.all_runs
         branches = every.loc[every["parent_run_id"].notna(), "run_id"]
         curves = pd.concat([self.curves, self.store.curves(branches)]) if len(branches) else self.curves
         return fit_store_cbs(
