@@ -11,9 +11,11 @@ from its last checkpoint (``tune.get_checkpoint``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -188,7 +190,6 @@ def _run_experiment(
     resources = {"cpu": spec.resources.trial_cpus, "gpu": spec.resources.trial_gpus}
     # Tune lets a searcher have one trial pending (its worker starting) at a time, so with runs shorter than a
     # worker's start the slots fill one by one; let every slot of the cluster start a worker at once.
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(resources, max_concurrent)))
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
         tune_config=tune.TuneConfig(
@@ -209,7 +210,8 @@ def _run_experiment(
             stop=stopper,
         ),
     )
-    grid = tuner.fit()
+    with _pending_slots(_slots(resources, max_concurrent)):  # read when fit() starts Tune's controller
+        grid = tuner.fit()
     keep_event_files(store.root)
     for i in range(len(grid)):  # Tune's own record of a trial that errored (a crash can leave no row behind)
         result = grid[i]
@@ -221,6 +223,22 @@ def _run_experiment(
     done = done_ids(stored_runs(store))
     outcome.ran += [r for r in searcher.handed if r in done]
     outcome.failed += [r for r in searcher.handed if r not in done]
+
+
+@contextlib.contextmanager
+def _pending_slots(slots: int) -> Iterator[None]:
+    """Tune's ``TUNE_MAX_PENDING_TRIALS_PG`` set to ``slots`` for this experiment only (a value the user set
+    wins), so a later sweep in the same process on another cluster gets its own. Tune's default lets a searcher
+    have one trial pending (its worker starting) at a time: with runs shorter than a worker's start the slots
+    filled one by one."""
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    user = os.environ.get(key)
+    os.environ[key] = user or str(slots)
+    try:
+        yield
+    finally:
+        if user is None:
+            os.environ.pop(key, None)
 
 
 def _slots(resources: dict[str, float], max_concurrent: int | None) -> int:
